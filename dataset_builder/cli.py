@@ -1,0 +1,171 @@
+"""``python -m dataset_builder {synth,build}``.
+
+python -m dataset_builder synth --out synthetic-ct --cases 12
+python -m dataset_builder build --rex-dir REX --ctrate-dir CTRATE --out ct-rate-vqa
+python -m dataset_builder build --synthetic 24 --out ct-rate-vqa     # demo, no data access
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .cli_options import add_dataclass_options, dataclass_from_args
+from .config import VARIANTS, BuildOptions
+from .sources import CaseError
+
+SYNTH_MARKER = "synth_complete.json"
+
+
+def _synth_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "synth",
+        help="Write synthetic CT cases in the ReXGroundingCT + CT-RATE "
+        "layout (no data access or GPU needed).",
+    )
+    p.add_argument("--out", required=True, type=Path, help="Folder to write.")
+    p.add_argument("--cases", type=int, default=12, help="Number of CT volumes (default 12).")
+    p.add_argument("--seed", type=int, default=0, help="Random seed (default 0).")
+    p.add_argument("--size", type=int, default=256, help="In-plane size H = W (default 256).")
+    p.add_argument("--slices", type=int, default=48, help="Axial slices D (default 48).")
+    p.add_argument(
+        "--full-size",
+        action="store_true",
+        help="512 x 512 x ~300 volumes, as CT-RATE (overrides --size/--slices).",
+    )
+
+
+def _build_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("build", help="Build CT-RATE-VQA as a Hub dataset repo folder.")
+    src = p.add_argument_group("input and output")
+    src.add_argument(
+        "--rex-dir", type=Path, help="ReXGroundingCT folder (dataset.json, segmentations/)."
+    )
+    src.add_argument("--ctrate-dir", type=Path, help="CT-RATE folder holding dataset/.")
+    src.add_argument(
+        "--synthetic",
+        type=int,
+        metavar="N",
+        help="Synthesise N cases into OUT/.build_cache/synthetic and build from them.",
+    )
+    src.add_argument(
+        "--synthetic-size",
+        type=int,
+        default=256,
+        help="In-plane size of synthetic cases (default 256).",
+    )
+    src.add_argument(
+        "--synthetic-slices", type=int, default=48, help="Slices of synthetic cases (default 48)."
+    )
+    src.add_argument(
+        "--out",
+        type=Path,
+        default=Path("ct-rate-vqa"),
+        help="Output folder (default ./ct-rate-vqa, so that "
+        "load_dataset('ct-rate-vqa', 'zoom') finds it).",
+    )
+    src.add_argument("--num-workers", type=int, default=1, help="Processes for cases.")
+    src.add_argument(
+        "--strict",
+        action="store_true",
+        help="Stop at the first bad case instead of skipping and reporting it.",
+    )
+    src.add_argument(
+        "--configs",
+        nargs="+",
+        default=list(VARIANTS),
+        choices=VARIANTS,
+        help="Configs to build (default: zoom plain).",
+    )
+    src.add_argument("--no-progress", action="store_true", help="Hide progress bars.")
+    add_dataclass_options(p, BuildOptions)
+
+
+def _synthetic_source(out: Path, cases: int, seed: int, size: int, slices: int) -> Path:
+    """Synthesise once into the build cache; reuse it while its parameters are unchanged."""
+    from .repo_layout import CACHE_DIR_NAME
+    from .synthetic_ct import SynthConfig, synthesize
+
+    config = SynthConfig(cases=cases, seed=seed, size=size, slices=slices)
+    folder = out / CACHE_DIR_NAME / "synthetic" / f"n{cases}-seed{seed}-{size}x{slices}"
+    marker = folder / SYNTH_MARKER
+    if not marker.is_file():
+        summary = synthesize(folder, config, progress=True)
+        marker.write_text(json.dumps(summary, indent=1, default=str))
+    return folder
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    from .synthetic_ct import SynthConfig, synthesize
+
+    config = SynthConfig(
+        cases=args.cases,
+        seed=args.seed,
+        size=args.size,
+        slices=args.slices,
+        full_size=args.full_size,
+    )
+    summary = synthesize(args.out, config, progress=True)
+    print(json.dumps(summary, indent=1, default=str))
+    return 0
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from .repo_layout import build_repo
+
+    options = dataclass_from_args(BuildOptions, args)
+    note = ""
+    if args.synthetic is not None:
+        if args.rex_dir or args.ctrate_dir:
+            raise SystemExit("error: give either --synthetic N or --rex-dir/--ctrate-dir")
+        folder = _synthetic_source(
+            args.out, args.synthetic, options.seed, args.synthetic_size, args.synthetic_slices
+        )
+        args.rex_dir, args.ctrate_dir = folder / "rexgroundingct", folder / "ct-rate"
+        note = (
+            f"Synthetic demo build: {args.synthetic} phantom CT cases from the built-in "
+            "synthetic source, not patient data."
+        )
+    if not args.rex_dir or not args.ctrate_dir:
+        raise SystemExit("error: --rex-dir and --ctrate-dir are required (or --synthetic N)")
+    manifest = build_repo(
+        args.rex_dir,
+        args.ctrate_dir,
+        args.out,
+        options,
+        num_workers=args.num_workers,
+        strict=args.strict,
+        variants=tuple(args.configs),
+        progress=not args.no_progress,
+        source_note=note,
+    )
+    counts = manifest["counts"]
+    print(f"CT-RATE-VQA written to {args.out}")
+    for variant, info in manifest["dataset_info"].items():
+        sizes = ", ".join(f"{s['name']} {s['num_examples']} rows" for s in info["splits"])
+        print(f"  {variant}: {sizes}")
+    print(
+        f"  cases used {counts['cases_used']} of {counts['cases_listed']} "
+        f"({counts['cases_reused_from_cache']} from cache); skipped: "
+        f"{len(manifest['skipped'])} (see {args.out}/build_manifest.json)"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m dataset_builder",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _synth_parser(sub)
+    _build_parser(sub)
+    args = parser.parse_args(argv)
+    try:
+        return {"synth": run_synth, "build": run_build}[args.command](args)
+    except (CaseError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,252 @@
+"""Every choice the CT-RATE-VQA builder makes, as one dataclass with help text.
+
+Numbers the MedReason-R1 paper gives are defaults with a ``# paper:`` comment; numbers the
+paper left open are this project's choices, marked ``# ours:`` and stated in the dataset card.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+VARIANTS = ("zoom", "plain")  # the two configs; `zoom` is the default one
+CORNERS = ("upper-left", "upper-right", "lower-left", "lower-right")
+SPLITS = ("train", "test")
+_NOT_ROW_OPTIONS = {"seed", "test_fraction", "source_splits", "max_shard_size", "class_map"}
+
+
+def _help(text: str, source: str = "ours") -> dict:
+    """Field metadata: help text (argparse, card) and where the default comes from."""
+    return {"help": text, "source": source}
+
+
+@dataclass
+class BuildOptions:
+    """Options of the CT-RATE-VQA pipeline: slice selection, rendering, QA rows and splitting."""
+
+    # --- splitting ---
+    seed: int = field(
+        default=0, metadata=_help("Seed of the patient-level train/test split.", "ours")
+    )
+    test_fraction: float = field(
+        default=0.2,  # paper: 8:2 split at patient level
+        metadata=_help(
+            "Share of PATIENTS put in the test split.", "paper: 8:2 split at patient level"
+        ),
+    )
+    source_splits: list[str] = field(
+        default_factory=lambda: ["train", "val"],  # ours: 2,992 train + 50 val = 3,042 volumes
+        metadata=_help(
+            "ReXGroundingCT dataset.json lists to read (train + val = the paper's 3,042 volumes; "
+            "test has no masks).",
+            "ours: 2,992 train + 50 val = 3,042 volumes",
+        ),
+    )
+    class_map: str | None = field(
+        default=None,
+        metadata=_help(
+            "JSON file mapping ReXGroundingCT category codes to the seven classes "
+            "(default: the packaged dataset_builder/data/category_classes.json).",
+            "ours: the mapping in data-facts.md; the paper did not publish one",
+        ),
+    )
+    # --- intensities ---
+    hu_clip_min: int = field(
+        default=-1024,  # ours: air; CT-RATE padding (<= -2048, some -8192) is clipped first
+        metadata=_help(
+            "HU values are clipped to [hu_clip_min, hu_clip_max] before windowing.",
+            "ours: air; CT-RATE padding (<= -2048, some -8192) is clipped first",
+        ),
+    )
+    hu_clip_max: int = field(
+        default=3071,  # ours: 12-bit CT range
+        metadata=_help("Upper HU clip.", "ours: 12-bit CT range"),
+    )
+    window_level: float = field(
+        default=-600.0,  # ours: standard lung window
+        metadata=_help(
+            "Display window level in HU (lung window: -600).", "ours: standard lung window"
+        ),
+    )
+    window_width: float = field(
+        default=1500.0,  # ours: standard lung window
+        metadata=_help(
+            "Display window width in HU (lung window: 1500).", "ours: standard lung window"
+        ),
+    )
+    # --- lesion selection ---
+    connectivity: int = field(
+        default=2,  # ours: 8-connectivity in 2-D
+        metadata=_help(
+            "2-D connected-component connectivity: 1 = 4-connected, 2 = 8-connected.",
+            "ours: 8-connectivity in 2-D",
+        ),
+    )
+    min_box_pixels: int = field(
+        default=1300,  # paper: boxes larger than 1300 pixels (~0.5 % of a 512 x 512 slice)
+        metadata=_help(
+            "Keep lesions larger than this many pixels on a 512 x 512 slice.",
+            "paper: boxes larger than 1300 pixels (~0.5 % of a 512 x 512 slice)",
+        ),
+    )
+    min_box_reference_pixels: int = field(
+        default=512 * 512,  # paper: "approximately 0.5% of the image" of a 512 x 512 slice
+        metadata=_help(
+            "Slice area min_box_pixels refers to; the threshold is scaled by area for other sizes.",
+            'paper: "approximately 0.5% of the image" of a 512 x 512 slice',
+        ),
+    )
+    min_box_measure: str = field(
+        default="component_area",  # ours: the paper says "boxes larger than 1300 pixels"
+        metadata=_help(
+            "What min_box_pixels is compared with: 'component_area' (lesion pixels on the native "
+            "grid) or 'box_area' (area of its bounding box).",
+            'ours: the paper says "boxes larger than 1300 pixels"',
+        ),
+    )
+    slices_per_case: int = field(
+        default=20,  # paper: at most 20 uniformly sampled slices per case
+        metadata=_help(
+            "Cap on rows per case; candidates are sampled uniformly (evenly spaced).",
+            "paper: at most 20 uniformly sampled slices per case",
+        ),
+    )
+    # --- rendering ---
+    image_size: int | None = field(
+        default=None,  # ours: keep the native slice size (512 for CT-RATE)
+        metadata=_help(
+            "Side of the written square image in pixels; None keeps the native size.",
+            "ours: keep the native slice size (512 for CT-RATE)",
+        ),
+    )
+    png_compress_level: int = field(
+        default=1,  # ours: fast encoding; PNG is lossless at every level
+        metadata=_help(
+            "PNG zlib compression level 0-9 (lossless at every level; 1 is fastest).",
+            "ours: fast encoding; PNG is lossless at every level",
+        ),
+    )
+    zoom_corner: str = field(
+        default="upper-left",  # paper: patch pasted into the upper-left corner
+        metadata=_help(
+            "Preferred corner of the zoom patch; if the lesion lies under it the first free "
+            "corner in the order upper-left, upper-right, lower-left, lower-right is used.",
+            "paper: patch pasted into the upper-left corner",
+        ),
+    )
+    zoom_patch_fraction: float = field(
+        default=1 / 3,  # ours: patch side = 1/3 of the image side
+        metadata=_help(
+            "Side of the pasted zoom patch as a fraction of the image side.",
+            "ours: patch side = 1/3 of the image side",
+        ),
+    )
+    zoom_margin_fraction: float = field(
+        default=0.25,  # ours
+        metadata=_help(
+            "Margin added around the lesion box before cropping, per side, as a "
+            "fraction of the box's longer side.",
+            "ours: context around the lesion in the patch",
+        ),
+    )
+    zoom_min_crop_fraction: float = field(
+        default=0.08,  # ours: small lesions are not magnified beyond ~4x at the default patch
+        metadata=_help(
+            "Smallest crop side as a fraction of the slice side.",
+            "ours: small lesions are not magnified beyond ~4x at the default patch",
+        ),
+    )
+    zoom_border_px: int = field(
+        default=3,  # ours: the paper shows a coloured border of a few pixels
+        metadata=_help(
+            "Width in pixels of the coloured border around the zoom patch.",
+            "ours: the paper shows a coloured border of a few pixels",
+        ),
+    )
+    zoom_border_color: str = field(
+        default="#00ff00",  # paper Fig. 1(a): green box for lesion detail
+        metadata=_help(
+            "Colour of the zoom patch border (hex RGB).",
+            "paper: Fig. 1(a) shows a green box for lesion detail",
+        ),
+    )
+    localisation_box: bool = field(
+        default=True,  # paper Fig. 1(a): red box for localisation
+        metadata=_help(
+            "Draw a box around the lesion in the `zoom` images.",
+            "paper: Fig. 1(a) shows a red box for localisation",
+        ),
+    )
+    localisation_box_color: str = field(
+        default="#ff0000",  # paper Fig. 1(a): red
+        metadata=_help(
+            "Colour of the localisation box (hex RGB).",
+            "paper: Fig. 1(a) shows a red box for localisation",
+        ),
+    )
+    localisation_box_px: int = field(
+        default=2,  # ours
+        metadata=_help("Line width of the localisation box in pixels.", "ours"),
+    )
+    plain_localisation_box: bool = field(
+        default=False,  # ours: `plain` is the untouched slice, as in the paper's no-zoom ablation
+        metadata=_help(
+            "Also draw the localisation box in the `plain` images.",
+            "ours: `plain` is the untouched slice, as in the paper's no-zoom ablation",
+        ),
+    )
+    # --- output ---
+    max_shard_size: str = field(
+        default="500MB",  # ours: as datasets' push_to_hub
+        metadata=_help("Upper bound on a Parquet shard's size.", "ours: as datasets' push_to_hub"),
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.source_splits, str):
+            self.source_splits = [s for s in self.source_splits.split(",") if s]
+        checks = [
+            (0.0 < self.test_fraction < 1.0, "test_fraction must lie in (0, 1)"),
+            (self.connectivity in (1, 2), "connectivity must be 1 or 2"),
+            (self.min_box_pixels >= 0, "min_box_pixels must be >= 0"),
+            (
+                self.min_box_measure in ("component_area", "box_area"),
+                "min_box_measure must be 'component_area' or 'box_area'",
+            ),
+            (self.slices_per_case >= 1, "slices_per_case must be >= 1"),
+            (self.image_size is None or self.image_size >= 32, "image_size must be >= 32"),
+            (0 <= self.png_compress_level <= 9, "png_compress_level must be 0-9"),
+            (self.zoom_corner in CORNERS, f"zoom_corner must be one of {CORNERS}"),
+            (0.05 <= self.zoom_patch_fraction <= 0.5, "zoom_patch_fraction must be in [0.05, 0.5]"),
+            (self.window_width > 0, "window_width must be > 0"),
+            (self.hu_clip_min < self.hu_clip_max, "hu_clip_min must be < hu_clip_max"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"BuildOptions: {message}")
+        for name in ("zoom_border_color", "localisation_box_color"):
+            parse_color(getattr(self, name))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self, *extra: str) -> str:
+        """Hash of the options that change a case's rows (keys the per-case cache).
+
+        Splitting and sharding options are left out: they do not change a case's rows.
+        """
+        rows_only = {k: v for k, v in self.to_dict().items() if k not in _NOT_ROW_OPTIONS}
+        payload = json.dumps([rows_only, *extra], sort_keys=True).encode()
+        return hashlib.sha256(payload).hexdigest()[:16]
+
+
+def parse_color(text: str) -> tuple[int, int, int]:
+    """'#rrggbb' -> (r, g, b)."""
+    value = text.strip().lstrip("#")
+    if len(value) != 6:
+        raise ValueError(f"colour {text!r} is not a hex RGB value like '#00ff00'")
+    try:
+        return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
+    except ValueError as err:
+        raise ValueError(f"colour {text!r} is not a hex RGB value like '#00ff00'") from err

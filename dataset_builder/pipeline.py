@@ -1,0 +1,112 @@
+"""The whole CT-RATE-VQA flow up to cached rows: sources -> split -> processed cases.
+
+Shared by the ``datasets`` builder (``CTRateVQA``) and the ``build`` command.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .case_processing import CaseCache, prepare_cases
+from .class_map import ClassMap, load_class_map
+from .config import SPLITS, BuildOptions
+from .sources import CaseError, CaseSpec, load_cases
+from .splits import split_patients
+
+
+@dataclass
+class BuildReport:
+    """What the pipeline did: the facts the manifest and the card are made from."""
+
+    cases_listed: int = 0
+    cases_used: int = 0
+    cases_reused_from_cache: int = 0
+    cases_without_rows: list[str] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)  # {case, reason}
+    unused_codes: dict[str, int] = field(default_factory=dict)
+    patients: dict[str, int] = field(default_factory=dict)  # per split
+    cases: dict[str, int] = field(default_factory=dict)  # per split
+    class_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> class -> n
+    inputs: dict[str, dict[str, str]] = field(default_factory=dict)  # case -> sha256s
+    cache_dir: str = ""
+
+
+@dataclass
+class PipelineResult:
+    splits: dict[str, list[CaseSpec]]  # cases with rows, in order, per split
+    cache: CaseCache
+    class_map: ClassMap
+    report: BuildReport
+
+
+def cache_folder(work_dir: str | Path, options: BuildOptions, class_map: ClassMap) -> Path:
+    """Per-case cache folder keyed by every option (and the class map) that changes rows."""
+    mapping = json.dumps({"classes": class_map.classes, "codes": class_map.codes}, sort_keys=True)
+    return Path(work_dir) / f"cases-{options.fingerprint(mapping)}"
+
+
+def run_pipeline(
+    rex_dir: str | Path,
+    ctrate_dir: str | Path,
+    options: BuildOptions,
+    work_dir: str | Path,
+    num_workers: int = 1,
+    strict: bool = False,
+    progress: bool = True,
+) -> PipelineResult:
+    """Read the sources, split patients, process (or reuse) every case; never raises for a bad
+    case unless ``strict``."""
+    class_map = load_class_map(options.class_map)
+    specs, refused = load_cases(rex_dir, ctrate_dir, options.source_splits)
+    if strict and refused:
+        raise refused[0]
+    cache = CaseCache(cache_folder(work_dir, options, class_map))
+    prepared = prepare_cases(
+        specs, options, class_map, cache, num_workers=num_workers, strict=strict, progress=progress
+    )
+    assignment = split_patients({s.patient_id for s in specs}, options.seed, options.test_fraction)
+
+    report = BuildReport(
+        cases_listed=len(specs) + len(refused),
+        cases_reused_from_cache=prepared.reused,
+        cache_dir=str(cache.root),
+    )
+    report.skipped = sorted(
+        [{"case": e.case, "reason": e.reason} for e in refused] + prepared.skipped,
+        key=lambda s: (s["case"], s["reason"]),
+    )
+    splits: dict[str, list[CaseSpec]] = {name: [] for name in SPLITS}
+    unused: Counter[str] = Counter()
+    for spec in sorted(specs, key=lambda s: s.case_id):
+        case_report = prepared.reports.get(spec.name)
+        if case_report is None:
+            continue
+        report.skipped.extend(case_report.skipped_findings)
+        unused.update(case_report.unused_codes)
+        report.inputs[spec.name] = {
+            "ct_sha256": case_report.ct_sha256,
+            "mask_sha256": case_report.mask_sha256,
+        }
+        if case_report.rows == 0:
+            report.cases_without_rows.append(spec.name)
+            continue
+        split = assignment[spec.patient_id]
+        splits[split].append(spec)
+        counts = report.class_counts.setdefault(split, {})
+        for name, n in case_report.class_counts.items():
+            counts[name] = counts.get(name, 0) + n
+    report.cases_used = sum(len(v) for v in splits.values())
+    report.unused_codes = dict(sorted(unused.items()))
+    for split, cases in splits.items():
+        report.cases[split] = len(cases)
+        report.patients[split] = len({c.patient_id for c in cases})
+        report.class_counts[split] = {
+            c: report.class_counts.get(split, {}).get(c, 0) for c in class_map.classes
+        }
+    return PipelineResult(splits=splits, cache=cache, class_map=class_map, report=report)
+
+
+__all__ = ["BuildReport", "CaseError", "PipelineResult", "run_pipeline", "cache_folder"]

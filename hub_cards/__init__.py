@@ -1,0 +1,1 @@
+"""Dataset cards, model cards, evaluation-result files and publishing."""

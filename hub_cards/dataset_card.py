@@ -1,0 +1,279 @@
+"""The CT-RATE-VQA dataset card, generated from a build manifest (never written by hand).
+
+YAML: configs (``zoom`` default, ``plain``), dataset_info with typed features, splits,
+num_bytes and num_examples (datasets' own serialisers), license and gating fields, task
+categories, tags. Body: source, every build parameter with its origin, class counts per split
+(table and plot), skipped cases, differences from the paper, intended use, citations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from datasets.info import DatasetInfo, DatasetInfosDict
+from datasets.utils.metadata import MetadataConfigs
+from huggingface_hub import DatasetCard, DatasetCardData
+
+PLOT_NAME = "class_distribution.png"
+LICENSE = "cc-by-nc-sa-4.0"  # ReXGroundingCT and CT-RATE are CC BY-NC-SA 4.0
+GATED_PROMPT = (
+    "CT-RATE-VQA is derived from ReXGroundingCT and CT-RATE, which are gated and licensed "
+    "CC BY-NC-SA 4.0. Use it for non-commercial research only, never for clinical decisions. "
+    "You must have accepted the terms of ReXGroundingCT (rajpurkarlab/ReXGroundingCT) and "
+    "CT-RATE (ibrahimhamamci/CT-RATE) on the Hugging Face Hub."
+)
+GATED_FIELDS = {
+    "Name": "text",
+    "Affiliation": "text",
+    "I have accepted the ReXGroundingCT and CT-RATE terms of use": "checkbox",
+    "I will use this dataset for non-commercial research only, not for clinical care": "checkbox",
+}
+CITATIONS = """```bibtex
+@article{li2025medreasonr1,
+  title   = {MedReason-R1: Learning to Reason for CT Diagnosis with Reinforcement Learning
+             and Local Zoom},
+  author  = {Li, Yifan and Tang, Fenghe and Li, Yingtai and Zhou, S. Kevin},
+  journal = {arXiv preprint arXiv:2510.19626},
+  year    = {2025}
+}
+@article{baharoon2025rexgroundingct,
+  title   = {ReXGroundingCT: A 3D Chest CT Dataset for Segmentation of Findings from
+             Free-Text Reports},
+  author  = {Baharoon, Mohammed and others},
+  journal = {arXiv preprint arXiv:2507.22030},
+  year    = {2025}
+}
+@article{hamamci2024ctrate,
+  title   = {Developing Generalist Foundation Models from a Multimodal Dataset for 3D
+             Computed Tomography},
+  author  = {Hamamci, Ibrahim Ethem and others},
+  journal = {arXiv preprint arXiv:2403.17834},
+  year    = {2024}
+}
+```"""
+DIFFERENCES = [
+    "The paper did not publish its code-to-class mapping, HU window, question wording, answer "
+    "strings, zoom patch size, margin or border; the values above are this project's choices "
+    "(marked `ours`).",
+    "The paper's dataset has 68,581 train / 15,507 test slices from 3,042 volumes; counts here "
+    "depend on the inputs and options of this build.",
+    "The split is 8:2 by patient with the seed above; the paper's patient assignment is unknown.",
+    "Both variants (`zoom`, `plain`) are published; the paper trained on the zoom variant and "
+    "used the plain one as an ablation.",
+]
+
+
+def _size_category(n: int) -> str:
+    for bound, label in (
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+    ):
+        if n < bound:
+            return label
+    return "1M<n<10M"
+
+
+def card_data_from_manifest(manifest: dict) -> DatasetCardData:
+    """The card's YAML, from the manifest's configs and dataset_info (datasets' serialisers)."""
+    total = sum(
+        split["num_examples"]
+        for info in manifest["dataset_info"].values()
+        for split in info.get("splits", [])
+    )
+    synthetic = bool(manifest.get("source", {}).get("note"))
+    card_data = DatasetCardData(
+        pretty_name="CT-RATE-VQA" + (" (synthetic demo build)" if synthetic else ""),
+        license=LICENSE,
+        language=["en"],
+        task_categories=["visual-question-answering", "image-classification"],
+        task_ids=["visual-question-answering", "multi-class-image-classification"],
+        size_categories=[_size_category(total)],
+        source_datasets=["rajpurkarlab/ReXGroundingCT", "ibrahimhamamci/CT-RATE"],
+        tags=["medical", "radiology", "chest-ct", "ct-rate", "rexgroundingct", "medreason-r1"]
+        + (["synthetic"] if synthetic else []),
+        extra_gated_prompt=GATED_PROMPT,
+        extra_gated_fields=GATED_FIELDS,
+    )
+    MetadataConfigs(
+        {
+            name: {
+                "data_files": [
+                    {"split": split, "path": f"{name}/{split}-*"}
+                    for split, files in cfg["data_files"].items()
+                    if files
+                ],
+                **({"default": True} if cfg.get("default") else {}),
+            }
+            for name, cfg in manifest["configs"].items()
+        }
+    ).to_dataset_card_data(card_data)
+    DatasetInfosDict(
+        {name: DatasetInfo._from_yaml_dict(info) for name, info in manifest["dataset_info"].items()}
+    ).to_dataset_card_data(card_data)
+    return card_data
+
+
+def _parameter_table(manifest: dict) -> str:
+    from dataset_builder.config import BuildOptions  # the option help texts and their origin
+
+    rows = ["| option | value | origin | meaning |", "|---|---|---|---|"]
+    values = manifest["parameters"]
+    for f in dataclasses.fields(BuildOptions):
+        value = values.get(f.name, f.default)
+        text = f.metadata.get("help", "").replace("|", "/")
+        rows.append(f"| `{f.name}` | `{value}` | {f.metadata.get('source', 'ours')} | {text} |")
+    return "\n".join(rows)
+
+
+def _class_table(manifest: dict) -> str:
+    classes = manifest["class_map"]["classes"]
+    counts = manifest["counts"]["class_counts"]
+    splits = [s for s in ("train", "test") if s in counts]
+    rows = ["| class | " + " | ".join(splits) + " | total |", "|---" * (len(splits) + 2) + "|"]
+    for name in classes:
+        values = [counts[s].get(name, 0) for s in splits]
+        rows.append(f"| {name} | " + " | ".join(map(str, values)) + f" | {sum(values)} |")
+    totals = [sum(counts[s].values()) for s in splits]
+    rows.append("| **all** | " + " | ".join(map(str, totals)) + f" | {sum(totals)} |")
+    return "\n".join(rows)
+
+
+def plot_class_distribution(manifest: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    classes = manifest["class_map"]["classes"]
+    counts = manifest["counts"]["class_counts"]
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
+    width = 0.4
+    for i, split in enumerate(s for s in ("train", "test") if s in counts):
+        xs = [c + (i - 0.5) * width for c in range(len(classes))]
+        ax.bar(xs, [counts[split].get(n, 0) for n in classes], width, label=split)
+    ax.set_xticks(range(len(classes)), [c.replace(" ", "\n", 1) for c in classes], fontsize=7)
+    ax.set_ylabel("QA rows (slices)")
+    ax.set_title("CT-RATE-VQA: rows per class and split")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
+def _skipped_section(manifest: dict) -> str:
+    skipped = manifest.get("skipped", [])
+    unused = manifest["counts"].get("unused_codes", {})
+    lines = [
+        f"{len(skipped)} case(s) or finding(s) were skipped (full list with reasons in "
+        "`build_manifest.json`)."
+    ]
+    for entry in skipped[:20]:
+        lines.append(f"- `{entry['case']}`: {entry['reason']}")
+    if len(skipped) > 20:
+        lines.append(f"- ... and {len(skipped) - 20} more")
+    if unused:
+        lines.append("")
+        lines.append(
+            "Findings with category codes outside the seven classes (not used): "
+            + ", ".join(f"`{c}` x {n}" for c, n in unused.items())
+            + "."
+        )
+    return "\n".join(lines)
+
+
+def card_body(manifest: dict) -> str:
+    counts = manifest["counts"]
+    source = manifest.get("source", {})
+    note = f"\n\n> **{source['note']}**" if source.get("note") else ""
+    splits = ", ".join(
+        f"{s}: {counts['cases'].get(s, 0)} volumes of {counts['patients'].get(s, 0)} patients"
+        for s in ("train", "test")
+    )
+    return (
+        f"""# CT-RATE-VQA
+
+Chest-CT lesion classification posed as visual question answering: each row is one axial CT
+slice, a question that lists the seven lesion classes of MedReason-R1, and the class of the
+lesion as the answer. Built by the medreason-r1 `dataset_builder`
+{manifest["package"]["version"]} from ReXGroundingCT lesion masks on CT-RATE volumes, following
+MedReason-R1 (arXiv 2510.19626).{note}
+
+## Intended use and license
+
+For non-commercial **research only**; not for clinical use or any decision about a patient.
+Licensed CC BY-NC-SA 4.0, as its sources ReXGroundingCT and CT-RATE are; access is gated and
+requires accepting both sources' terms.
+
+## Configs and use
+
+- `zoom` (default): the lesion is outlined in red and a magnified patch with a green border is
+  pasted into a corner (upper-left unless the lesion lies there; `zoom_corner` says which).
+- `plain`: the same slices without patch or outline.
+
+```python
+from datasets import load_dataset
+ds = load_dataset("PATH_OR_REPO", "zoom")  # or "plain"
+```
+
+Columns: `image` (RGB PNG), `question`, `options` (the class names offered), `answer` (class
+name), `label` (ClassLabel of the seven classes), `case_id`, `patient_id`, `slice_index` (axial
+index in the LPS-ordered volume), `bbox` (lesion box `[x0, y0, x1, y1]` in image pixels,
+end-exclusive), `zoom_box` / `zoom_corner` (where the patch went; empty in `plain`),
+`category_code` (ReXGroundingCT code), `finding` (the report sentence), `finding_index` (mask
+channel), `lesion_pixels` (lesion area on the native slice), `spacing_mm` (voxel size, LPS axes).
+
+## How it was built
+
+1. Cases: the ReXGroundingCT `{", ".join(manifest["parameters"]["source_splits"])}` lists;
+   each CT from CT-RATE (`dataset/<split>_fixed/...`, int16 HU, LPS). Orientation and spacing
+   come from the CT header; masks are indexed on the CT voxel grid (their identity affine is
+   ignored); single-finding masks may be 3-D.
+2. Per finding (mask channel) and axial slice: 2-D connected components; the largest component
+   above the size threshold gives the lesion box. At most `slices_per_case` candidates per case,
+   evenly spaced in (slice, finding) order.
+3. Category codes map to the seven classes through `{manifest["class_map"]["source"]}`.
+4. HU are clipped, windowed and written as RGB PNG, in both variants.
+5. Split by patient ({splits}); no patient is in both splits.
+
+### Parameters
+
+{_parameter_table(manifest)}
+
+### Class distribution
+
+{_class_table(manifest)}
+
+![rows per class and split]({PLOT_NAME})
+
+### Skipped input
+
+{_skipped_section(manifest)}
+
+## Differences from the paper
+
+"""
+        + "\n".join(f"- {d}" for d in DIFFERENCES)
+        + f"""
+
+## Citation
+
+{CITATIONS}
+"""
+    )
+
+
+def dataset_card_from_manifest(manifest: dict) -> DatasetCard:
+    card_data = card_data_from_manifest(manifest)
+    return DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n{card_body(manifest)}")
+
+
+def write_dataset_card(out: str | Path, manifest: dict) -> DatasetCard:
+    """Write ``README.md`` and the class-distribution plot into the dataset folder."""
+    out = Path(out)
+    plot_class_distribution(manifest, out / PLOT_NAME)
+    card = dataset_card_from_manifest(manifest)
+    card.save(out / "README.md")
+    return card

@@ -1,0 +1,1 @@
+"""CT-RATE-VQA training and evaluation (SFT -> GRPO -> evaluation)."""
