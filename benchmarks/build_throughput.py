@@ -4,7 +4,7 @@ Prints, per volume: seconds for the whole builder (both configs, 1 worker), seco
 decoding the CT and the mask (the floor), their ratio, the speed-up from 1 to 2 workers, and the
 peak RSS of a worker process.
 
-    python benchmarks/build_throughput.py                 # 4 cases, 512 x 512 x ~300
+    python benchmarks/build_throughput.py                 # 8 cases, 512 x 512 x ~300
     python benchmarks/build_throughput.py --slices 600    # 512 x 512 x 600
 Targets (issue 2): ratio <= 1.5 (aim 1.2), speed-up >= 1.7, peak RSS per worker <= 2 GB.
 """
@@ -22,10 +22,10 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from dataset_builder.synthetic_ct import SynthConfig, synthesize
 
 from dataset_builder import BuildOptions, build_repo
 from dataset_builder.sources import load_cases
+from dataset_builder.synthetic_ct import SynthConfig, synthesize
 
 
 def decode_floor(rex_dir: Path, ctrate_dir: Path) -> float:
@@ -38,10 +38,20 @@ def decode_floor(rex_dir: Path, ctrate_dir: Path) -> float:
     return time.perf_counter() - start
 
 
-def timed_build(rex_dir: Path, ctrate_dir: Path, out: Path, workers: int) -> float:
+def timed_build(
+    rex_dir: Path, ctrate_dir: Path, out: Path, workers: int, threads: int | None = None
+) -> float:
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    build_repo(rex_dir, ctrate_dir, out, BuildOptions(), num_workers=workers, progress=False)
+    build_repo(
+        rex_dir,
+        ctrate_dir,
+        out,
+        BuildOptions(),
+        num_workers=workers,
+        progress=False,
+        render_threads=threads,
+    )
     return time.perf_counter() - start
 
 
@@ -49,7 +59,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--cases", type=int, default=4)
+    parser.add_argument("--cases", type=int, default=8)
     parser.add_argument(
         "--slices",
         type=int,
@@ -74,8 +84,10 @@ def main() -> int:
 
     decode_floor(rex, ctrate)  # warm the page cache so both timings read from memory
     floor = decode_floor(rex, ctrate) / n
-    one = timed_build(rex, ctrate, workdir / "out1", workers=1) / n
-    two = timed_build(rex, ctrate, workdir / "out2", workers=2) / n
+    one = timed_build(rex, ctrate, workdir / "out", workers=1) / n  # default: 2 render threads
+    # process scaling alone: one encoding thread per worker in both runs
+    one_single = timed_build(rex, ctrate, workdir / "out", workers=1, threads=1) / n
+    two = timed_build(rex, ctrate, workdir / "out", workers=2, threads=1) / n
     rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
 
     result = {
@@ -84,13 +96,16 @@ def main() -> int:
         "decode_floor_s_per_volume": round(floor, 3),
         "builder_s_per_volume_1_worker": round(one, 3),
         "ratio_builder_to_floor": round(one / floor, 2),
-        "builder_s_per_volume_2_workers": round(two, 3),
-        "speedup_1_to_2_workers": round(one / two, 2),
+        "builder_s_per_volume_1_worker_1_thread": round(one_single, 3),
+        "builder_s_per_volume_2_workers_1_thread": round(two, 3),
+        "speedup_1_to_2_workers": round(one_single / two, 2),
         "peak_rss_per_worker_mb": round(rss_mb, 1),
     }
     print(json.dumps(result, indent=1))
     if args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        shutil.rmtree(workdir / "out", ignore_errors=True)
     return 0
 
 

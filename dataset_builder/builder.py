@@ -44,6 +44,7 @@ class CTRateVQAConfig(datasets.BuilderConfig):
     strict: bool = False  # a bad case stops the build instead of being skipped
     work_dir: str | None = None  # per-case cache (resume); default: under the datasets cache
     progress: bool = True
+    render_threads: int | None = None  # per worker; default: the cores the workers leave idle
 
 
 class CTRateVQA(datasets.GeneratorBasedBuilder):
@@ -86,6 +87,7 @@ class CTRateVQA(datasets.GeneratorBasedBuilder):
             num_workers=config.num_workers,
             strict=config.strict,
             progress=config.progress,
+            render_threads=config.render_threads,
         )
         self.report = result.report
         classes = list(result.class_map.classes)

@@ -13,17 +13,19 @@ import os
 import traceback
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from .class_map import ClassMap
 from .config import BuildOptions
-from .lesions import finding_candidates, sample_uniformly
-from .render import render_slice
+from .lesions import LesionCandidate, finding_candidates, sample_uniformly
+from .render import RenderedSlice, render_slice
 from .sources import CaseError, CaseSpec
 from .volumes import load_case_volumes
 
@@ -85,7 +87,11 @@ def _mapped_findings(
 
 
 def process_case(
-    spec: CaseSpec, options: BuildOptions, class_map: ClassMap, strict: bool = False
+    spec: CaseSpec,
+    options: BuildOptions,
+    class_map: ClassMap,
+    strict: bool = False,
+    render_threads: int = 1,
 ) -> tuple[list[dict], CaseReport]:
     """Decode, select and render one case; raise CaseError for a case that cannot be used."""
     report = CaseReport(
@@ -97,7 +103,8 @@ def process_case(
     )
     volumes = load_case_volumes(spec)
     report.ct_sha256, report.mask_sha256 = volumes.ct_sha256, volumes.mask_sha256
-    occupied = volumes.masks.any(axis=(1, 2))  # (F, Z): slices holding lesion voxels
+    # (F, Z): slices holding lesion voxels; per channel, as masks are Fortran-ordered (10x faster)
+    occupied = np.stack([channel.any(axis=(0, 1)) for channel in volumes.masks])
     if not occupied.any():
         raise CaseError(
             spec.name,
@@ -112,10 +119,17 @@ def process_case(
         for c in finding_candidates(volumes.masks[index], index, options, occupied[index])
     ]
     report.candidates = len(candidates)
+    chosen = sample_uniformly(candidates, options.slices_per_case)
+
+    def render(candidate: LesionCandidate) -> RenderedSlice:
+        return render_slice(volumes.ct[:, :, candidate.slice_index], candidate.box, options)
+
+    # PNG encoding releases the GIL: threads use the cores a single worker leaves idle
+    with ThreadPoolExecutor(max(1, render_threads)) as pool:
+        renderings = list(pool.map(render, chosen))
     rows = []
-    for candidate in sample_uniformly(candidates, options.slices_per_case):
+    for candidate, rendered in zip(chosen, renderings, strict=True):
         class_name, code, sentence = meta[candidate.finding_index]
-        rendered = render_slice(volumes.ct[:, :, candidate.slice_index], candidate.box, options)
         rows.append(
             {
                 "case_id": spec.case_id,
@@ -209,11 +223,11 @@ class PreparedCases:
 
 
 def _work(
-    task: tuple[CaseSpec, BuildOptions, ClassMap, str, bool],
+    task: tuple[CaseSpec, BuildOptions, ClassMap, str, bool, int],
 ) -> tuple[str, CaseReport | None, str | None]:
-    spec, options, class_map, cache_root, strict = task
+    spec, options, class_map, cache_root, strict, render_threads = task
     try:
-        rows, report = process_case(spec, options, class_map, strict)
+        rows, report = process_case(spec, options, class_map, strict, render_threads)
         CaseCache(cache_root).store(spec, rows, report)
         return spec.name, report, None
     except CaseError as err:
@@ -242,8 +256,12 @@ def prepare_cases(
     num_workers: int = 1,
     strict: bool = False,
     progress: bool = True,
+    render_threads: int | None = None,
 ) -> PreparedCases:
-    """Process every case not yet cached, in ``num_workers`` processes, with a progress bar."""
+    """Process every case not yet cached, in ``num_workers`` processes, with a progress bar.
+
+    ``render_threads`` per worker default to the cores left over: cpu_count // workers.
+    """
     result = PreparedCases(reports={}, skipped=[])
     todo = []
     for spec in specs:
@@ -253,7 +271,9 @@ def prepare_cases(
         else:
             result.reports[spec.name] = report
             result.reused += 1
-    tasks = [(spec, options, class_map, str(cache.root), strict) for spec in todo]
+    workers = max(1, min(num_workers, len(todo)))
+    threads = render_threads or max(1, (os.cpu_count() or 1) // workers)
+    tasks = [(spec, options, class_map, str(cache.root), strict, threads) for spec in todo]
     bar = tqdm(
         total=len(specs),
         initial=result.reused,
@@ -262,12 +282,12 @@ def prepare_cases(
         disable=not progress,
     )
     with bar:
-        if num_workers <= 1 or len(tasks) <= 1:
+        if workers == 1:
             outcomes: Iterator = map(_work, tasks)
             pool = None
         else:
             pool = multiprocessing.get_context("spawn" if os.name == "nt" else "fork").Pool(
-                min(num_workers, len(tasks)), maxtasksperchild=16
+                workers, maxtasksperchild=16
             )
             outcomes = pool.imap_unordered(_work, tasks)
         try:

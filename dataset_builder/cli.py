@@ -68,6 +68,12 @@ def _build_parser(sub: argparse._SubParsersAction) -> None:
     )
     src.add_argument("--num-workers", type=int, default=1, help="Processes for cases.")
     src.add_argument(
+        "--render-threads",
+        type=int,
+        default=None,
+        help="Image-encoding threads per worker (default: cores // workers).",
+    )
+    src.add_argument(
         "--strict",
         action="store_true",
         help="Stop at the first bad case instead of skipping and reporting it.",
@@ -139,6 +145,7 @@ def run_build(args: argparse.Namespace) -> int:
         strict=args.strict,
         variants=tuple(args.configs),
         progress=not args.no_progress,
+        render_threads=args.render_threads,
         source_note=note,
     )
     counts = manifest["counts"]

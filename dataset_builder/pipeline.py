@@ -56,6 +56,7 @@ def run_pipeline(
     num_workers: int = 1,
     strict: bool = False,
     progress: bool = True,
+    render_threads: int | None = None,
 ) -> PipelineResult:
     """Read the sources, split patients, process (or reuse) every case; never raises for a bad
     case unless ``strict``."""
@@ -65,7 +66,14 @@ def run_pipeline(
         raise refused[0]
     cache = CaseCache(cache_folder(work_dir, options, class_map))
     prepared = prepare_cases(
-        specs, options, class_map, cache, num_workers=num_workers, strict=strict, progress=progress
+        specs,
+        options,
+        class_map,
+        cache,
+        num_workers=num_workers,
+        strict=strict,
+        progress=progress,
+        render_threads=render_threads,
     )
     assignment = split_patients({s.patient_id for s in specs}, options.seed, options.test_fraction)
 

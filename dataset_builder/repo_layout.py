@@ -90,6 +90,7 @@ def build_repo(
     variants: tuple[str, ...] = VARIANTS,
     progress: bool = True,
     source_note: str = "",
+    render_threads: int | None = None,
 ) -> dict:
     """Build every variant into ``out`` and write its manifest and card; return the manifest."""
     options = options or BuildOptions()
@@ -133,6 +134,7 @@ def build_repo(
             strict=strict,
             work_dir=str(work_dir),
             progress=progress,
+            render_threads=render_threads,
             cache_dir=str(work_dir / "datasets"),
         )
         prepared = work_dir / "prepared" / variant

@@ -9,6 +9,7 @@ Both arrays are returned in LPS order, so ``ct[:, :, k].T`` is the radiological 
 from __future__ import annotations
 
 import hashlib
+import io
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,12 @@ from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation
 from .sources import CaseError, CaseSpec
 
 LPS = ("L", "P", "S")  # CT-RATE's storage order; vol[:, :, k].T is the radiological view
-_HASH_CHUNK = 8 << 20
+_GZIP_MAGIC = b"\x1f\x8b"
+
+try:  # ISA-L inflate is ~2x faster than zlib; same bytes out
+    from isal.igzip import decompress as gzip_decompress
+except ImportError:  # pragma: no cover - isal is a dependency; keep working without it
+    from gzip import decompress as gzip_decompress
 
 
 @dataclass
@@ -32,41 +38,70 @@ class CaseVolumes:
     mask_sha256: str
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _nifti_class(data: bytes) -> type[nib.Nifti1Image]:
+    """NIfTI-1 or NIfTI-2, from ``sizeof_hdr`` (348 or 540, either byte order)."""
+    size = int.from_bytes(data[:4], "little")
+    if size not in (348, 540):
+        size = int.from_bytes(data[:4], "big")
+    if size not in (348, 540):
+        raise ValueError("not a NIfTI file (sizeof_hdr is neither 348 nor 540)")
+    return nib.Nifti2Image if size == 540 else nib.Nifti1Image
 
 
-def _load(case: str, path: Path, kind: str) -> tuple[nib.Nifti1Image, np.ndarray]:
+def read_nifti(case: str, path: Path, kind: str) -> tuple[nib.Nifti1Header, np.ndarray, str]:
+    """(header, array in its stored dtype, sha256 of the file) from one read of ``path``.
+
+    The file is read once (hashed and inflated from memory; ISA-L inflates ~2x faster than
+    zlib) and the array is a read-only view on the inflated bytes when no scaling applies.
+    """
     if not path.is_file():
         raise CaseError(case, f"{kind} not found: {path} (download it, or leave the case out)")
     try:
-        image = nib.load(path)
-        data = np.asanyarray(image.dataobj)  # keeps the stored integer dtype
-    except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as err:
+        raw = path.read_bytes()
+        digest = hashlib.sha256(raw).hexdigest()
+        data = gzip_decompress(raw) if raw[:2] == _GZIP_MAGIC else raw
+        del raw
+        image_class = _nifti_class(data)
+        header = image_class.header_class.from_fileobj(io.BytesIO(data))
+        slope, inter = header.get_slope_inter()
+        if slope in (None, 1.0) and inter in (None, 0.0):
+            array = np.ndarray(
+                header.get_data_shape(),
+                dtype=header.get_data_dtype(),
+                buffer=data,
+                offset=int(header.get_data_offset()),
+                order="F",
+            )
+        else:  # scaled data: let nibabel apply slope and intercept
+            array = np.asanyarray(image_class.from_bytes(data).dataobj)
+    except (
+        OSError,
+        EOFError,
+        ValueError,
+        TypeError,
+        zlib.error,
+        nib.spatialimages.HeaderDataError,
+    ) as err:
         raise CaseError(
             case,
             f"cannot read {kind} {path}: {type(err).__name__}: {err} "
             "(the file is truncated or corrupt; download it again)",
         ) from err
-    return image, data
+    return header, array, digest
 
 
-def _to_lps(ct_image: nib.Nifti1Image) -> np.ndarray:
-    return ornt_transform(io_orientation(ct_image.affine), axcodes2ornt(LPS))
+def _to_lps(ct_header: nib.Nifti1Header) -> np.ndarray:
+    return ornt_transform(io_orientation(ct_header.get_best_affine()), axcodes2ornt(LPS))
 
 
 def load_case_volumes(spec: CaseSpec) -> CaseVolumes:
     """Read, check and orient a case; raise CaseError with the reason on bad input."""
-    ct_image, ct = _load(spec.name, spec.ct_path, "CT volume")
+    ct_header, ct, ct_sha256 = read_nifti(spec.name, spec.ct_path, "CT volume")
     if ct.ndim != 3:
         raise CaseError(spec.name, f"CT {spec.ct_path} has {ct.ndim} dimensions, expected 3")
     if not np.issubdtype(ct.dtype, np.integer) and not np.issubdtype(ct.dtype, np.floating):
         raise CaseError(spec.name, f"CT {spec.ct_path} has unsupported dtype {ct.dtype}")
-    _, masks = _load(spec.name, spec.mask_path, "mask")
+    _, masks, mask_sha256 = read_nifti(spec.name, spec.mask_path, "mask")
     if masks.ndim == 3:  # a single-finding mask may be stored 3-D
         masks = masks[None]
     if masks.ndim != 4 or masks.shape[1:] != ct.shape:
@@ -78,19 +113,19 @@ def load_case_volumes(spec: CaseSpec) -> CaseVolumes:
         )
     if not np.issubdtype(masks.dtype, np.integer):
         masks = np.rint(masks).astype(np.int32)
-    ornt = _to_lps(ct_image)
+    ornt = _to_lps(ct_header)
     ct = apply_orientation(ct, ornt)
     masks = (
         np.stack([apply_orientation(m, ornt) for m in masks])
         if ((ornt[:, 0] != np.arange(3)).any() or (ornt[:, 1] != 1).any())
         else masks
     )
-    zooms = np.asarray(ct_image.header.get_zooms()[:3], dtype=float)
+    zooms = np.asarray(ct_header.get_zooms()[:3], dtype=float)
     spacing = tuple(float(zooms[int(axis)]) for axis in np.argsort(ornt[:, 0]))
     return CaseVolumes(
         ct=ct,
         masks=masks,
         spacing_mm=spacing,
-        ct_sha256=sha256_file(spec.ct_path),
-        mask_sha256=sha256_file(spec.mask_path),
+        ct_sha256=ct_sha256,
+        mask_sha256=mask_sha256,
     )
