@@ -104,14 +104,14 @@ class CTRateVQA(datasets.GeneratorBasedBuilder):
                 gen_kwargs={
                     "cases": cases,
                     "cache_root": str(result.cache.root),
-                    "class_names": classes,
+                    "class_names": tuple(classes),  # a tuple: only `cases` is sharded
                 },
             )
             for split, cases in result.splits.items()
             if cases  # an empty split (tiny inputs) is left out rather than written empty
         ]
 
-    def _generate_examples(self, cases: list, cache_root: str, class_names: list[str]):
+    def _generate_examples(self, cases: list, cache_root: str, class_names: tuple[str, ...]):
         cache = CaseCache(cache_root)
         other = ("plain_png",) if self.config.name == "zoom" else ("zoom_png",)
         for spec in cases:

@@ -222,6 +222,11 @@ class PreparedCases:
     reused: int = 0
 
 
+def _work_estimate(spec: CaseSpec) -> int:
+    """Bytes to decode, a proxy of a case's processing time."""
+    return sum(p.stat().st_size for p in (spec.ct_path, spec.mask_path) if p.is_file())
+
+
 def _work(
     task: tuple[CaseSpec, BuildOptions, ClassMap, str, bool, int],
 ) -> tuple[str, CaseReport | None, str | None]:
@@ -271,6 +276,7 @@ def prepare_cases(
         else:
             result.reports[spec.name] = report
             result.reused += 1
+    todo.sort(key=_work_estimate, reverse=True)  # largest first: workers finish together
     workers = max(1, min(num_workers, len(todo)))
     threads = render_threads or max(1, (os.cpu_count() or 1) // workers)
     tasks = [(spec, options, class_map, str(cache.root), strict, threads) for spec in todo]

@@ -49,7 +49,7 @@ def features_for(class_names: list[str] | tuple[str, ...]) -> datasets.Features:
     )
 
 
-def variant_row(cached: dict, variant: str, class_names: list[str]) -> dict:
+def variant_row(cached: dict, variant: str, class_names: list[str] | tuple[str, ...]) -> dict:
     """One dataset row of ``variant`` from a cached case row holding both renderings."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown config {variant!r}; choose one of {VARIANTS}")

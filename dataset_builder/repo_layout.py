@@ -11,10 +11,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
+from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -57,6 +60,17 @@ def read_manifest(out: str | Path) -> dict:
             "(run `python -m dataset_builder build` first)"
         )
     return json.loads(path.read_text())
+
+
+@contextlib.contextmanager
+def _quiet_builder_log() -> Iterator[None]:
+    logger = logging.getLogger("datasets.builder")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _place_shards(prepared: Path, out: Path, variant: str) -> dict[str, list[str]]:
@@ -139,9 +153,13 @@ def build_repo(
         )
         prepared = work_dir / "prepared" / variant
         shutil.rmtree(prepared, ignore_errors=True)
-        builder.download_and_prepare(
-            output_dir=str(prepared), file_format="parquet", max_shard_size=options.max_shard_size
-        )
+        with _quiet_builder_log():  # "num_proc set back to 1 for a one-case split" is noise
+            builder.download_and_prepare(
+                output_dir=str(prepared),
+                file_format="parquet",
+                max_shard_size=options.max_shard_size,
+                num_proc=num_workers if num_workers > 1 else None,  # datasets' sharded writing
+            )
         report = report or builder.report
         files[variant] = _place_shards(prepared, out, variant)
         shutil.rmtree(prepared, ignore_errors=True)

@@ -134,3 +134,28 @@ def test_image_size_rescales_boxes(hand_made):
     rows, _ = process_case(_case(hand_made), BuildOptions(image_size=256), load_class_map())
     assert rows[0]["bbox"] == [2 * v for v in EXPECTED_BOX]
     assert Image.open(io.BytesIO(rows[0]["zoom_png"])).size == (256, 256)
+
+
+@pytest.mark.parametrize("variant", ["scaled-uint16", "uncompressed", "nifti2"])
+def test_other_nifti_encodings_read_the_same_hu(hand_made, variant):
+    """Scaled storage (HU = raw - 1024), a plain .nii and NIfTI-2 give the same rows."""
+    import nibabel as nib
+
+    ct, mask = _lesion_ct()
+    hand_made.add("train_1_a_1.nii.gz", ct, mask[None], ["2d"])
+    hand_made.write_index()
+    expected, _ = process_case(_case(hand_made), BuildOptions(), load_class_map())
+    path = hand_made.ct_path("train_1_a_1.nii.gz")
+    affine = nib.load(path).affine
+    if variant == "scaled-uint16":
+        image = nib.Nifti1Image((ct.astype(np.int32) + 1024).astype(np.uint16), affine)
+        image.header.set_slope_inter(1, -1024)
+        nib.save(image, path)
+    elif variant == "uncompressed":
+        # same name, uncompressed bytes: the reader looks at the content, not the suffix
+        path.write_bytes(nib.Nifti1Image(ct, affine).to_bytes())
+    else:
+        nib.save(nib.Nifti2Image(ct, affine), path)
+    rows, _ = process_case(_case(hand_made), BuildOptions(), load_class_map())
+    assert [r["plain_png"] for r in rows] == [r["plain_png"] for r in expected]
+    assert [r["bbox"] for r in rows] == [r["bbox"] for r in expected]
