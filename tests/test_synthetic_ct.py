@@ -15,14 +15,12 @@ from scipy import ndimage
 
 from dataset_builder.class_map import load_class_map
 from dataset_builder.synthetic_ct import (
-    PAD_VALUE,
-    PAD_VALUE_ALT,
     SynthConfig,
-    _plan,
     config_help,
     ct_relative_path,
     synthesize,
 )
+from dataset_builder.synthetic_ct.plan import PAD_VALUE, PAD_VALUE_ALT, _plan
 
 CASES, SEED, SIZE, SLICES = 14, 5, 128, 24
 NAME = re.compile(r"^(train|valid)_(\d+)_([a-h])_(\d+)\.nii\.gz$")
