@@ -89,6 +89,22 @@ def _build_parser(sub: argparse._SubParsersAction) -> None:
     add_dataclass_options(p, BuildOptions)
 
 
+def _push_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("push", help="Upload a built CT-RATE-VQA folder as a Hub dataset repo.")
+    p.add_argument("folder", type=Path, help="A folder written by `build`.")
+    p.add_argument("--repo-id", required=True, help="ORG/NAME of the dataset repo.")
+    p.add_argument("--private", action="store_true", help="Create the repo private.")
+    p.add_argument(
+        "--gated",
+        action="store_true",
+        help="Gate access (manual approval), as the CC BY-NC-SA sources require.",
+    )
+    p.add_argument("--revision", default=None, help="Branch to push to (default: main).")
+    p.add_argument(
+        "--endpoint", default=None, help="Hub endpoint (default: HF_ENDPOINT, else the public Hub)."
+    )
+
+
 def _synthetic_source(out: Path, cases: int, seed: int, size: int, slices: int) -> Path:
     """Synthesise once into the build cache; reuse it while its parameters are unchanged."""
     from .repo_layout import CACHE_DIR_NAME
@@ -161,6 +177,27 @@ def run_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_push(args: argparse.Namespace) -> int:
+    from hub_cards.publish import push_dataset
+
+    report = push_dataset(
+        args.folder,
+        args.repo_id,
+        private=args.private,
+        gated=args.gated,
+        revision=args.revision,
+        endpoint=args.endpoint,
+    )
+    if report.commit is None:
+        print(f"{report.repo_id}@{report.revision} already holds {args.folder}: nothing to push")
+    else:
+        print(
+            f"pushed {len(report.changed)} changed file(s), deleted {len(report.deleted)}, "
+            f"to {report.url} ({report.revision}, commit {report.commit[:12]})"
+        )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dataset_builder",
@@ -170,9 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _synth_parser(sub)
     _build_parser(sub)
+    _push_parser(sub)
     args = parser.parse_args(argv)
     try:
-        return {"synth": run_synth, "build": run_build}[args.command](args)
+        return {"synth": run_synth, "build": run_build, "push": run_push}[args.command](args)
     except (CaseError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@
     OUT/<config>/<split>-0000N-of-0000M.parquet   image bytes embedded
     OUT/class_distribution.png
     OUT/build_manifest.json            parameters, versions, checksums, counts, skipped cases
+    OUT/eval.yaml                      the Hub Benchmark declaration (tasks zoom, plain)
     OUT/.build_cache/                  per-case cache that lets a killed build resume
 
 ``load_dataset(OUT, "zoom")`` reads it offline; ``push`` uploads it as it is.
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import datasets
 
+from hub_cards.benchmark import write_eval_yaml
 from hub_cards.dataset_card import write_dataset_card
 
 from .builder import CTRateVQA
@@ -196,5 +198,6 @@ def build_repo(
         }
     )
     write_dataset_card(out, manifest)
+    write_eval_yaml(out, manifest)
     write_manifest(out, manifest)
     return manifest

@@ -1,0 +1,181 @@
+"""Model cards and evaluation-result files of trained checkpoints, generated from data.
+
+Inputs (written by training and evaluation):
+
+- ``training``: {"base_model", "datasets": [ids], "stages": [{"name", "hyperparameters": {}}],
+  "trainable_scope", "trainable_parameters", "total_parameters", "plots": [file names]}
+- ``results``: ``results.json`` of the evaluator: {"model", "dataset", "config", "split",
+  "dataset_revision", "modes": {"think" | "no-think": {"n", "accuracy_micro",
+  "accuracy_macro", "per_class": {class: {"accuracy", "support"}}, "format_rate",
+  "validity_rate"}}} with accuracies as fractions in [0, 1].
+
+Outputs: the card's ``model-index`` (``huggingface_hub.EvalResult``) and
+``.eval_results/ct-rate-vqa.yaml`` (``huggingface_hub.EvalResultEntry``), with values in %.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from huggingface_hub import EvalResult, EvalResultEntry, ModelCard, ModelCardData
+from huggingface_hub._eval_results import eval_result_entries_to_yaml
+
+EVAL_RESULTS_DIR = ".eval_results"
+EVAL_RESULTS_FILE = "ct-rate-vqa.yaml"
+LICENSE = "cc-by-nc-sa-4.0"  # trained on CC BY-NC-SA 4.0 data: the weights inherit its terms
+MODES = ("think", "no-think")
+
+
+def _percent(value: float) -> float:
+    return round(100.0 * float(value), 2)
+
+
+def eval_result_entries(results: dict, dataset_id: str | None = None) -> list[EvalResultEntry]:
+    """One ``.eval_results`` entry per mode: micro accuracy (%) on the task = the config."""
+    dataset_id = dataset_id or results["dataset"]
+    return [
+        EvalResultEntry(
+            dataset_id=dataset_id,
+            task_id=results["config"],
+            value=_percent(metrics["accuracy_micro"]),
+            dataset_revision=results.get("dataset_revision"),
+            notes=f"{mode}; micro accuracy on the {results['split']} split "
+            f"(macro {_percent(metrics['accuracy_macro'])})",
+        )
+        for mode, metrics in results["modes"].items()
+    ]
+
+
+def write_eval_results(folder: str | Path, entries: list[EvalResultEntry]) -> Path:
+    path = Path(folder) / EVAL_RESULTS_DIR / EVAL_RESULTS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(eval_result_entries_to_yaml(entries), sort_keys=False))
+    return path
+
+
+def model_index_results(results: dict, dataset_id: str | None = None) -> list[EvalResult]:
+    """The legacy ``model-index`` form of the same results (still read by the Hub)."""
+    dataset_id = dataset_id or results["dataset"]
+    out = []
+    for mode, metrics in results["modes"].items():
+        for kind in ("micro", "macro"):
+            out.append(
+                EvalResult(
+                    task_type="visual-question-answering",
+                    dataset_type=dataset_id,
+                    dataset_name=f"CT-RATE-VQA ({results['config']})",
+                    dataset_config=results["config"],
+                    dataset_split=results["split"],
+                    dataset_revision=results.get("dataset_revision"),
+                    metric_type="accuracy",
+                    metric_name=f"accuracy {kind} ({mode})",
+                    metric_value=_percent(metrics[f"accuracy_{kind}"]),
+                )
+            )
+    return out
+
+
+def _results_table(results: dict) -> str:
+    modes = [m for m in MODES if m in results["modes"]]
+    classes = list(next(iter(results["modes"].values()))["per_class"])
+    head = "| class | support | " + " | ".join(f"accuracy % ({m})" for m in modes) + " |"
+    rows = [head, "|---" * (len(modes) + 2) + "|"]
+    first = results["modes"][modes[0]]
+    for name in classes:
+        values = " | ".join(
+            f"{_percent(results['modes'][m]['per_class'][name]['accuracy'])}" for m in modes
+        )
+        rows.append(f"| {name} | {first['per_class'][name]['support']} | {values} |")
+    for kind in ("macro", "micro"):
+        values = " | ".join(
+            f"**{_percent(results['modes'][m][f'accuracy_{kind}'])}**" for m in modes
+        )
+        rows.append(f"| **{kind} average** | {first['n']} | {values} |")
+    for rate in ("format_rate", "validity_rate"):
+        values = " | ".join(f"{_percent(results['modes'][m][rate])}" for m in modes)
+        rows.append(f"| {rate.replace('_', ' ')} % | | {values} |")
+    return "\n".join(rows)
+
+
+def _stages(training: dict) -> str:
+    parts = []
+    for stage in training.get("stages", []):
+        params = "\n".join(f"| `{k}` | `{v}` |" for k, v in stage["hyperparameters"].items())
+        parts.append(f"### {stage['name']}\n\n| hyperparameter | value |\n|---|---|\n{params}")
+    return "\n\n".join(parts) or "No training stages recorded."
+
+
+def model_card(
+    training: dict,
+    results: dict | None = None,
+    dataset_id: str | None = None,
+    model_name: str = "MedReason-R1",
+) -> ModelCard:
+    """The model card of a checkpoint, from its training summary and evaluation results."""
+    dataset_id = dataset_id or (results or {}).get("dataset") or training["datasets"][0]
+    card_data = ModelCardData(
+        model_name=model_name,
+        license=LICENSE,
+        base_model=training["base_model"],
+        datasets=training.get("datasets", [dataset_id]),
+        language=["en"],
+        library_name="transformers",
+        pipeline_tag="image-text-to-text",
+        tags=["medical", "radiology", "chest-ct", "medreason-r1", "grpo", "trl"],
+        eval_results=model_index_results(results, dataset_id) if results else None,
+    )
+    plots = "\n".join(f"![{Path(p).stem}]({p})" for p in training.get("plots", []))
+    evaluation = _results_table(results) if results else "Not evaluated yet."
+    scope = training.get("trainable_scope", "unknown")
+    counts = ""
+    if training.get("trainable_parameters") and training.get("total_parameters"):
+        counts = (
+            f" ({training['trainable_parameters']:,} of "
+            f"{training['total_parameters']:,} parameters trained)"
+        )
+    body = f"""# {model_name}
+
+A vision-language model for chest-CT lesion classification posed as visual question answering,
+trained with the medreason-r1 toolkit following MedReason-R1 (arXiv 2510.19626): supervised
+fine-tuning, then GRPO with format, validity and correctness rewards, on CT-RATE-VQA.
+
+**For research only. Not a medical device; never use it for clinical decisions.**
+
+- Base model: `{training["base_model"]}`
+- Dataset: `{dataset_id}`
+- Trainable scope: `{scope}`{counts}
+
+## Training
+
+{_stages(training)}
+
+## Evaluation
+
+{evaluation}
+
+{plots}
+
+## Limitations
+
+Trained on single axial slices of non-contrast chest CT with one lesion class per question;
+accuracy on other scanners, protocols, or patient populations is unknown. Outputs can be wrong
+with confident reasoning.
+
+## License
+
+The training data (ReXGroundingCT, CT-RATE, hence CT-RATE-VQA) is CC BY-NC-SA 4.0, so these
+weights are released under CC BY-NC-SA 4.0 as well, on top of the base model's own license.
+"""
+    return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}")
+
+
+def write_model_card(
+    folder: str | Path, training: dict, results: dict | None = None, dataset_id: str | None = None
+) -> ModelCard:
+    """Write README.md and, with results, ``.eval_results/ct-rate-vqa.yaml`` into ``folder``."""
+    card = model_card(training, results, dataset_id)
+    card.save(Path(folder) / "README.md")
+    if results:
+        write_eval_results(folder, eval_result_entries(results, dataset_id))
+    return card

@@ -1,0 +1,93 @@
+"""Cards and result files are generated from data and read back by huggingface_hub."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from huggingface_hub import DatasetCard, ModelCard
+from huggingface_hub._eval_results import parse_eval_result_entries
+
+from hub_cards.benchmark import EVAL_FILE
+from hub_cards.dataset_card import card_data_from_manifest
+from hub_cards.model_card import (
+    EVAL_RESULTS_DIR,
+    EVAL_RESULTS_FILE,
+    eval_result_entries,
+    model_index_results,
+    write_model_card,
+)
+
+CLASSES = ["nodule", "emphysema"]
+
+
+def _results() -> dict:
+    per_class = {
+        "think": {"nodule": (0.5, 10), "emphysema": (1.0, 2)},
+        "no-think": {"nodule": (0.4, 10), "emphysema": (0.5, 2)},
+    }
+    modes = {}
+    for mode, classes in per_class.items():
+        correct = sum(acc * n for acc, n in classes.values())
+        modes[mode] = {
+            "n": 12,
+            "accuracy_micro": correct / 12,
+            "accuracy_macro": sum(acc for acc, _ in classes.values()) / 2,
+            "per_class": {c: {"accuracy": a, "support": n} for c, (a, n) in classes.items()},
+            "format_rate": 0.9,
+            "validity_rate": 0.95,
+        }
+    return {
+        "model": "org/model",
+        "dataset": "org/ct-rate-vqa",
+        "config": "zoom",
+        "split": "test",
+        "dataset_revision": "a" * 40,
+        "modes": modes,
+    }
+
+
+TRAINING = {
+    "base_model": "Qwen/Qwen2.5-VL-7B-Instruct",
+    "datasets": ["org/ct-rate-vqa"],
+    "stages": [{"name": "sft", "hyperparameters": {"learning_rate": 1e-5, "epochs": 2}}],
+    "trainable_scope": "llm_mlp",
+    "trainable_parameters": 1000,
+    "total_parameters": 5000,
+    "plots": ["loss.png"],
+}
+
+
+def test_eval_results_yaml_round_trip(tmp_path):
+    results = _results()
+    card = write_model_card(tmp_path, TRAINING, results)
+    raw = yaml.safe_load((tmp_path / EVAL_RESULTS_DIR / EVAL_RESULTS_FILE).read_text())
+    assert parse_eval_result_entries(raw) == eval_result_entries(results)
+    assert [e["value"] for e in raw] == [pytest.approx(58.33), pytest.approx(41.67)]
+    assert all(
+        e["dataset"]["id"] == "org/ct-rate-vqa" and e["dataset"]["task_id"] == "zoom" for e in raw
+    )
+    loaded = ModelCard.load(tmp_path / "README.md")
+    assert loaded.data.eval_results == model_index_results(results)
+    assert loaded.data.license == "cc-by-nc-sa-4.0"
+    assert loaded.data.base_model == TRAINING["base_model"]
+    assert "research only" in loaded.text.lower() and "clinical" in loaded.text
+    assert "| nodule | 10 | 50.0 | 40.0 |" in card.text
+    assert "**macro average**" in card.text and "1,000 of 5,000" in card.text
+
+
+def test_model_card_without_results(tmp_path):
+    card = write_model_card(tmp_path, TRAINING)
+    assert "Not evaluated yet" in card.text
+    assert not (tmp_path / EVAL_RESULTS_DIR).exists()
+
+
+def test_dataset_card_and_eval_yaml_round_trip(built_dataset):
+    manifest = json.loads((built_dataset / "build_manifest.json").read_text())
+    card = DatasetCard.load(built_dataset / "README.md")
+    assert card.data.to_dict() == card_data_from_manifest(manifest).to_dict()
+    spec = yaml.safe_load((built_dataset / EVAL_FILE).read_text())
+    assert spec["evaluation_framework"] == "inspect-ai"
+    assert {t["id"] for t in spec["tasks"]} == {"zoom", "plain"}
+    assert all(t["split"] == "test" and t["config"] == t["id"] for t in spec["tasks"])
