@@ -1,18 +1,39 @@
-"""Shared fixtures: a small synthetic source and built dataset, and hand-made NIfTI cases."""
+"""Shared fixtures: the local test Hub, a small synthetic source and built dataset, and
+hand-made NIfTI cases.
+
+No test reaches the internet: before any Hugging Face library is imported, HF_ENDPOINT points
+at a Hub-compatible server on 127.0.0.1 (tests/hub_server.py) with a throw-away HF_HOME.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
-import pytest
+from .hub_server import LocalHub, free_port
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("HF_UPDATE_DOWNLOAD_COUNTS", "0")
+HUB_PORT = free_port()
+for _name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ.pop(_name, None)
+os.environ.update(
+    {
+        "HF_ENDPOINT": f"http://127.0.0.1:{HUB_PORT}",  # frozen into URL templates at import
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_UPDATE_DOWNLOAD_COUNTS": "0",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HOME": tempfile.mkdtemp(prefix="medreason-hf-home-"),
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+)
+
+import datasets.config  # noqa: E402  (after the environment above)
+import nibabel as nib  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+datasets.config.USE_PARQUET_EXPORT = False  # no datasets-server look-up
 
 LPS_AFFINE = np.diag([-0.7, -0.7, 1.5, 1.0])  # nibabel (RAS) affine of an LPS-stored volume
 SYNTH_CASES = 10
@@ -125,3 +146,18 @@ def built_dataset(synthetic_source: dict, tmp_path_factory: pytest.TempPathFacto
         progress=False,
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def hub_server() -> LocalHub:
+    hub = LocalHub(port=HUB_PORT).start()
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture
+def local_hub(hub_server: LocalHub) -> LocalHub:
+    """The session's test Hub, emptied and without failure rules for each test."""
+    hub_server.reset()
+    hub_server.clear_failures()
+    return hub_server
