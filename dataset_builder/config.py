@@ -228,6 +228,14 @@ class BuildOptions:
         for name in ("zoom_border_color", "localisation_box_color"):
             parse_color(getattr(self, name))
 
+    @classmethod
+    def docs(cls) -> dict[str, dict[str, str]]:
+        """Each option's help text and the origin of its default (paper or ours)."""
+        return {
+            f.name: {"help": f.metadata["help"], "source": f.metadata["source"]}
+            for f in dataclasses.fields(cls)
+        }
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

@@ -128,6 +128,7 @@ def build_repo(
         },
         "source": {"rex_dir": str(rex_dir), "ctrate_dir": str(ctrate_dir), "note": source_note},
         "parameters": options.to_dict(),
+        "parameter_docs": BuildOptions.docs(),
         "question_templates": QUESTION_TEMPLATES,
         "class_map": {
             "source": class_map.source,

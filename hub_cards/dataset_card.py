@@ -8,7 +8,6 @@ categories, tags. Body: source, every build parameter with its origin, class cou
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from datasets.info import DatasetInfo, DatasetInfosDict
@@ -117,14 +116,12 @@ def card_data_from_manifest(manifest: dict) -> DatasetCardData:
 
 
 def _parameter_table(manifest: dict) -> str:
-    from dataset_builder.config import BuildOptions  # the option help texts and their origin
-
     rows = ["| option | value | origin | meaning |", "|---|---|---|---|"]
-    values = manifest["parameters"]
-    for f in dataclasses.fields(BuildOptions):
-        value = values.get(f.name, f.default)
-        text = f.metadata.get("help", "").replace("|", "/")
-        rows.append(f"| `{f.name}` | `{value}` | {f.metadata.get('source', 'ours')} | {text} |")
+    docs = manifest.get("parameter_docs", {})
+    for name, value in manifest["parameters"].items():
+        doc = docs.get(name, {})
+        text = doc.get("help", "").replace("|", "/")
+        rows.append(f"| `{name}` | `{value}` | {doc.get('source', 'ours')} | {text} |")
     return "\n".join(rows)
 
 

@@ -102,6 +102,7 @@ def test_card_and_manifest_describe_the_build(built_dataset):
     label = next(f for f in info["features"] if f["name"] == "label")
     assert list(label["dtype"]["class_label"]["names"].values()) == CLASSES
     assert "research only" in card.text and "not for clinical" in card.text
+    assert "| `slices_per_case` | `20` | paper: at most 20" in card.text  # value and origin
     for name in CLASSES:
         assert f"| {name} |" in card.text
     assert (built_dataset / "class_distribution.png").stat().st_size > 1000
