@@ -236,3 +236,14 @@ def test_cli_synthetic_shortcut(tmp_path, argv, monkeypatch, capsys):
     card = (tmp_path / "ct-rate-vqa" / "README.md").read_text()
     assert "synthetic" in card.lower()
     assert len(load_dataset("ct-rate-vqa", "zoom")["train"]) > 0
+
+
+def test_cli_synth_writes_the_source_layout(tmp_path, capsys):
+    from dataset_builder.cli import main
+
+    out = tmp_path / "synthetic-ct"
+    argv = ["synth", "--out", str(out), "--cases", "3", "--size", "64", "--slices", "8"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["cases"] == 3
+    assert (out / "rexgroundingct" / "dataset.json").is_file()
+    assert len(list((out / "ct-rate" / "dataset").rglob("*.nii.gz"))) == 3
