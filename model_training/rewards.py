@@ -1,0 +1,67 @@
+"""MedReason-R1's GRPO rewards, as TRL reward functions chosen by name in a recipe.
+
+R = a * R_format + b * R_validity + c * R_correctness with a = 1, b = 1, c = 2 (paper).
+TRL calls ``f(completions, **kwargs)``; kwargs carry the dataset columns, among them
+``answer`` (the gold class name) and ``options`` (the class names offered). TRL logs each
+function's mean per step under ``rewards/<name>/mean``. No function raises on any input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from .answers import completion_text, parse_reply
+
+DEFAULT_REWARDS = ("format", "validity", "correctness")  # paper: all three
+DEFAULT_REWARD_WEIGHTS = (1.0, 1.0, 2.0)  # paper: a = 1, b = 1, c = 2
+
+RewardFunction = Callable[..., list[float]]
+
+
+def _options(kwargs: dict, i: int) -> list[str]:
+    options = kwargs.get("options")
+    if isinstance(options, Sequence) and i < len(options):
+        row = options[i]
+        if isinstance(row, Sequence) and not isinstance(row, str):
+            return [o for o in row if isinstance(o, str)]
+    return []
+
+
+def format_reward(completions: list, **kwargs) -> list[float]:
+    """1 if the reply is <think>...</think><answer>...</answer>, else 0 (paper: R_format)."""
+    return [float(parse_reply(completion_text(c), ()).well_formed) for c in completions]
+
+
+def validity_reward(completions: list, **kwargs) -> list[float]:
+    """1 if the <answer> names one of the offered classes, else 0 (paper: R_validity)."""
+    return [
+        float(parse_reply(completion_text(c), _options(kwargs, i)).answer is not None)
+        for i, c in enumerate(completions)
+    ]
+
+
+def correctness_reward(completions: list, **kwargs) -> list[float]:
+    """1 if the <answer> names the gold class, else 0 (paper: R_correctness)."""
+    gold = kwargs.get("answer")
+    out = []
+    for i, completion in enumerate(completions):
+        expected = gold[i] if isinstance(gold, Sequence) and i < len(gold) else None
+        options = _options(kwargs, i) or ([expected] if isinstance(expected, str) else [])
+        answer = parse_reply(completion_text(completion), options).answer
+        out.append(float(answer is not None and answer == expected))
+    return out
+
+
+REWARDS: dict[str, RewardFunction] = {
+    "format": format_reward,
+    "validity": validity_reward,
+    "correctness": correctness_reward,
+}
+
+
+def get_rewards(names: Sequence[str]) -> list[RewardFunction]:
+    """Reward functions by name (a recipe's ``reward_funcs``); unknown names are an error."""
+    unknown = [n for n in names if n not in REWARDS]
+    if unknown:
+        raise ValueError(f"unknown reward(s) {unknown}; choose from {sorted(REWARDS)}")
+    return [REWARDS[n] for n in names]
