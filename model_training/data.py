@@ -1,0 +1,53 @@
+"""CT-RATE-VQA rows -> SFT conversations and GRPO prompts, read with ``load_dataset``.
+
+``path_or_repo`` is a built folder (``ct-rate-vqa``), or a Hub dataset id. Images are carried
+as their PNG bytes (never decoded and re-encoded here); TRL decodes them when it batches.
+"""
+
+from __future__ import annotations
+
+import datasets
+
+from .prompts import prompt_messages, sft_target
+
+IMAGES = datasets.List(datasets.Image())
+
+
+def load_vqa(
+    path_or_repo: str,
+    config: str = "zoom",
+    split: str = "train",
+    limit: int | None = None,
+    revision: str | None = None,
+) -> datasets.Dataset:
+    """One split of CT-RATE-VQA; ``limit`` keeps the first rows (for smoke runs)."""
+    ds = datasets.load_dataset(path_or_repo, config, split=split, revision=revision)
+    if limit is not None:
+        ds = ds.select(range(min(limit, len(ds))))
+    return ds.cast_column("image", datasets.Image(decode=False))
+
+
+def to_sft(ds: datasets.Dataset, mode: str, target: str) -> datasets.Dataset:
+    """Rows -> {"images": [image], "messages": system, user (image + question), assistant}."""
+
+    def convert(row: dict) -> dict:
+        messages = prompt_messages(row, mode) + [
+            {"role": "assistant", "content": [{"type": "text", "text": sft_target(row, target)}]}
+        ]
+        return {"images": [row["image"]], "messages": messages}
+
+    out = ds.map(convert, remove_columns=ds.column_names, desc="SFT conversations")
+    return out.cast_column("images", IMAGES)
+
+
+def to_grpo(ds: datasets.Dataset, mode: str) -> datasets.Dataset:
+    """Rows -> {"prompt": messages, "images": [image], "answer", "options"} (reward inputs)."""
+
+    def convert(row: dict) -> dict:
+        return {"prompt": prompt_messages(row, mode), "images": [row["image"]]}
+
+    keep = {"answer", "options"}
+    out = ds.map(
+        convert, remove_columns=[c for c in ds.column_names if c not in keep], desc="GRPO prompts"
+    )
+    return out.cast_column("images", IMAGES)
