@@ -1,0 +1,201 @@
+"""The Qwen2.5-VL processor (image processor + tokenizer + chat template), with or without
+torchvision.
+
+In transformers 5 the stock ``Qwen2_5_VLProcessor`` insists on a video processor, and every video
+processor needs torchvision, which cannot be installed next to torch 2.13 here. So:
+
+- with torchvision, :func:`load_processor` is ``AutoProcessor.from_pretrained`` (the stock class);
+- without it, :class:`Qwen2_5_VLImageTextProcessor` (the stock class minus the video processor)
+  loads the same folder or Hub repo. It is registered with ``AutoProcessor`` for Qwen2.5-VL
+  configs, so ``AutoProcessor.from_pretrained`` picks it for a folder that names no other
+  processor class (the folders it saves name none).
+
+Either way the folder is laid out like ``Qwen/Qwen2.5-VL-7B-Instruct``: ``preprocessor_config.json``
+(and/or a v5 ``processor_config.json``), tokenizer files, and the chat template.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoProcessor, BatchFeature, Qwen2_5_VLConfig, Qwen2_5_VLProcessor
+from transformers.processing_utils import ProcessorMixin
+from transformers.utils import IMAGE_PROCESSOR_NAME, PROCESSOR_NAME, cached_file
+from transformers.utils.import_utils import is_torchvision_available
+
+__all__ = ["Qwen2_5_VLImageTextProcessor", "has_video_support", "load_processor"]
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")  # either one makes a tokenizer
+
+
+class Qwen2_5_VLImageTextProcessor(Qwen2_5_VLProcessor):
+    """``Qwen2_5_VLProcessor`` for images and text, without the video processor (so without
+    torchvision).
+
+    Same image tokens, chat template and outputs as the stock class for image + text inputs;
+    ``videos`` are refused. It saves the Hub layout of the Qwen2.5-VL repos and names no processor
+    class, so the stock class loads its folders where torchvision is installed.
+    """
+
+    def __init__(
+        self,
+        image_processor: Any = None,
+        tokenizer: Any = None,
+        chat_template: str | dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # The stock __init__ minus the video processor; the video token ids are kept so that
+        # token-type ids still tell video placeholders apart.
+        self.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
+        self.video_token = getattr(tokenizer, "video_token", None) or "<|video_pad|>"
+        self.image_token_id = getattr(
+            tokenizer, "image_token_id", None
+        ) or tokenizer.convert_tokens_to_ids(self.image_token)
+        self.video_token_id = getattr(
+            tokenizer, "video_token_id", None
+        ) or tokenizer.convert_tokens_to_ids(self.video_token)
+        ProcessorMixin.__init__(
+            self, image_processor, tokenizer, chat_template=chat_template, **kwargs
+        )
+
+    def __call__(
+        self,
+        images: Any = None,
+        text: str | list[str] | None = None,
+        videos: Any = None,
+        audio: Any = None,
+        **kwargs: Any,
+    ) -> BatchFeature:
+        if videos is not None:
+            raise ValueError(
+                f"{type(self).__name__} processes images and text only (it has no video "
+                "processor because torchvision is not installed); install torchvision and use "
+                "Qwen2_5_VLProcessor for videos."
+            )
+        return super().__call__(images=images, text=text, audio=audio, **kwargs)
+
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any
+    ) -> list[str]:
+        """Write ``preprocessor_config.json``, the tokenizer files and ``chat_template.jinja``.
+
+        That is the layout of the Qwen2.5-VL Hub repos: the stock class reads both its image and
+        its video processor from ``preprocessor_config.json``. No file names a processor class,
+        so ``AutoProcessor`` chooses by the model type of ``config.json``: the stock class where
+        torchvision is installed, this one where this module registered it.
+        """
+        os.makedirs(save_directory, exist_ok=True)
+        files = [str(path) for path in self.image_processor.save_pretrained(save_directory)]
+        tokenizer = self.tokenizer
+        saved_template = tokenizer.chat_template
+        saved_processor_class = getattr(tokenizer, "_processor_class", None)
+        tokenizer.chat_template = self.chat_template  # the processor's template is the one used
+        tokenizer._set_processor_class(None)  # (ProcessorMixin sets its own class name here)
+        try:
+            files += [str(path) for path in tokenizer.save_pretrained(save_directory)]
+        finally:
+            tokenizer.chat_template = saved_template
+            tokenizer._set_processor_class(saved_processor_class)
+        if push_to_hub:
+            repo_id = kwargs.pop("repo_id", Path(save_directory).name)
+            self.push_to_hub(
+                repo_id, commit_message=kwargs.get("commit_message"), token=kwargs.get("token")
+            )
+        return files
+
+
+def has_video_support() -> bool:
+    """True where the stock ``Qwen2_5_VLProcessor`` (with its video processor) can be built."""
+    return is_torchvision_available()
+
+
+if not has_video_support():
+    # The stock class cannot be built here: AutoProcessor uses ours for Qwen2.5-VL configs.
+    AutoProcessor.register(Qwen2_5_VLConfig, Qwen2_5_VLImageTextProcessor, exist_ok=True)
+
+
+def load_processor(path_or_repo: str | os.PathLike, **kwargs: Any) -> ProcessorMixin:
+    """The processor of a Qwen2.5-VL checkpoint folder or Hub repo id.
+
+    With torchvision: ``AutoProcessor.from_pretrained`` (the stock ``Qwen2_5_VLProcessor``).
+    Without: ``Qwen2_5_VLImageTextProcessor.from_pretrained``. ``kwargs`` go to
+    ``from_pretrained`` (``revision``, ``local_files_only``...). Remote code is never run.
+
+    Raises:
+        ValueError: the folder or repo does not hold a processor with an image processor and a
+            tokenizer (for example it holds only a tokenizer); the message names what is missing.
+    """
+    if kwargs.pop("trust_remote_code", False):
+        raise ValueError("load_processor never runs remote code: drop trust_remote_code=True")
+    source = str(path_or_repo)
+    looks_local = os.path.isabs(source) or source.startswith((".", "~"))
+    if looks_local and not Path(source).expanduser().is_dir():
+        raise FileNotFoundError(f"{source}: no such checkpoint folder")
+    loader = AutoProcessor if has_video_support() else Qwen2_5_VLImageTextProcessor
+    try:
+        processor = loader.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as error:
+        missing = _missing_parts(source, **kwargs)
+        if missing:
+            raise ValueError(_missing_message(source, missing)) from error
+        raise
+    if not isinstance(processor, ProcessorMixin):
+        raise ValueError(
+            _missing_message(source, _missing_parts(source, **kwargs))
+            + f" (a {type(processor).__name__} loaded, not a processor)"
+        )
+    missing = [
+        part
+        for part, attribute in (
+            ("an image processor", "image_processor"),
+            ("a tokenizer", "tokenizer"),
+        )
+        if getattr(processor, attribute, None) is None
+    ]
+    if missing:
+        raise ValueError(_missing_message(source, missing))
+    return processor
+
+
+def _missing_message(source: str, missing: list[str]) -> str:
+    what = " and ".join(missing) or "a processor"
+    return (
+        f"{source} is not a Qwen2.5-VL processor: it lacks {what}. A Qwen2.5-VL checkpoint holds "
+        f"{IMAGE_PROCESSOR_NAME} (or a {PROCESSOR_NAME} with an 'image_processor' entry), "
+        f"{' or '.join(TOKENIZER_FILES)}, and its chat template; build one with "
+        "model_training.tiny_model or save a processor there."
+    )
+
+
+def _missing_parts(source: str, **kwargs: Any) -> list[str]:
+    """Which of the image processor config and the tokenizer files ``source`` lacks."""
+    hub_kwargs = {
+        key: kwargs[key]
+        for key in ("revision", "token", "cache_dir", "local_files_only", "subfolder")
+        if key in kwargs
+    }
+
+    def find(name: str) -> str | None:
+        return cached_file(
+            source,
+            name,
+            _raise_exceptions_for_missing_entries=False,
+            **hub_kwargs,
+        )
+
+    missing = []
+    try:
+        processor_file = find(PROCESSOR_NAME)
+        nested = processor_file and "image_processor" in json.loads(
+            Path(processor_file).read_text()
+        )
+        if not nested and find(IMAGE_PROCESSOR_NAME) is None:
+            missing.append(f"an image processor config ({IMAGE_PROCESSOR_NAME})")
+        if all(find(name) is None for name in TOKENIZER_FILES):
+            missing.append(f"a tokenizer ({' or '.join(TOKENIZER_FILES)})")
+    except (OSError, ValueError):  # unreachable or unreadable: the loader's own error speaks
+        return []
+    return missing
