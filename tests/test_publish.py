@@ -222,3 +222,34 @@ def test_token_never_appears_in_logs_errors_or_files(local_hub, dataset_copy, ca
     assert SECRET not in caplog.text and SECRET not in captured.out + captured.err
     for content in local_hub.files(REPO, repo_type="dataset").values():
         assert SECRET.encode() not in content
+
+
+def test_push_tiny_vlm_then_model_and_processor_from_the_hub(local_hub, tmp_path):
+    """A Qwen2.5-VL checkpoint (weights, config, processor, generation config, card,
+    .eval_results) goes up; model and processor come back by repo id and generate."""
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from model_training.processor import load_processor
+    from model_training.tiny_model import build_tiny_model
+
+    from .test_tiny_model import ct_like_image, image_conversation
+
+    folder = build_tiny_model(tmp_path / "tiny-vl")
+    write_model_card(folder, TRAINING, _results(), dataset_id=REPO)
+    push_model(folder, "medreason/tiny-vl")
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained("medreason/tiny-vl")
+    processor = load_processor("medreason/tiny-vl")
+    text = processor.apply_chat_template(image_conversation(), add_generation_prompt=True)
+    inputs = processor(images=[ct_like_image()], text=[text], return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=3, do_sample=False)
+    assert out.shape[1] > inputs["input_ids"].shape[1]
+    local = Qwen2_5_VLForConditionalGeneration.from_pretrained(folder)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), local.state_dict().values(), strict=True)
+    )
+    assert ModelCard.load("medreason/tiny-vl").data.eval_results == model_index_results(
+        _results(), REPO
+    )
