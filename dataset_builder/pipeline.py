@@ -13,7 +13,7 @@ from pathlib import Path
 from .case_processing import CaseCache, prepare_cases
 from .class_map import ClassMap, load_class_map
 from .config import SPLITS, BuildOptions
-from .sources import CaseError, CaseSpec, load_cases
+from .sources import CaseSpec, load_cases
 from .splits import split_patients
 
 
@@ -88,6 +88,7 @@ def run_pipeline(
     )
     splits: dict[str, list[CaseSpec]] = {name: [] for name in SPLITS}
     unused: Counter[str] = Counter()
+    class_counts: dict[str, Counter[str]] = {name: Counter() for name in SPLITS}
     for spec in sorted(specs, key=lambda s: s.case_id):
         case_report = prepared.reports.get(spec.name)
         if case_report is None:
@@ -103,18 +104,11 @@ def run_pipeline(
             continue
         split = assignment[spec.patient_id]
         splits[split].append(spec)
-        counts = report.class_counts.setdefault(split, {})
-        for name, n in case_report.class_counts.items():
-            counts[name] = counts.get(name, 0) + n
+        class_counts[split].update(case_report.class_counts)
     report.cases_used = sum(len(v) for v in splits.values())
     report.unused_codes = dict(sorted(unused.items()))
     for split, cases in splits.items():
         report.cases[split] = len(cases)
         report.patients[split] = len({c.patient_id for c in cases})
-        report.class_counts[split] = {
-            c: report.class_counts.get(split, {}).get(c, 0) for c in class_map.classes
-        }
+        report.class_counts[split] = {c: class_counts[split][c] for c in class_map.classes}
     return PipelineResult(splits=splits, cache=cache, class_map=class_map, report=report)
-
-
-__all__ = ["BuildReport", "CaseError", "PipelineResult", "run_pipeline", "cache_folder"]
