@@ -7,17 +7,14 @@ parse recipe -> load data -> load model (trainable scope) -> GRPOTrainer -> trai
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-from transformers.trainer_utils import get_last_checkpoint
 from trl import GRPOTrainer, ModelConfig, TrlParser
 
-from . import prompts
 from .configs import CTRateVQAArguments, GRPORecipe
 from .data import load_vqa, to_grpo
-from .policy import load_policy
+from .policy import load_policy, train_and_save
 from .rewards import get_rewards
 
 
@@ -36,29 +33,16 @@ def train_grpo(
         reward_funcs=get_rewards(training.reward_funcs),
         train_dataset=to_grpo(rows, args.prompt_mode),
     )
-    checkpoint = (
-        get_last_checkpoint(training.output_dir)
-        if resume and Path(training.output_dir).is_dir()
-        else None
+    return train_and_save(
+        trainer,
+        processor,
+        training.output_dir,
+        summary,
+        resume,
+        stage="grpo",
+        reward_funcs=training.reward_funcs,
+        reward_weights=training.reward_weights,
     )
-    trainer.train(resume_from_checkpoint=checkpoint)
-    out = Path(training.output_dir)
-    trainer.save_model(out)
-    processor.save_pretrained(out)
-    (out / "training_summary.json").write_text(
-        json.dumps(
-            {
-                "stage": "grpo",
-                **{k: v for k, v in summary.items() if k != "trainable_names"},
-                "reward_funcs": training.reward_funcs,
-                "reward_weights": training.reward_weights,
-                "prompts": prompts.record(),
-                "log_history": trainer.state.log_history,
-            },
-            indent=1,
-        )
-    )
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 import torch
 from transformers import Qwen2_5_VLForConditionalGeneration
+from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig
 
+from . import prompts
 from .configs import CTRateVQAArguments
 from .processor import load_processor
 from .scope import apply_trainable_scope, count_parameters
@@ -49,3 +53,23 @@ def load_policy(model_args: ModelConfig, args: CTRateVQAArguments):
         "trainable_names": names,
     }
     return model, processor, summary
+
+
+def train_and_save(
+    trainer, processor, output_dir: str, summary: dict, resume: bool = False, **extra
+) -> Path:
+    """Train (from the last checkpoint in ``output_dir`` if ``resume``), then save the model,
+    its processor and ``training_summary.json`` (scope, prompts, log history, ``extra``)."""
+    out = Path(output_dir)
+    checkpoint = get_last_checkpoint(str(out)) if resume and out.is_dir() else None
+    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(out)
+    processor.save_pretrained(out)
+    record = {
+        **{k: v for k, v in summary.items() if k != "trainable_names"},
+        **extra,
+        "prompts": prompts.record(),
+        "log_history": trainer.state.log_history,
+    }
+    (out / "training_summary.json").write_text(json.dumps(record, indent=1))
+    return out

@@ -7,17 +7,14 @@ parse recipe -> load data -> load model (trainable scope) -> SFTTrainer -> train
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser
 
-from . import prompts
 from .configs import CTRateVQAArguments
 from .data import load_vqa, to_sft
-from .policy import load_policy
+from .policy import load_policy, train_and_save
 
 
 def train_sft(
@@ -34,27 +31,7 @@ def train_sft(
         processing_class=processor,
         train_dataset=to_sft(rows, args.prompt_mode, args.sft_target),
     )
-    checkpoint = (
-        get_last_checkpoint(training.output_dir)
-        if resume and Path(training.output_dir).is_dir()
-        else None
-    )
-    trainer.train(resume_from_checkpoint=checkpoint)
-    out = Path(training.output_dir)
-    trainer.save_model(out)
-    processor.save_pretrained(out)
-    (out / "training_summary.json").write_text(
-        json.dumps(
-            {
-                "stage": "sft",
-                **{k: v for k, v in summary.items() if k != "trainable_names"},
-                "prompts": prompts.record(),
-                "log_history": trainer.state.log_history,
-            },
-            indent=1,
-        )
-    )
-    return out
+    return train_and_save(trainer, processor, training.output_dir, summary, resume, stage="sft")
 
 
 def main(argv: list[str] | None = None) -> int:

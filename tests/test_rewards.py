@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dataset_builder.class_map import load_class_map
 from model_training.answers import completion_text, parse_reply
 from model_training.rewards import (
     DEFAULT_REWARD_WEIGHTS,
@@ -16,15 +17,7 @@ from model_training.rewards import (
     validity_reward,
 )
 
-CLASSES = [
-    "airway abnormalities",
-    "emphysema",
-    "fibrosis-related changes",
-    "pulmonary nodules/masses",
-    "consolidation/atelectasis",
-    "ground-glass opacity",
-    "pleural effusion/thickening",
-]
+CLASSES = list(load_class_map().classes)
 GOLD = "ground-glass opacity"
 
 
