@@ -1,8 +1,8 @@
 """Builder throughput on full-size synthetic volumes (one run; these machines are noisy).
 
 Prints, per volume: seconds for the whole builder (both configs, 1 worker), seconds for only
-decoding the CT and the mask (the floor), their ratio, the speed-up from 1 to 2 workers, and the
-peak RSS of a worker process.
+decoding the CT and the mask (the floor), their ratio, the speed-up from 1 to 2 workers (whole
+build, and the case stage alone: decode, select, render, cache), and the peak RSS of a worker.
 
     python benchmarks/build_throughput.py                 # 8 cases, 512 x 512 x ~300
     python benchmarks/build_throughput.py --slices 600    # 512 x 512 x 600
@@ -24,6 +24,7 @@ import nibabel as nib
 import numpy as np
 
 from dataset_builder import BuildOptions, build_repo
+from dataset_builder.pipeline import run_pipeline
 from dataset_builder.sources import load_cases
 from dataset_builder.synthetic_ct import SynthConfig, synthesize
 
@@ -51,6 +52,22 @@ def timed_build(
         num_workers=workers,
         progress=False,
         render_threads=threads,
+    )
+    return time.perf_counter() - start
+
+
+def timed_cases(rex_dir: Path, ctrate_dir: Path, work: Path, workers: int) -> float:
+    """Seconds for the case stage alone (decode, select, render, cache), no Parquet or card."""
+    shutil.rmtree(work, ignore_errors=True)
+    start = time.perf_counter()
+    run_pipeline(
+        rex_dir,
+        ctrate_dir,
+        BuildOptions(),
+        work,
+        num_workers=workers,
+        progress=False,
+        render_threads=1,
     )
     return time.perf_counter() - start
 
@@ -89,6 +106,9 @@ def main() -> int:
     one_single = timed_build(rex, ctrate, workdir / "out", workers=1, threads=1) / n
     two = timed_build(rex, ctrate, workdir / "out", workers=2, threads=1) / n
     rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
+    cases_one = timed_cases(rex, ctrate, workdir / "cases", workers=1)
+    cases_two = timed_cases(rex, ctrate, workdir / "cases", workers=2)
+    shutil.rmtree(workdir / "cases", ignore_errors=True)
 
     result = {
         "volumes": n,
@@ -99,6 +119,7 @@ def main() -> int:
         "builder_s_per_volume_1_worker_1_thread": round(one_single, 3),
         "builder_s_per_volume_2_workers_1_thread": round(two, 3),
         "speedup_1_to_2_workers": round(one_single / two, 2),
+        "case_stage_speedup_1_to_2_workers": round(cases_one / cases_two, 2),
         "peak_rss_per_worker_mb": round(rss_mb, 1),
     }
     print(json.dumps(result, indent=1))
