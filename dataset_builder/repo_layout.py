@@ -31,10 +31,12 @@ from .builder import CTRateVQA
 from .class_map import load_class_map
 from .config import SPLITS, VARIANTS, BuildOptions
 from .qa_rows import QUESTION_TEMPLATES
+from .sources import read_entries
 
 MANIFEST_NAME = "build_manifest.json"
 CACHE_DIR_NAME = ".build_cache"  # left out of pushes (see hub_cards)
 MANIFEST_FORMAT = 1
+PARALLEL_WRITE_MIN_CASES = 200  # ours: parallel Parquet writing only for builds this large
 
 
 def _package_version(name: str) -> str:
@@ -138,6 +140,10 @@ def build_repo(
     }
     write_manifest(out, manifest)
 
+    # ours: below ~200 cases, starting writer processes costs more than it saves (8 full-size
+    # cases: 0.7 s with one writer, 1.5 s with two)
+    n_cases = len(read_entries(Path(rex_dir), options.source_splits))
+    write_procs = num_workers if num_workers > 1 and n_cases >= PARALLEL_WRITE_MIN_CASES else None
     report = None
     dataset_infos: dict[str, dict] = {}
     files: dict[str, dict[str, list[str]]] = {}
@@ -161,7 +167,7 @@ def build_repo(
                 output_dir=str(prepared),
                 file_format="parquet",
                 max_shard_size=options.max_shard_size,
-                num_proc=num_workers if num_workers > 1 else None,  # datasets' sharded writing
+                num_proc=write_procs,  # datasets' sharded writing, for large builds
             )
         report = report or builder.report
         files[variant] = _place_shards(prepared, out, variant)

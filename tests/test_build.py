@@ -247,3 +247,23 @@ def test_cli_synth_writes_the_source_layout(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["cases"] == 3
     assert (out / "rexgroundingct" / "dataset.json").is_file()
     assert len(list((out / "ct-rate" / "dataset").rglob("*.nii.gz"))) == 3
+
+
+def test_parallel_parquet_writing_gives_the_same_rows(
+    synthetic_source, built_dataset, tmp_path, monkeypatch
+):
+    from dataset_builder import repo_layout
+
+    monkeypatch.setattr(repo_layout, "PARALLEL_WRITE_MIN_CASES", 1)  # force num_proc writing
+    out = tmp_path / "parallel"
+    build_repo(
+        synthetic_source["rex_dir"],
+        synthetic_source["ctrate_dir"],
+        out,
+        BuildOptions(seed=3),
+        num_workers=2,
+        variants=("zoom",),
+        progress=False,
+    )
+    assert len(list((out / "zoom").glob("train-*.parquet"))) == 2  # one shard per writer
+    assert _rows(out, "zoom") == _rows(built_dataset, "zoom")
