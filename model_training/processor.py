@@ -129,7 +129,7 @@ def load_processor(path_or_repo: str | os.PathLike, **kwargs: Any) -> ProcessorM
             tokenizer (for example it holds only a tokenizer); the message names what is missing.
     """
     if kwargs.pop("trust_remote_code", False):
-        raise ValueError("load_processor never runs remote code: drop trust_remote_code=True")
+        raise ValueError("load_processor never runs remote code: do not pass trust_remote_code")
     source = str(path_or_repo)
     looks_local = os.path.isabs(source) or source.startswith((".", "~"))
     if looks_local and not Path(source).expanduser().is_dir():
