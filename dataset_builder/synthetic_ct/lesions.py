@@ -9,6 +9,7 @@ from scipy import ndimage
 
 from .anatomy import _uniform
 from .canvas import _Canvas, _Placed
+from .grid import Box
 from .shapes import _lung_ellipse, _segment_distance, _side_x_range
 from .tissues import (
     CONSOLIDATION,
@@ -173,18 +174,38 @@ def _smooth_noise(rng: np.random.Generator, shape, spacing, sigma_mm: float) -> 
     return noise / max(float(noise.std()), 1e-6)
 
 
+def _place_free_blob(
+    rng: np.random.Generator,
+    c: _Canvas,
+    side: int,
+    area_factor: tuple[float, float],
+    t_range: tuple[float, float],
+    depth_frac: float,
+    irregularity: float,
+) -> tuple[np.ndarray, np.ndarray, Box, tuple[np.ndarray, ...], np.ndarray] | None:
+    """Draw a blob's size and centre and return (center, radii, box, coords, region), the region
+    limited to voxels no other finding holds; None if it does not fit."""
+    radii = _lesion_radii(rng, c.min_area * _uniform(rng, area_factor), c.grid.spacing[2])
+    center = _sample_center(rng, c, side, t_range, depth_frac * radii)
+    if center is None:
+        return None
+    box, coords = _lesion_box(c, center, radii)
+    region = (_blob_rho(rng, coords, center, radii, irregularity) <= 1) & c.free(box)
+    if not region.any():
+        return None
+    return center, radii, box, coords, region
+
+
 def _paint_nodule(
     rng: np.random.Generator, c: _Canvas, channel: int, value: int, side: int, code: str
 ) -> _Placed | None:
     """Solid round nodule / mass with a sharp, slightly lobulated edge."""
-    radii = _lesion_radii(rng, c.min_area * _uniform(rng, LESION_AREA_FACTOR), c.grid.spacing[2])
-    center = _sample_center(rng, c, side, NODULE_T, NODULE_DEPTH_FRAC * radii)
-    if center is None:
+    placed = _place_free_blob(
+        rng, c, side, LESION_AREA_FACTOR, NODULE_T, NODULE_DEPTH_FRAC, NODULE_LOBULATION
+    )
+    if placed is None:
         return None
-    box, coords = _lesion_box(c, center, radii)
-    region = (_blob_rho(rng, coords, center, radii, NODULE_LOBULATION) <= 1) & c.free(box)
-    if not region.any():
-        return None
+    center, radii, box, coords, region = placed
     c.commit(box, region, channel, value, _uniform(rng, NODULE_HU), SOLID)
     return _Placed(center, 2 * float(max(radii[:2])))
 
@@ -277,14 +298,10 @@ def _paint_airway(
     rng: np.random.Generator, c: _Canvas, channel: int, value: int, side: int, code: str
 ) -> _Placed | None:
     """Cluster of dilated (1b) or thick-walled (1a) bronchi seen end-on, with companion arteries."""
-    radii = _lesion_radii(rng, c.min_area * _uniform(rng, AIRWAY_AREA_FACTOR), c.grid.spacing[2])
-    center = _sample_center(rng, c, side, AIRWAY_T, AIRWAY_DEPTH_FRAC * radii)
-    if center is None:
+    blob = _place_free_blob(rng, c, side, AIRWAY_AREA_FACTOR, AIRWAY_T, AIRWAY_DEPTH_FRAC, 0.0)
+    if blob is None:
         return None
-    box, coords = _lesion_box(c, center, radii)
-    region = (_blob_rho(rng, coords, center, radii, 0.0) <= 1) & c.free(box)
-    if not region.any():
-        return None
+    center, radii, box, coords, region = blob
     lumen_range, wall_range = AIRWAY_STYLES[code]
     hu = c.hu[box].copy()
     labels = np.where(c.labels[box] == LUNG, LESION_LUNG, c.labels[box]).astype(np.uint8)
@@ -324,14 +341,12 @@ def _paint_micronodules(
     rng: np.random.Generator, c: _Canvas, channel: int, value: int, side: int, code: str
 ) -> _Placed | None:
     """Region of tiny centrilobular / tree-in-bud nodules (unused code 1e)."""
-    radii = _lesion_radii(rng, c.min_area * _uniform(rng, LESION_AREA_FACTOR), c.grid.spacing[2])
-    center = _sample_center(rng, c, side, GGO_T, GGO_DEPTH_FRAC * radii)
-    if center is None:
+    placed = _place_free_blob(
+        rng, c, side, LESION_AREA_FACTOR, GGO_T, GGO_DEPTH_FRAC, GGO_IRREGULARITY
+    )
+    if placed is None:
         return None
-    box, coords = _lesion_box(c, center, radii)
-    region = (_blob_rho(rng, coords, center, radii, GGO_IRREGULARITY) <= 1) & c.free(box)
-    if not region.any():
-        return None
+    center, radii, box, coords, region = placed
     dots = _smooth_noise(rng, region.shape, c.grid.spacing, MICRONODULE_SIGMA_MM)
     dots = dots > np.quantile(dots, MICRONODULE_QUANTILE)
     c.commit(box, region & ~dots, channel, value, c.hu[box], LESION_LUNG)
