@@ -119,7 +119,11 @@ def evaluate(
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
     classes = ds.features["label"].names
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_path).eval()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+        model_path, dtype=torch.bfloat16 if device == "cuda" else torch.float32
+    )
+    model = model.to(device).eval()
     processor = load_processor(model_path)
     predictions, results = [], {}
     for mode in modes:

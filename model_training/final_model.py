@@ -1,0 +1,75 @@
+"""Assemble a run's final model folder: what ``from_pretrained`` loads and what goes to the Hub.
+
+    final/
+      config.json, generation_config.json, model*.safetensors   the last trained stage's weights
+      tokenizer and processor files, chat_template             (``load_processor`` reads them)
+      recipe.yaml            the run's recipe with its command-line overrides
+      training_logs.json     per stage: trainable scope, parameter counts, prompts, log history
+      sft_loss.png, grpo_loss.png, grpo_reward.png              training curves
+      results.json           evaluation of this model (hub_cards schema)
+      run_summary.json       accuracy before SFT / after SFT / after GRPO, reward trend
+      README.md, .eval_results/ct-rate-vqa.yaml                 model card (hub_cards)
+
+Never copied: checkpoints, and pickled files such as the Trainer's ``training_args.bin``
+(safetensors only).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+
+from hub_cards.model_card import write_model_card
+
+from .curves import plot_stage
+
+SKIPPED = ("training_summary.json", "*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt")
+
+
+def copy_model_files(stage_dir: Path, final_dir: Path) -> list[str]:
+    """Copy the top-level files of a trained stage (weights, config, processor)."""
+    final_dir.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for path in sorted(stage_dir.iterdir()):
+        if path.is_file() and not any(fnmatch.fnmatch(path.name, p) for p in SKIPPED):
+            shutil.copy2(path, final_dir / path.name)
+            copied.append(path.name)
+    if not any(name.endswith(".safetensors") for name in copied):
+        raise FileNotFoundError(
+            f"{stage_dir} holds no *.safetensors weights; the stage did not finish: re-run it "
+            "(with --resume to continue from its last checkpoint)"
+        )
+    return copied
+
+
+def assemble_final(
+    final_dir: str | Path,
+    model_dir: str | Path,
+    recipe: dict,
+    recipe_source: str,
+    training_logs: dict[str, dict],
+    card_training: dict,
+    results: dict | None,
+    run_summary: dict,
+    dataset_id: str,
+) -> Path:
+    """Write the final folder from the last trained stage and the run's records."""
+    final_dir = Path(final_dir)
+    if final_dir.exists():
+        shutil.rmtree(final_dir)
+    copy_model_files(Path(model_dir), final_dir)
+    header = f"# The recipe this model was trained with (from {recipe_source} + command line)\n"
+    (final_dir / "recipe.yaml").write_text(header + yaml.safe_dump(recipe, sort_keys=False))
+    (final_dir / "training_logs.json").write_text(json.dumps(training_logs, indent=1))
+    plots = []
+    for stage, log in training_logs.items():
+        plots += [p.name for p in plot_stage(stage, log.get("log_history", []), final_dir)]
+    if results is not None:
+        (final_dir / "results.json").write_text(json.dumps(results, indent=1))
+    (final_dir / "run_summary.json").write_text(json.dumps(run_summary, indent=1))
+    write_model_card(final_dir, {**card_training, "plots": plots}, results, dataset_id)
+    return final_dir
