@@ -15,6 +15,7 @@ Outputs: the card's ``model-index`` (``huggingface_hub.EvalResult``) and
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -25,6 +26,15 @@ EVAL_RESULTS_DIR = ".eval_results"
 EVAL_RESULTS_FILE = "ct-rate-vqa.yaml"
 LICENSE = "cc-by-nc-sa-4.0"  # trained on CC BY-NC-SA 4.0 data: the weights inherit its terms
 MODES = ("think", "no-think")
+
+
+HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _hub_ids(names: list[str]) -> list[str] | None:
+    """Only the names that are Hub repo ids: the card's metadata must not link local folders."""
+    ids = [n for n in names if isinstance(n, str) and HUB_ID_RE.match(n)]
+    return ids or None
 
 
 def _percent(value: float) -> float:
@@ -117,8 +127,8 @@ def model_card(
     card_data = ModelCardData(
         model_name=model_name,
         license=LICENSE,
-        base_model=training["base_model"],
-        datasets=training.get("datasets", [dataset_id]),
+        base_model=(_hub_ids([training["base_model"]]) or [None])[0],
+        datasets=_hub_ids(training.get("datasets", [dataset_id])),
         language=["en"],
         library_name="transformers",
         pipeline_tag="image-text-to-text",

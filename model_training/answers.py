@@ -16,6 +16,7 @@ FORMAT_RE = re.compile(
     r"^\s*<think>.*?</think>\s*<answer>.*?</answer>\s*$", re.DOTALL | re.IGNORECASE
 )
 _SPACES = re.compile(r"\s+")
+_WORDS = re.compile(r"[^a-z0-9]+")  # everything but letters and digits separates words
 _TRIM = " \t\r\n.,;:!?\"'`*()[]{}"
 
 
@@ -41,6 +42,17 @@ def match_class(text: str | None, classes: list[str] | tuple[str, ...]) -> str |
         if normalise(name) == wanted:
             return name
     return None
+
+
+def fallback_class(reply: object, classes: list[str] | tuple[str, ...]) -> str | None:
+    """For replies without ``<answer>`` tags (models not trained on our format): the single
+    class whose full name appears in the text (normalised, on word boundaries); None if no
+    class or several classes are named. The evaluator counts these answers separately."""
+    if not isinstance(reply, str):
+        return None
+    text = f" {_WORDS.sub(' ', reply.lower())} "
+    found = [c for c in classes if f" {_WORDS.sub(' ', c.lower()).strip()} " in text]
+    return found[0] if len(found) == 1 else None
 
 
 def parse_reply(reply: object, classes: list[str] | tuple[str, ...]) -> ParsedReply:

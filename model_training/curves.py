@@ -79,7 +79,7 @@ def plot_stage(stage: str, log_history: list[dict], out_dir: str | Path) -> list
     return written
 
 
-def reward_trend(log_history: list[dict], window: int = 3) -> dict:
+def reward_trend(log_history: list[dict], window: int = 5) -> dict:
     """Mean total reward of the first and the last ``window`` logged GRPO steps, and the
     same for each component: what the run summary prints."""
     steps, total = series(log_history, "reward")

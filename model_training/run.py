@@ -25,7 +25,7 @@ from pathlib import Path
 from accelerate import PartialState
 
 from .curves import reward_trend
-from .evaluate import evaluate
+from .evaluate import PROGRESS_FILE, evaluate
 from .final_model import assemble_final
 from .run_recipe import (
     STAGES,
@@ -188,6 +188,12 @@ def evaluate_run(plan: RunPlan) -> dict[str, dict]:
             reports[label] = json.loads(done.read_text())
             continue
         logger.info("eval %s (%s): %s", label, EVAL_LABELS[label], model)
+        progress, trained = out / PROGRESS_FILE, Path(model) / STAGE_DONE_FILE
+        stale = (
+            progress.is_file()
+            and trained.is_file()
+            and trained.stat().st_mtime_ns > progress.stat().st_mtime_ns
+        )
         reports[label] = evaluate(
             model,
             data.dataset_name,
@@ -198,6 +204,7 @@ def evaluate_run(plan: RunPlan) -> dict[str, dict]:
             limit=run.eval_limit,
             batch_size=run.eval_batch_size,
             max_new_tokens=run.eval_max_new_tokens,
+            overwrite=not run.resume or stale,  # --resume keeps finished predictions
         )
     return reports
 

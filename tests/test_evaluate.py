@@ -49,3 +49,89 @@ def test_evaluate_writes_results_and_predictions(built_dataset, tmp_path):
     )
     assert len(predictions) == 12
     assert set(predictions.column_names) >= {"id", "gold", "output", "answer", "correct"}
+
+
+CLASSES = ["emphysema", "pulmonary nodules/masses", "ground-glass opacity"]
+
+
+@pytest.mark.parametrize(
+    ("reply", "answer", "parsed_by", "well_formed"),
+    [
+        ("<think>dense</think><answer>emphysema</answer>", "emphysema", "tags", True),
+        ("<answer>Ground-glass opacity.</answer>", "ground-glass opacity", "tags", False),
+        ("<answer>emphysema</answer><answer>pulmonary nodules/masses</answer>",
+         "pulmonary nodules/masses", "tags", False),  # the last answer counts
+        ("<answer>pneumothorax</answer>", None, None, False),  # tags, but no offered class
+        ("The slice shows pulmonary nodules / masses.", "pulmonary nodules/masses", "fallback",
+         False),
+        ("Emphysema or ground glass opacity.", None, None, False),  # two classes: no fallback
+        ("", None, None, False),
+        ("<think>unclosed", None, None, False),
+    ],
+)  # fmt: skip
+def test_replies_are_read_with_tags_then_fallback(reply, answer, parsed_by, well_formed):
+    from model_training.evaluate import read_reply
+
+    read = read_reply(reply, CLASSES)
+    assert (read["answer"], read["parsed_by"], read["well_formed"]) == (
+        answer,
+        parsed_by,
+        well_formed,
+    )
+
+
+def test_fallback_answers_are_counted_separately():
+    rows = [
+        {"gold": "a", "answer": "a", "well_formed": True, "parsed_by": "tags"},
+        {"gold": "a", "answer": "a", "well_formed": False, "parsed_by": "fallback"},
+        {"gold": "b", "answer": "a", "well_formed": False, "parsed_by": "fallback"},
+        {"gold": "b", "answer": None, "well_formed": False, "parsed_by": None},
+    ]
+    metrics = score(rows, ["a", "b"])
+    assert metrics["accuracy_micro"] == pytest.approx(2 / 4)
+    assert metrics["accuracy_micro_tags_only"] == pytest.approx(1 / 4)
+    assert metrics["fallback_rate"] == pytest.approx(2 / 4)
+    assert metrics["validity_rate"] == pytest.approx(1 / 4)
+    assert metrics["accuracy_macro"] == pytest.approx((1.0 + 0.0) / 2)
+
+
+def test_evaluation_resumes_and_refuses_foreign_predictions(built_dataset, tmp_path):
+    import model_training.evaluate as evaluation
+
+    model = build_tiny_model(tmp_path / "tiny")
+    out = tmp_path / "eval"
+    kwargs = {"modes": ("no-think",), "batch_size": 2, "max_new_tokens": 6, "progress": False}
+    first = evaluate(str(model), str(built_dataset), out, limit=4, **kwargs)
+    lines = (out / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == 4
+    for name in ("per_class_accuracy.png", "confusion_no-think.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a killed run: the last batch and half a line are lost
+    (out / "predictions.jsonl").write_text("\n".join(lines[:2]) + "\n" + lines[2][:20])
+    generated = []
+    original = evaluation.generate_replies
+
+    def counting(model_, processor, rows, mode, max_new_tokens):
+        generated.extend(r["id"] for r in rows)
+        return original(model_, processor, rows, mode, max_new_tokens)
+
+    evaluation.generate_replies = counting
+    try:
+        again = evaluate(str(model), str(built_dataset), out, limit=6, **kwargs)
+    finally:
+        evaluation.generate_replies = original
+    ids = load_dataset(str(built_dataset), "zoom", split="test")["id"][:6]
+    assert generated == ids[2:]  # only the missing samples were generated
+    assert again["modes"]["no-think"]["n"] == 6
+    predictions = load_dataset(
+        "parquet", data_files=str(out / "predictions.parquet"), split="train"
+    )
+    assert predictions["id"] == ids
+    assert predictions["output"][:4] == [json.loads(x)["output"] for x in lines]
+    assert first["modes"]["no-think"]["n"] == 4
+
+    with pytest.raises(evaluation.EvaluationError, match="--overwrite"):
+        evaluate(str(model), str(built_dataset), out, limit=2, **{**kwargs, "max_new_tokens": 7})
+    evaluate(str(model), str(built_dataset), out, limit=2, overwrite=True,
+             **{**kwargs, "max_new_tokens": 7})  # fmt: skip
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 2

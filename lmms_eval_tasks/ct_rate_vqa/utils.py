@@ -1,0 +1,142 @@
+"""lmms-eval hooks for CT-RATE-VQA: prompt, visual, target, per-reply scoring, aggregation.
+
+Self-contained (standard library only) so that this folder works when copied alone into
+``lmms_eval/tasks/``. The reply reading mirrors ``model_training/answers.py`` and
+``model_training/evaluate.py`` of medreason-r1 (keep them in step): the class inside the last
+``<answer>...</answer>`` (normalised: case, spaces, surrounding punctuation); a reply with no
+answer tags at all is scored by a fallback, the single class whose full name appears in it.
+One addition for lmms-eval: a last ``<answer>`` left open counts as an answer block, because
+the task stops generation at ``</answer>`` and lmms-eval removes the stop string from the reply.
+The prompts mirror ``model_training/prompts.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+# mirrors model_training/prompts.py SYSTEM_PROMPTS (lmms-eval sends no system prompt by
+# default, so the instruction follows the question in the user turn)
+THINK_POST_PROMPT = (
+    "\nFirst reason about the image inside <think> </think> tags, then give your final answer "
+    "inside <answer> </answer> tags. The answer must be exactly one of the class names offered "
+    "in the question."
+)
+NO_THINK_POST_PROMPT = (
+    "\nGive your final answer inside <answer> </answer> tags, with no explanation. The answer "
+    "must be exactly one of the class names offered in the question."
+)
+
+# mirrors model_training/answers.py
+ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+# ours (lmms-eval): a last <answer> left open, the reply having been cut at "</answer>"
+OPEN_ANSWER_RE = re.compile(r"<answer>((?:(?!<answer>).)*)$", re.DOTALL | re.IGNORECASE)
+_SPACES = re.compile(r"\s+")
+_WORDS = re.compile(r"[^a-z0-9]+")  # everything but letters and digits separates words
+_TRIM = " \t\r\n.,;:!?\"'`*()[]{}"
+
+
+def normalise(text: str) -> str:
+    """Lower case, single spaces, no surrounding punctuation or quotes (answers.normalise)."""
+    return _SPACES.sub(" ", text).strip(_TRIM).lower()
+
+
+def match_class(text: str | None, classes: list[str]) -> str | None:
+    """The class whose name ``text`` is, after normalisation, else None (answers.match_class)."""
+    if not isinstance(text, str):
+        return None
+    wanted = normalise(text)
+    for name in classes:
+        if normalise(name) == wanted:
+            return name
+    return None
+
+
+def fallback_class(reply: object, classes: list[str]) -> str | None:
+    """The single class whose full name appears in the reply (lower case, on word boundaries);
+    None if no class or several are named (answers.fallback_class)."""
+    if not isinstance(reply, str):
+        return None
+    text = f" {_WORDS.sub(' ', reply.lower())} "
+    found = [c for c in classes if f" {_WORDS.sub(' ', c.lower()).strip()} " in text]
+    return found[0] if len(found) == 1 else None
+
+
+def answer_text(reply: str) -> str | None:
+    """The text of the last ``<answer>`` block, closed or (at the very end) left open."""
+    last = OPEN_ANSWER_RE.search(reply)  # from the last "<answer>" to the end
+    if last and "</answer>" not in last.group(1).lower():
+        return last.group(1)  # left open
+    blocks = ANSWER_RE.findall(reply)
+    return blocks[-1] if blocks else None
+
+
+def parse_answer(reply: object, classes: list[str]) -> tuple[str | None, str | None]:
+    """``(class or None, how)``, how being "tags", "fallback" or None (evaluate.read_reply)."""
+    text = reply if isinstance(reply, str) else ""
+    inside = answer_text(text)
+    if inside is not None:
+        answer = match_class(inside, classes)
+        return answer, "tags" if answer is not None else None
+    answer = fallback_class(text, classes)
+    return answer, "fallback" if answer is not None else None
+
+
+# -- lmms-eval hooks ---------------------------------------------------------------------------
+
+
+def doc_to_visual(doc: dict) -> list:
+    return [doc["image"].convert("RGB")]
+
+
+def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
+    """The question (which names the options in CT-RATE-VQA; any option it leaves out is
+    listed after it), then the post prompt (default: the think instruction)."""
+    kwargs = lmms_eval_specific_kwargs or {}
+    question = doc["question"].strip()
+    options = list(doc.get("options") or [])
+    if any(option not in question for option in options):
+        question += f" Choose one of: {'; '.join(options)}."
+    pre_prompt = kwargs.get("pre_prompt", "")
+    post_prompt = kwargs.get("post_prompt", THINK_POST_PROMPT)
+    return f"{pre_prompt}{question}{post_prompt}"
+
+
+def doc_to_target(doc: dict) -> str:
+    return doc["answer"]
+
+
+def process_results(doc: dict, results: list[str]) -> dict:
+    """Per-reply values of each metric: ``accuracy`` and ``macro_accuracy`` get the same record
+    {id, gold, prediction, parsed_by}; ``validity_rate`` is 1.0 when the answer tags name a
+    class, ``fallback_rate`` 1.0 when the class came from the fallback (as evaluate.py)."""
+    reply = results[0] if results else ""
+    prediction, how = parse_answer(reply, list(doc["options"]))
+    record = {"id": doc.get("id"), "gold": doc["answer"], "prediction": prediction}
+    record["parsed_by"] = how
+    return {
+        "accuracy": record,
+        "macro_accuracy": record,
+        "validity_rate": float(how == "tags"),
+        "fallback_rate": float(how == "fallback"),
+    }
+
+
+def aggregate_accuracy(items: list[dict]) -> float:
+    """Micro accuracy: the share of replies whose class is the gold one."""
+    if not items:
+        return 0.0
+    return sum(item["prediction"] == item["gold"] for item in items) / len(items)
+
+
+def aggregate_macro_accuracy(items: list[dict]) -> float:
+    """Macro accuracy: the mean over gold classes (those with at least one question) of each
+    class's accuracy."""
+    support: dict[str, int] = defaultdict(int)
+    hits: dict[str, int] = defaultdict(int)
+    for item in items:
+        support[item["gold"]] += 1
+        hits[item["gold"]] += item["prediction"] == item["gold"]
+    if not support:
+        return 0.0
+    return sum(hits[c] / support[c] for c in support) / len(support)

@@ -1,0 +1,176 @@
+"""Reasoning-answer consistency (the paper's Fig. 3): a judge reads only the ``<think>`` text of
+each prediction and names the class it points to; consistency is the share of samples where
+that class equals the model's own final answer.
+
+Judges:
+
+- a local causal LM by Hub id or path (``transformers``; no remote code): it scores every
+  option as the continuation of the judge prompt and picks the most probable one (log
+  probability per byte of the option, as lm-evaluation-harness's ``acc_norm``), so it always
+  names a class and is deterministic;
+- an OpenAI-compatible endpoint (``http(s)://HOST/v1``, e.g. a vLLM server running
+  gpt-oss-20b), asked through ``huggingface_hub.InferenceClient``; its reply is read like a
+  model's (``<answer>`` tags, else the single class named). A key, if the server needs one,
+  comes from ``JUDGE_API_KEY``.
+
+The judge prompt is ``model_training/data/judge_prompt.txt`` (ours: the paper did not publish
+its prompt). Samples without reasoning or without a valid answer count as inconsistent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from pathlib import Path
+
+import torch
+
+from .answers import ANSWER_RE, fallback_class, match_class
+
+JUDGE_PROMPT_FILE = Path(__file__).parent / "data" / "judge_prompt.txt"
+JUDGE_FILE = "judge.jsonl"  # judge answers by sample id, for resuming
+ENDPOINT_MAX_TOKENS = 1024  # room for a reasoning judge's own thinking before its answer
+
+
+def judge_prompt(reasoning: str, options: list[str], template: str | None = None) -> str:
+    template = template if template is not None else JUDGE_PROMPT_FILE.read_text()
+    return template.format(reasoning=reasoning.strip(), options="; ".join(options))
+
+
+class LocalJudge:
+    """A causal LM that picks the option it finds most probable after the prompt."""
+
+    def __init__(self, model_id: str):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.tokenizer = AutoTokenizer.from_pretrained(model_id)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            model_id, dtype=torch.bfloat16 if device == "cuda" else torch.float32
+        )
+        self.model = self.model.to(device).eval()
+        self.name = model_id
+
+    def _prefix(self, prompt: str) -> list[int]:
+        if self.tokenizer.chat_template:
+            text = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
+        else:
+            text = prompt + "\n"
+        return self.tokenizer(text + "<answer>", add_special_tokens=False)["input_ids"]
+
+    @torch.no_grad()
+    def choose(self, prompt: str, options: list[str]) -> str:
+        prefix = self._prefix(prompt)
+        continuations = [self.tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
+        longest = max(len(prefix) + len(c) for c in continuations)
+        pad = self.tokenizer.pad_token_id or 0
+        ids = torch.full((len(options), longest), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, cont in enumerate(continuations):
+            row = prefix + cont
+            ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
+        logits = self.model(
+            input_ids=ids.to(self.model.device), attention_mask=mask.to(self.model.device)
+        ).logits.float()
+        logprobs = torch.log_softmax(logits, dim=-1).cpu()
+        scores = []
+        for i, (option, cont) in enumerate(zip(options, continuations, strict=True)):
+            positions = range(len(prefix) - 1, len(prefix) - 1 + len(cont))
+            total = sum(logprobs[i, p, t].item() for p, t in zip(positions, cont, strict=True))
+            scores.append(total / max(1, len(option.encode())))
+        return options[max(range(len(options)), key=scores.__getitem__)]
+
+
+class EndpointJudge:
+    """An OpenAI-compatible chat endpoint (vLLM, TGI, ...), greedy."""
+
+    def __init__(self, base_url: str, model: str | None = None):
+        from huggingface_hub import InferenceClient
+
+        self.base_url = base_url.rstrip("/")
+        self.client = InferenceClient(
+            base_url=self.base_url, api_key=os.environ.get("JUDGE_API_KEY")
+        )
+        self.model = model or self._served_model()
+        self.name = f"{self.model} @ {self.base_url}"
+
+    def _served_model(self) -> str:
+        """The first model the server lists at ``/models`` (OpenAI API)."""
+        request = urllib.request.Request(f"{self.base_url}/models")
+        key = os.environ.get("JUDGE_API_KEY")
+        if key:
+            request.add_header("Authorization", f"Bearer {key}")
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (user's URL)
+            served = json.load(response).get("data") or []
+        if not served:
+            raise ValueError(f"{self.base_url}/models lists no model; pass --judge-model NAME")
+        return served[0]["id"]
+
+    def choose(self, prompt: str, options: list[str]) -> str | None:
+        reply = self.client.chat_completion(
+            [{"role": "user", "content": prompt}],
+            model=self.model,
+            temperature=0.0,
+            max_tokens=ENDPOINT_MAX_TOKENS,
+        )
+        text = reply.choices[0].message.content or ""
+        answers = ANSWER_RE.findall(text)
+        if answers:
+            return match_class(answers[-1], options)
+        return fallback_class(text, options)
+
+
+def load_judge(judge: str, judge_model: str | None = None) -> LocalJudge | EndpointJudge:
+    if judge.startswith(("http://", "https://")):
+        return EndpointJudge(judge, judge_model)
+    return LocalJudge(judge)
+
+
+def judge_consistency(
+    predictions: list[dict],
+    options: dict[str, list[str]],
+    judge,
+    output_dir: Path,
+    template: str | None = None,
+) -> dict:
+    """Ask the judge about every prediction with reasoning; return the consistency metrics and
+    set ``judge_answer`` on each prediction row. Judge answers are kept in ``judge.jsonl``
+    (with the judge's name and prompt) so that a re-run asks only for the missing ones."""
+    template = template if template is not None else JUDGE_PROMPT_FILE.read_text()
+    progress = output_dir / JUDGE_FILE
+    done: dict[str, str | None] = {}
+    if progress.is_file():
+        for line in progress.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if row.get("judge") == judge.name and row.get("prompt") == template:
+                done[row["id"]] = row["judge_answer"]
+    consistent = judged = 0
+    with progress.open("a") as sink:
+        for row in predictions:
+            reasoning = (row.get("think") or "").strip()
+            if not reasoning:
+                row["judge_answer"] = None
+                continue
+            if row["id"] not in done:
+                prompt = judge_prompt(reasoning, options[row["id"]], template)
+                done[row["id"]] = judge.choose(prompt, options[row["id"]])
+                record = {"id": row["id"], "judge": judge.name, "prompt": template}
+                sink.write(json.dumps({**record, "judge_answer": done[row["id"]]}) + "\n")
+                sink.flush()
+            row["judge_answer"] = done[row["id"]]
+            judged += 1
+            consistent += row["answer"] is not None and row["judge_answer"] == row["answer"]
+    n = len(predictions)
+    return {
+        "judge": judge.name,
+        "judge_prompt": template,
+        "consistency": consistent / n if n else 0.0,
+        "consistency_judged": judged,
+    }

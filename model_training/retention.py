@@ -1,0 +1,291 @@
+"""General-VQA retention (the paper's Table 2): ChartQA relaxed accuracy and TextVQA VQA accuracy
+of a checkpoint, and their sample-weighted average.
+
+    python -m model_training.retention --model PATH_OR_REPO --benchmark chartqa|textvqa|both \
+        [--chartqa-dataset ID_OR_PATH] [--textvqa-dataset ID_OR_PATH] [--split S] [--limit N] \
+        [--batch-size B] --output-dir DIR
+
+Writes ``DIR/retention.json`` and ``DIR/retention_predictions.parquet`` (one row per question:
+benchmark, index, question, reply, the scored answer, the gold answers and the score).
+Batched greedy generation with left padding. A dataset is a Hub id or a local folder that
+``datasets.load_dataset(path, split=...)`` reads (for example Parquet files named
+``<split>-00000-of-00001.parquet``); the column names are options because Hub copies differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import torch
+from tqdm.auto import tqdm
+from transformers import Qwen2_5_VLForConditionalGeneration
+
+from . import vqa_metrics
+from .processor import load_processor
+
+# lmms-eval's short-answer post prompt (its chartqa and textvqa tasks, from LLaVA-1.5), ours to
+# use for both benchmarks.
+SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."
+DEFAULT_BATCH_SIZE = 16
+DEFAULT_MAX_NEW_TOKENS = 32  # a word or a phrase (lmms-eval: 16), with room for <answer> tags
+BENCHMARKS = ("chartqa", "textvqa")
+_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """Where a benchmark's data is and which columns hold what."""
+
+    name: str  # "chartqa" or "textvqa"
+    dataset: str  # Hub id or local folder
+    split: str
+    image_column: str
+    question_column: str
+    answer_column: str  # ChartQA: gold label(s); TextVQA: the 10 human answers
+
+
+DEFAULTS = {
+    # HuggingFaceM4/ChartQA: image, query, label (a list holding one string), human_or_machine
+    "chartqa": Benchmark("chartqa", "HuggingFaceM4/ChartQA", "test", "image", "query", "label"),
+    # lmms-lab/textvqa: image, question, answers (10 strings), question_id, ocr_tokens, ...
+    "textvqa": Benchmark(
+        "textvqa", "lmms-lab/textvqa", "validation", "image", "question", "answers"
+    ),
+}
+
+
+def scored_text(reply: str) -> str:
+    """The text inside the last ``<answer>...</answer>`` of a reply, else the whole reply."""
+    if not isinstance(reply, str):
+        return ""
+    found = _ANSWER_RE.findall(reply)
+    return (found[-1] if found else reply).strip()
+
+
+def score_one(benchmark: str, answer: str, gold: str | list[str]) -> float:
+    """1.0 / 0.0 relaxed correctness (ChartQA) or VQA accuracy (TextVQA) of one answer."""
+    if benchmark == "chartqa":
+        return float(vqa_metrics.chartqa_accuracy([answer], [gold]))
+    if benchmark == "textvqa":
+        return vqa_metrics.vqa_accuracy(answer, list(gold))
+    raise ValueError(f"unknown benchmark {benchmark!r}; choose one of {BENCHMARKS}")
+
+
+def load_benchmark(bench: Benchmark, limit: int | None = None) -> datasets.Dataset:
+    ds = datasets.load_dataset(bench.dataset, split=bench.split)
+    missing = [
+        column
+        for column in (bench.image_column, bench.question_column, bench.answer_column)
+        if column not in ds.column_names
+    ]
+    if missing:
+        raise ValueError(
+            f"{bench.name} dataset {bench.dataset} (split {bench.split}) has no column(s) "
+            f"{missing}; its columns are {ds.column_names}. Name the right ones with "
+            f"--{bench.name}-image-column / -question-column / -answer-column."
+        )
+    if limit is not None:
+        ds = ds.select(range(min(limit, len(ds))))
+    return ds
+
+
+def prompt_messages(question: str) -> list[dict]:
+    """One user turn: the image, then the question and the short-answer instruction."""
+    text = f"{question.strip()}\n{SHORT_ANSWER_PROMPT}"
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+
+
+@torch.no_grad()
+def generate_replies(
+    model,
+    processor,
+    ds: datasets.Dataset,
+    bench: Benchmark,
+    batch_size: int,
+    max_new_tokens: int,
+    progress: bool = True,
+) -> list[str]:
+    """Greedy replies to the benchmark's (image, question) pairs, in batches, left padded."""
+    processor.tokenizer.padding_side = "left"
+    replies: list[str] = []
+    for start in tqdm(range(0, len(ds), batch_size), desc=bench.name, disable=not progress):
+        batch = ds[start : start + batch_size]
+        texts = [
+            processor.apply_chat_template(prompt_messages(str(q)), add_generation_prompt=True)
+            for q in batch[bench.question_column]
+        ]
+        inputs = processor(
+            images=[image.convert("RGB") for image in batch[bench.image_column]],
+            text=texts,
+            padding=True,
+            return_tensors="pt",
+        ).to(model.device)
+        generated = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+        replies += processor.batch_decode(
+            generated[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
+        )
+    return replies
+
+
+def gold_answers(value: object) -> list[str]:
+    """A gold column value as a list of strings (one string, a list, or None)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
+
+
+def run_benchmark(
+    model,
+    processor,
+    bench: Benchmark,
+    limit: int | None,
+    batch_size: int,
+    max_new_tokens: int,
+    progress: bool = True,
+) -> tuple[dict, list[dict]]:
+    """The benchmark's summary and its prediction rows."""
+    ds = load_benchmark(bench, limit)
+    golds = [gold_answers(g) for g in ds[bench.answer_column]]
+    unanswered = sum(not g for g in golds)
+    if unanswered:
+        raise ValueError(
+            f"{bench.name} dataset {bench.dataset} (split {bench.split}): {unanswered} of "
+            f"{len(golds)} rows have no gold answer in column {bench.answer_column!r} (TextVQA's "
+            "test answers are hidden: use the validation split)."
+        )
+    replies = generate_replies(model, processor, ds, bench, batch_size, max_new_tokens, progress)
+    answers = [scored_text(reply) for reply in replies]
+    questions = [str(q) for q in ds[bench.question_column]]
+    rows = [
+        {
+            "benchmark": bench.name,
+            "index": index,
+            "question": question,
+            "output": reply,
+            "answer": answer,
+            "gold": gold,
+            "score": score_one(bench.name, answer, gold),
+        }
+        for index, (question, reply, answer, gold) in enumerate(
+            zip(questions, replies, answers, golds, strict=True)
+        )
+    ]
+    summary = {"dataset": bench.dataset, "split": bench.split, "n": len(rows)}
+    if bench.name == "chartqa":
+        summary["relaxed_accuracy"] = vqa_metrics.chartqa_accuracy(answers, golds)
+    else:
+        summary["vqa_accuracy"] = vqa_metrics.textvqa_accuracy(answers, golds)
+    return summary, rows
+
+
+def benchmark_score(name: str, summary: dict) -> float:
+    return summary["relaxed_accuracy" if name == "chartqa" else "vqa_accuracy"]
+
+
+def retention(
+    model_path: str,
+    benchmarks: list[Benchmark],
+    output_dir: str | Path,
+    limit: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    progress: bool = True,
+) -> dict:
+    """Run the benchmarks and write retention.json and retention_predictions.parquet."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+        model_path, dtype=torch.bfloat16 if device == "cuda" else torch.float32
+    )
+    model = model.to(device).eval()
+    processor = load_processor(model_path)
+    summaries, predictions = {}, []
+    for bench in benchmarks:
+        summary, rows = run_benchmark(
+            model, processor, bench, limit, batch_size, max_new_tokens, progress
+        )
+        summaries[bench.name] = summary
+        predictions += rows
+    report = {
+        "model": str(model_path),
+        "prompt": SHORT_ANSWER_PROMPT,
+        "benchmarks": summaries,
+        "weighted_average": vqa_metrics.weighted_average(
+            {name: (benchmark_score(name, s), s["n"]) for name, s in summaries.items()}
+        ),
+    }
+    (output_dir / "retention.json").write_text(json.dumps(report, indent=1))
+    datasets.Dataset.from_list(predictions).to_parquet(output_dir / "retention_predictions.parquet")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m model_training.retention",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", required=True, help="checkpoint folder or Hub repo id")
+    parser.add_argument("--benchmark", default="both", choices=[*BENCHMARKS, "both"])
+    parser.add_argument(
+        "--split", default=None, help="split of every chosen benchmark (default: each its own)"
+    )
+    for name, bench in DEFAULTS.items():
+        parser.add_argument(
+            f"--{name}-dataset", default=bench.dataset, help=f"default: {bench.dataset}"
+        )
+        parser.add_argument(f"--{name}-split", default=bench.split, help=f"default: {bench.split}")
+        for role in ("image", "question", "answer"):
+            default = getattr(bench, f"{role}_column")
+            parser.add_argument(
+                f"--{name}-{role}-column", default=default, help=f"default: {default}"
+            )
+    parser.add_argument("--limit", type=int, default=None, help="first N questions of each")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    names = BENCHMARKS if args.benchmark == "both" else (args.benchmark,)
+    benchmarks = []
+    for name in names:
+        option = name.replace("-", "_")
+        benchmarks.append(
+            Benchmark(
+                name,
+                getattr(args, f"{option}_dataset"),
+                args.split or getattr(args, f"{option}_split"),
+                getattr(args, f"{option}_image_column"),
+                getattr(args, f"{option}_question_column"),
+                getattr(args, f"{option}_answer_column"),
+            )
+        )
+    report = retention(
+        args.model,
+        benchmarks,
+        args.output_dir,
+        args.limit,
+        args.batch_size,
+        args.max_new_tokens,
+        progress=not args.no_progress,
+    )
+    for name, summary in report["benchmarks"].items():
+        print(
+            f"{name}: {100 * benchmark_score(name, summary):.2f} "
+            f"({summary['dataset']} {summary['split']}, n = {summary['n']})"
+        )
+    print(f"weighted average: {100 * report['weighted_average']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
