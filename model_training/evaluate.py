@@ -26,7 +26,6 @@ from pathlib import Path
 import datasets
 import torch
 from tqdm.auto import tqdm
-from transformers import Qwen2_5_VLForConditionalGeneration
 
 from . import prompts
 from .answers import fallback_class, parse_reply
@@ -209,6 +208,7 @@ def evaluate(
     revision: str | None = None,
     judge: str | None = None,
     judge_model: str | None = None,
+    trust_remote_code: bool = False,
 ) -> dict:
     """Evaluate (resuming from ``output_dir``) and write results, predictions and plots; with
     ``judge`` (a causal LM id/path or an OpenAI-compatible URL), also the reasoning-answer
@@ -236,7 +236,7 @@ def evaluate(
             if not missing:
                 continue
             if model is None:
-                model, processor = load_model(model_path)
+                model, processor = load_model(model_path, trust_remote_code)
             predict(
                 model, processor, ds.select(missing), mode, batch_size, max_new_tokens,
                 progress, append,
@@ -275,13 +275,24 @@ def evaluate(
     return report
 
 
-def load_model(model_path: str):
-    """(model, processor) on the GPU in bf16 when there is one, else on the CPU in fp32."""
+def load_model(model_path: str, trust_remote_code: bool = False):
+    """(model, processor) of any image-text-to-text checkpoint with a chat template (our
+    Qwen2.5-VL checkpoints, Qwen2-VL-based baselines...), on the GPU in bf16 when there is
+    one, else on the CPU in fp32. Remote code runs only if the user asks for it."""
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-        model_path, dtype=torch.bfloat16 if device == "cuda" else torch.float32
+    model = AutoModelForImageTextToText.from_pretrained(
+        model_path,
+        dtype=torch.bfloat16 if device == "cuda" else torch.float32,
+        trust_remote_code=trust_remote_code,
     )
-    return model.to(device).eval(), load_processor(model_path)
+    config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+    if config.model_type == "qwen2_5_vl" and not trust_remote_code:
+        processor = load_processor(model_path)  # works without torchvision
+    else:
+        processor = AutoProcessor.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+    return model.to(device).eval(), processor
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -312,6 +323,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--judge-model", default=None, help="model name at the endpoint (default: its first)"
     )
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="run the model repo's own code (only for baselines that need it; read it first)",
+    )
     args = parser.parse_args(argv)
     modes = prompts.MODES if args.mode == "both" else (args.mode,)
     try:
@@ -329,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
             revision=args.revision,
             judge=args.judge,
             judge_model=args.judge_model,
+            trust_remote_code=args.trust_remote_code,
         )
     except EvaluationError as err:
         print(f"error: {err}", file=sys.stderr)

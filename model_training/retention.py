@@ -24,10 +24,9 @@ from pathlib import Path
 import datasets
 import torch
 from tqdm.auto import tqdm
-from transformers import Qwen2_5_VLForConditionalGeneration
 
 from . import vqa_metrics
-from .processor import load_processor
+from .evaluate import load_model
 
 # lmms-eval's short-answer post prompt (its chartqa and textvqa tasks, from LLaVA-1.5), ours to
 # use for both benchmarks.
@@ -202,12 +201,7 @@ def retention(
     """Run the benchmarks and write retention.json and retention_predictions.parquet."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-        model_path, dtype=torch.bfloat16 if device == "cuda" else torch.float32
-    )
-    model = model.to(device).eval()
-    processor = load_processor(model_path)
+    model, processor = load_model(model_path)
     summaries, predictions = {}, []
     for bench in benchmarks:
         summary, rows = run_benchmark(
