@@ -17,12 +17,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import re
 import sys
 import time
 from pathlib import Path
 
 from accelerate import PartialState
+
+from hub_cards.model_card import HUB_ID_RE
 
 from .curves import reward_trend
 from .evaluate import PROGRESS_FILE, evaluate
@@ -42,12 +43,11 @@ logger = logging.getLogger("model_training.run")
 SUMMARY_FILE = "run_summary.json"
 STAGE_DONE_FILE = "training_summary.json"  # written by a stage when its model is saved
 EVAL_LABELS = {"base": "before SFT", "sft": "after SFT", "grpo": "after GRPO"}
-REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def _hub_id_or_none(name: str) -> str | None:
     """``name`` if it reads as a Hub repo id rather than a local folder."""
-    return name if REPO_ID_RE.match(name) and not Path(name).exists() else None
+    return name if HUB_ID_RE.match(name) and not Path(name).exists() else None
 
 
 # -- inputs of the demo ------------------------------------------------------------------------
@@ -317,12 +317,10 @@ def card_inputs(plan: RunPlan, logs: dict[str, dict]) -> tuple[dict, str]:
 
 
 def finish(plan: RunPlan, reports: dict[str, dict]) -> dict:
-    """Write run_summary.json and final/; return the summary."""
+    """Write final/ (with its copy of the summary); return the summary."""
     logs = _training_logs(plan)
     summary = run_summary(plan, reports, logs)
     out = Path(plan.run.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
     trained = [name for name in STAGES if name in logs]
     if trained:
         last = trained[-1]
@@ -339,7 +337,6 @@ def finish(plan: RunPlan, reports: dict[str, dict]) -> dict:
             dataset_id,
         )
         summary["final_model"] = str(final)
-        (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
     return summary
 
 
@@ -373,7 +370,9 @@ def run(plan: RunPlan) -> dict | None:
         reports = evaluate_run(plan)
         summary = finish(plan, reports)
         summary["wall_seconds"] = round(time.monotonic() - started, 1)
-        Path(plan.run.output_dir, SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
+        out = Path(plan.run.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
         print(format_summary(summary) + f"\nwall time: {summary['wall_seconds']:.0f} s")
         print(f"outputs: {plan.run.output_dir} (final model: {summary.get('final_model')})")
         if plan.run.push_to_hub:
