@@ -86,17 +86,14 @@ def read_reply(reply: str, options: list[str]) -> dict:
 
 
 @torch.no_grad()
-def generate_replies(
-    model, processor, rows: list[dict], mode: str, max_new_tokens: int
+def greedy_replies(
+    model, processor, conversations: list[list[dict]], images: list, max_new_tokens: int
 ) -> list[str]:
-    """Greedy replies to one batch of dataset rows (left padding)."""
+    """Greedy replies to one batch of (conversation, image) prompts, left padded."""
     processor.tokenizer.padding_side = "left"
-    texts = [
-        processor.apply_chat_template(prompts.prompt_messages(r, mode), add_generation_prompt=True)
-        for r in rows
-    ]
+    texts = [processor.apply_chat_template(c, add_generation_prompt=True) for c in conversations]
     inputs = processor(
-        images=[r["image"].convert("RGB") for r in rows],
+        images=[image.convert("RGB") for image in images],
         text=texts,
         padding=True,
         return_tensors="pt",
@@ -105,6 +102,15 @@ def generate_replies(
     return processor.batch_decode(
         generated[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
     )
+
+
+def generate_replies(
+    model, processor, rows: list[dict], mode: str, max_new_tokens: int
+) -> list[str]:
+    """Greedy replies to one batch of CT-RATE-VQA rows in prompt ``mode``."""
+    conversations = [prompts.prompt_messages(r, mode) for r in rows]
+    images = [r["image"] for r in rows]
+    return greedy_replies(model, processor, conversations, images, max_new_tokens)
 
 
 def predict(

@@ -22,11 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
-import torch
 from tqdm.auto import tqdm
 
 from . import vqa_metrics
-from .evaluate import load_model
+from .evaluate import greedy_replies, load_model
 
 # lmms-eval's short-answer post prompt (its chartqa and textvqa tasks, from LLaVA-1.5), ours to
 # use for both benchmarks.
@@ -100,7 +99,6 @@ def prompt_messages(question: str) -> list[dict]:
     return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
 
 
-@torch.no_grad()
 def generate_replies(
     model,
     processor,
@@ -111,23 +109,12 @@ def generate_replies(
     progress: bool = True,
 ) -> list[str]:
     """Greedy replies to the benchmark's (image, question) pairs, in batches, left padded."""
-    processor.tokenizer.padding_side = "left"
     replies: list[str] = []
     for start in tqdm(range(0, len(ds), batch_size), desc=bench.name, disable=not progress):
         batch = ds[start : start + batch_size]
-        texts = [
-            processor.apply_chat_template(prompt_messages(str(q)), add_generation_prompt=True)
-            for q in batch[bench.question_column]
-        ]
-        inputs = processor(
-            images=[image.convert("RGB") for image in batch[bench.image_column]],
-            text=texts,
-            padding=True,
-            return_tensors="pt",
-        ).to(model.device)
-        generated = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-        replies += processor.batch_decode(
-            generated[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
+        conversations = [prompt_messages(str(q)) for q in batch[bench.question_column]]
+        replies += greedy_replies(
+            model, processor, conversations, batch[bench.image_column], max_new_tokens
         )
     return replies
 
