@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig, ScriptArguments
 
+from .processor import PINNED_MAX_PIXELS, PINNED_MIN_PIXELS
 from .prompts import MODES, SFT_TARGETS
 from .rewards import DEFAULT_REWARD_WEIGHTS, DEFAULT_REWARDS
 from .scope import SCOPE_NAMES
@@ -50,6 +51,22 @@ class CTRateVQAArguments(ScriptArguments):
             "ModelConfig's lora_r."
         },
     )
+    image_min_pixels: int | None = field(
+        default=None,
+        metadata={
+            "help": "Pin the processor's resize (with image_max_pixels) so that every 512x512 "
+            "slice gives the same image-token count: 512x512 -> resized to 504x504 -> 324 image "
+            f"tokens with {PINNED_MIN_PIXELS} (504*504) and {PINNED_MAX_PIXELS} (512*512). "
+            "Lower bound on the resized pixel count; None = the checkpoint's own setting."
+        },
+    )
+    image_max_pixels: int | None = field(
+        default=None,
+        metadata={
+            "help": "Upper bound on the resized pixel count (see image_min_pixels); None = the "
+            "checkpoint's own setting."
+        },
+    )
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
@@ -59,6 +76,9 @@ class CTRateVQAArguments(ScriptArguments):
         ):
             if value not in allowed:
                 raise ValueError(f"{name}={value!r} is not one of {allowed}")
+        low, high = self.image_min_pixels, self.image_max_pixels
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"image_min_pixels={low} exceeds image_max_pixels={high}")
 
 
 @dataclass

@@ -2,12 +2,26 @@
 
     python -m model_training.evaluate --model PATH_OR_REPO --dataset PATH_OR_REPO \
         [--config zoom] [--split test] [--mode think|no-think|both] [--limit N] --output-dir DIR
+    accelerate launch --num_processes 8 -m model_training.evaluate ...      # data parallel
+    python -m model_training.evaluate --backend vllm [--tensor-parallel-size N] ...
 
 Writes into DIR: ``results.json`` (the schema ``hub_cards.model_card`` reads),
 ``predictions.parquet`` (one row per sample and mode), ``per_class_accuracy.png`` and
 ``confusion_<mode>.png``. Batched greedy generation with left padding. Resumable: every
 finished batch is appended to ``predictions.jsonl``; a re-run with the same model, dataset
 and prompts generates only the samples still missing.
+
+Data parallel: under ``accelerate launch`` the missing samples are cut into batches (as one
+process would cut them) and process r of n takes batches r, r + n, ...; it generates on its own
+device (bf16 on CUDA, fp32 on CPU) and appends to its own ``predictions.rank<r>-of-<n>.jsonl``.
+Every process reads all progress files before it starts, so a run resumes from any earlier run,
+whatever its process count. The main process alone writes the results and runs the judge. The
+results equal a one-process run's. On a machine without CUDA, start N CPU processes (gloo) with
+``accelerate launch --multi_gpu --num_processes N``: ``--cpu`` makes accelerate start only one.
+
+Backends: ``hf`` (transformers ``generate``) or ``vllm`` (``vllm.LLM``, one process; vLLM
+parallelises itself: ``--tensor-parallel-size``). With vLLM, ``--batch-size`` is the number of
+prompts handed to vLLM at a time (their predictions are saved before the next): use hundreds.
 
 Scoring: the class inside the reply's last ``<answer>...</answer>``. A reply without answer
 tags (a baseline not trained on our format) is scored by a fallback: the single class whose
@@ -18,13 +32,19 @@ and ``accuracy_micro_tags_only`` report them separately.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
 import sys
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import datasets
 import torch
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list, parse_flag_from_env
 from tqdm.auto import tqdm
 
 from . import prompts
@@ -34,8 +54,18 @@ from .processor import load_processor
 
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_MAX_NEW_TOKENS = 96  # enough for a short <think> and the answer
-PROGRESS_FILE = "predictions.jsonl"
+DEFAULT_BACKEND = "hf"
+BACKENDS = ("hf", "vllm")
+DEFAULT_TENSOR_PARALLEL_SIZE = 1
+DEFAULT_MAX_MODEL_LEN = 4096  # vLLM: prompt (a 512 px slice is 324 image tokens) and reply
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
+PROGRESS_FILE = "predictions.jsonl"  # one process
+RANK_PROGRESS_FILE = "predictions.rank{rank}-of-{world}.jsonl"  # process rank of world (> 1)
 SETTINGS_FILE = "eval_settings.json"
+VLLM_MISSING = "--backend vllm needs vLLM, which is not installed: pip install vllm (GPU machines)"
+
+Generate = Callable[[list[dict], str], list[str]]  # (rows, mode) -> one reply per row
+Batch = tuple[str, list[int]]  # (mode, dataset row indices)
 
 
 class EvaluationError(ValueError):
@@ -113,6 +143,29 @@ def generate_replies(
     return greedy_replies(model, processor, conversations, images, max_new_tokens)
 
 
+def batch_rows(batch: dict[str, list]) -> list[dict]:
+    """The rows of a dataset slice (``ds[a:b]``, a dict of columns)."""
+    return [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
+
+
+def prediction_rows(rows: list[dict], replies: list[str], mode: str) -> list[dict]:
+    """The prediction rows (scored replies) of one batch."""
+    done = []
+    for row, reply in zip(rows, replies, strict=True):
+        read = read_reply(reply, row["options"])
+        done.append(
+            {
+                "id": row["id"],
+                "mode": mode,
+                "gold": row["answer"],
+                "output": reply,
+                **read,
+                "correct": read["answer"] == row["answer"],
+            }
+        )
+    return done
+
+
 def predict(
     model,
     processor,
@@ -126,32 +179,56 @@ def predict(
     """Prediction rows of ``ds`` in ``mode``; each finished batch is also passed to ``sink``."""
     out = []
     for start in tqdm(range(0, len(ds), batch_size), desc=f"eval ({mode})", disable=not progress):
-        batch = ds[start : start + batch_size]
-        rows = [
-            dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)
-        ]
-        replies = generate_replies(model, processor, rows, mode, max_new_tokens)
-        done = []
-        for row, reply in zip(rows, replies, strict=True):
-            read = read_reply(reply, row["options"])
-            done.append(
-                {
-                    "id": row["id"],
-                    "mode": mode,
-                    "gold": row["answer"],
-                    "output": reply,
-                    **read,
-                    "correct": read["answer"] == row["answer"],
-                }
-            )
+        rows = batch_rows(ds[start : start + batch_size])
+        done = prediction_rows(
+            rows, generate_replies(model, processor, rows, mode, max_new_tokens), mode
+        )
         if sink is not None:
             sink(done)
         out.extend(done)
     return out
 
 
-def _settings(model_path, dataset, config, split, max_new_tokens) -> dict:
-    return {
+# -- sharding ----------------------------------------------------------------------------------
+
+
+def plan_batches(
+    ids: list[str], modes: tuple[str, ...], done: dict[tuple, dict], batch_size: int
+) -> list[Batch]:
+    """The batches one process would generate: per mode, the missing rows in dataset order."""
+    batches = []
+    for mode in modes:
+        missing = [i for i, id_ in enumerate(ids) if (mode, id_) not in done]
+        batches += [(mode, missing[s : s + batch_size]) for s in range(0, len(missing), batch_size)]
+    return batches
+
+
+def shard(batches: list[Batch], rank: int, world: int) -> list[Batch]:
+    """Process ``rank``'s share of ``world``: whole batches rank, rank + world, ... (a batch
+    keeps the rows, and so the padding, it has in a one-process run)."""
+    return batches[rank::world]
+
+
+def run_batches(
+    generate: Generate,
+    ds: datasets.Dataset,
+    batches: list[Batch],
+    sink: Callable[[list[dict]], None],
+    progress: bool,
+) -> None:
+    """Generate and score ``batches`` of ``ds``, passing each finished batch to ``sink``."""
+    for mode, indices in tqdm(batches, desc="eval", unit="batch", disable=not progress):
+        rows = batch_rows(ds.select(indices)[:])
+        sink(prediction_rows(rows, generate(rows, mode), mode))
+
+
+# -- progress files ----------------------------------------------------------------------------
+
+
+def _settings(
+    model_path, dataset, config, split, max_new_tokens, backend: str = DEFAULT_BACKEND
+) -> dict:
+    settings = {
         "model": str(model_path),
         "dataset": str(dataset),
         "config": config,
@@ -159,16 +236,47 @@ def _settings(model_path, dataset, config, split, max_new_tokens) -> dict:
         "max_new_tokens": max_new_tokens,
         "prompts": prompts.record(),
     }
+    if backend != DEFAULT_BACKEND:  # folders of hf runs stay resumable as they were
+        settings["backend"] = backend
+    return settings
 
 
-def load_progress(output_dir: Path, settings: dict, overwrite: bool) -> dict[tuple, dict]:
-    """Predictions already made in ``output_dir`` for these settings, by (mode, id)."""
-    settings_file, progress = output_dir / SETTINGS_FILE, output_dir / PROGRESS_FILE
+def progress_file(output_dir: Path, rank: int = 0, world: int = 1) -> Path:
+    """The progress file that process ``rank`` of ``world`` appends to."""
+    name = PROGRESS_FILE if world == 1 else RANK_PROGRESS_FILE.format(rank=rank, world=world)
+    return output_dir / name
+
+
+def progress_files(output_dir: Path) -> list[Path]:
+    """Every progress file in ``output_dir``, of any process count."""
+    pattern = RANK_PROGRESS_FILE.format(rank="*", world="*")
+    return sorted(p for p in [output_dir / PROGRESS_FILE, *output_dir.glob(pattern)] if p.is_file())
+
+
+def read_progress(output_dir: Path) -> dict[tuple, dict]:
+    """The prediction rows in ``output_dir``'s progress files, by (mode, id)."""
+    done = {}
+    for path in progress_files(output_dir):
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:  # the last line of a killed run may be cut
+                continue
+            done[(row["mode"], row["id"])] = row
+    return done
+
+
+def prepare_output(output_dir: Path, settings: dict, overwrite: bool) -> None:
+    """Create ``output_dir``, refuse predictions of other settings (or delete them with
+    ``overwrite``) and record the settings. One process does this while the others wait."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    settings_file = output_dir / SETTINGS_FILE
     if overwrite:
-        progress.unlink(missing_ok=True)
+        for path in progress_files(output_dir):
+            path.unlink()
     elif (
         settings_file.is_file()
-        and progress.is_file()
+        and progress_files(output_dir)
         and json.loads(settings_file.read_text()) != settings
     ):
         raise EvaluationError(
@@ -176,15 +284,130 @@ def load_progress(output_dir: Path, settings: dict, overwrite: bool) -> dict[tup
             "another --output-dir, or --overwrite to discard them"
         )
     settings_file.write_text(json.dumps(settings, indent=1))
-    done = {}
-    if progress.is_file():
-        for line in progress.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:  # the last line of a killed run may be cut
-                continue
-            done[(row["mode"], row["id"])] = row
-    return done
+
+
+def load_progress(output_dir: Path, settings: dict, overwrite: bool) -> dict[tuple, dict]:
+    """Predictions already made in ``output_dir`` for these settings, by (mode, id)."""
+    prepare_output(output_dir, settings, overwrite)
+    return read_progress(output_dir)
+
+
+def _drop_cut_line(path: Path) -> None:
+    """Cut a killed run's unfinished last line, so that appended rows start on a line."""
+    if path.is_file():
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            os.truncate(path, data.rfind(b"\n") + 1)
+
+
+@contextmanager
+def progress_sink(path: Path) -> Iterator[Callable[[list[dict]], None]]:
+    """A function that appends finished prediction rows to ``path`` (flushed per batch)."""
+    _drop_cut_line(path)
+    with path.open("a") as sink:
+
+        def append(rows: list[dict]) -> None:
+            for row in rows:
+                sink.write(json.dumps(row) + "\n")
+            sink.flush()
+
+        yield append
+
+
+# -- processes and backends --------------------------------------------------------------------
+
+
+def process_state() -> PartialState:
+    """This process's place among those ``accelerate launch`` started (one without it). With
+    no CUDA device, or under ``accelerate launch --cpu``, they run on the CPU (gloo).
+
+    Note: on the CPU, ``accelerate launch --cpu --num_processes N`` starts ONE process (its
+    simple launcher); ``accelerate launch --multi_gpu --num_processes N`` (torchrun) starts N."""
+    return PartialState(
+        cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
+    )
+
+
+def on_main_first(state: PartialState, action: Callable[[], None]) -> None:
+    """Run ``action`` on the main process while the others wait; an EvaluationError it raises
+    is raised in every process (so none is left waiting for the others)."""
+    error: list[str | None] = [None]
+    if state.is_main_process:
+        try:
+            action()
+        except EvaluationError as err:
+            error[0] = str(err)
+    broadcast_object_list(error)  # also the barrier
+    if error[0] is not None:
+        raise EvaluationError(error[0])
+
+
+def check_backend(backend: str, num_processes: int) -> None:
+    """Refuse a backend that cannot run here, before anything is loaded."""
+    if backend not in BACKENDS:
+        raise EvaluationError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    if backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise EvaluationError(VLLM_MISSING)
+    if backend == "vllm" and num_processes > 1:
+        raise EvaluationError(
+            f"--backend vllm runs in one process, not {num_processes}: start it with python, "
+            "not accelerate launch (vLLM parallelises itself: --tensor-parallel-size N)"
+        )
+
+
+def hf_generator(model, processor, max_new_tokens: int) -> Generate:
+    """Greedy replies with transformers' ``generate``."""
+
+    def generate(rows: list[dict], mode: str) -> list[str]:
+        return generate_replies(model, processor, rows, mode, max_new_tokens)
+
+    return generate
+
+
+def vllm_generator(
+    model_path: str,
+    max_new_tokens: int,
+    tensor_parallel_size: int = DEFAULT_TENSOR_PARALLEL_SIZE,
+    max_model_len: int = DEFAULT_MAX_MODEL_LEN,
+    gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
+    trust_remote_code: bool = False,
+) -> Generate:
+    """Greedy replies with vLLM's offline ``LLM.generate`` (prompts chat-templated by the
+    checkpoint's own processor, one image each)."""
+    from vllm import LLM, SamplingParams
+
+    processor = load_chat_processor(model_path, trust_remote_code)
+    llm = LLM(
+        model=model_path,
+        limit_mm_per_prompt={"image": 1},
+        max_model_len=max_model_len,
+        gpu_memory_utilization=gpu_memory_utilization,
+        tensor_parallel_size=tensor_parallel_size,
+        trust_remote_code=trust_remote_code,
+    )
+    sampling = SamplingParams(temperature=0, max_tokens=max_new_tokens)
+
+    def generate(rows: list[dict], mode: str) -> list[str]:
+        requests = [
+            {
+                "prompt": processor.apply_chat_template(
+                    prompts.prompt_messages(row, mode), add_generation_prompt=True
+                ),
+                "multi_modal_data": {"image": row["image"].convert("RGB")},
+            }
+            for row in rows
+        ]
+        outputs = llm.generate(requests, sampling, use_tqdm=False)
+        return [output.outputs[0].text for output in outputs]
+
+    return generate
+
+
+def load_split(
+    dataset: str, config: str, split: str, revision: str | None, limit: int | None
+) -> datasets.Dataset:
+    ds = datasets.load_dataset(dataset, config, split=split, revision=revision)
+    return ds.select(range(min(limit, len(ds)))) if limit is not None else ds
 
 
 def dataset_revision(dataset: str, revision: str | None = None) -> str | None:
@@ -215,46 +438,82 @@ def evaluate(
     judge: str | None = None,
     judge_model: str | None = None,
     trust_remote_code: bool = False,
-) -> dict:
+    backend: str = DEFAULT_BACKEND,
+    tensor_parallel_size: int = DEFAULT_TENSOR_PARALLEL_SIZE,
+    max_model_len: int = DEFAULT_MAX_MODEL_LEN,
+    gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
+) -> dict | None:
     """Evaluate (resuming from ``output_dir``) and write results, predictions and plots; with
     ``judge`` (a causal LM id/path or an OpenAI-compatible URL), also the reasoning-answer
-    consistency of the ``think`` mode (see ``model_training.judge``)."""
+    consistency of the ``think`` mode (see ``model_training.judge``).
+
+    Under ``accelerate launch`` every process generates its share of the missing batches; the
+    main process returns the report and the others None."""
+    for name, value in (("limit", limit), ("batch_size", batch_size),
+                        ("max_new_tokens", max_new_tokens)):  # fmt: skip
+        if value is not None and value < 1:
+            raise EvaluationError(f"{name}={value}: give a positive number of rows / tokens")
+    state = process_state()
+    check_backend(backend, state.num_processes)
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    settings = _settings(model_path, dataset, config, split, max_new_tokens)
-    done = load_progress(output_dir, settings, overwrite)
-    ds = datasets.load_dataset(dataset, config, split=split, revision=revision)
-    if limit is not None:
-        ds = ds.select(range(min(limit, len(ds))))
+    settings = _settings(model_path, dataset, config, split, max_new_tokens, backend)
+    on_main_first(state, lambda: prepare_output(output_dir, settings, overwrite))
+    with state.main_process_first():
+        ds = load_split(dataset, config, split, revision, limit)
+    done = read_progress(output_dir)
+    state.wait_for_everyone()  # every process has read the progress before any appends to it
+    batches = plan_batches(ds["id"], modes, done, batch_size)
+    mine = shard(batches, state.process_index, state.num_processes)
+    if mine:
+        if backend == "vllm":
+            generate = vllm_generator(
+                model_path, max_new_tokens, tensor_parallel_size, max_model_len,
+                gpu_memory_utilization, trust_remote_code,
+            )  # fmt: skip
+        else:
+            generate = hf_generator(
+                *load_model(model_path, trust_remote_code, state.device), max_new_tokens
+            )
+        path = progress_file(output_dir, state.process_index, state.num_processes)
+        with progress_sink(path) as sink:
+            run_batches(generate, ds, mine, sink, progress and state.is_main_process)
+        del generate  # the model's memory is free before the judge's
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return None
+    return write_report(
+        output_dir, ds, modes, read_progress(output_dir), settings, revision, judge, judge_model
+    )
+
+
+def write_report(
+    output_dir: Path,
+    ds: datasets.Dataset,
+    modes: tuple[str, ...],
+    done: dict[tuple, dict],
+    settings: dict,
+    revision: str | None,
+    judge: str | None,
+    judge_model: str | None,
+) -> dict:
+    """Score the predictions, run the judge, and write results.json, predictions.parquet and
+    the plots; return the report."""
     classes = ds.features["label"].names
     ids = ds["id"]
-    model = processor = None
-    with (output_dir / PROGRESS_FILE).open("a") as sink:
-
-        def append(rows: list[dict]) -> None:
-            for row in rows:
-                sink.write(json.dumps(row) + "\n")
-                done[(row["mode"], row["id"])] = row
-            sink.flush()
-
-        for mode in modes:
-            missing = [i for i, id_ in enumerate(ids) if (mode, id_) not in done]
-            if not missing:
-                continue
-            if model is None:
-                model, processor = load_model(model_path, trust_remote_code)
-            predict(
-                model, processor, ds.select(missing), mode, batch_size, max_new_tokens,
-                progress, append,
-            )  # fmt: skip
+    lost = sum((mode, id_) not in done for mode in modes for id_ in ids)
+    if lost:
+        raise EvaluationError(
+            f"{lost} predictions are missing from the progress files in {output_dir}: "
+            "processes on several machines need --output-dir on a shared file system"
+        )
     predictions = [done[(mode, id_)] for mode in modes for id_ in ids]
     results = {m: score([r for r in predictions if r["mode"] == m], classes) for m in modes}
     report = {
-        "model": str(model_path),
-        "dataset": str(dataset),
-        "config": config,
-        "split": split,
-        "dataset_revision": dataset_revision(str(dataset), revision),
+        "model": settings["model"],
+        "dataset": settings["dataset"],
+        "config": settings["config"],
+        "split": settings["split"],
+        "dataset_revision": dataset_revision(settings["dataset"], revision),
         "prompts": prompts.record(),
         "modes": results,
     }
@@ -281,23 +540,32 @@ def evaluate(
     return report
 
 
-def load_model(model_path: str, trust_remote_code: bool = False):
-    """(model, processor) of any image-text-to-text checkpoint with a chat template (our
-    Qwen2.5-VL checkpoints, Qwen2-VL-based baselines...), on the GPU in bf16 when there is
-    one, else on the CPU in fp32. Remote code runs only if the user asks for it."""
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+def load_chat_processor(model_path: str, trust_remote_code: bool = False):
+    """The processor (chat template, image processor) of a checkpoint."""
+    from transformers import AutoConfig, AutoProcessor
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = AutoModelForImageTextToText.from_pretrained(
-        model_path,
-        dtype=torch.bfloat16 if device == "cuda" else torch.float32,
-        trust_remote_code=trust_remote_code,
-    )
     config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
     if config.model_type == "qwen2_5_vl" and not trust_remote_code:
-        processor = load_processor(model_path)  # works without torchvision
-    else:
-        processor = AutoProcessor.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+        return load_processor(model_path)  # works without torchvision
+    return AutoProcessor.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+
+
+def load_model(
+    model_path: str, trust_remote_code: bool = False, device: str | torch.device | None = None
+):
+    """(model, processor) of any image-text-to-text checkpoint with a chat template (our
+    Qwen2.5-VL checkpoints, Qwen2-VL-based baselines...), on ``device`` (default: the GPU when
+    there is one, else the CPU): in bf16 on a GPU, in fp32 on the CPU. Remote code runs only if
+    the user asks for it."""
+    from transformers import AutoModelForImageTextToText
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = AutoModelForImageTextToText.from_pretrained(
+        model_path,
+        dtype=torch.bfloat16 if device.type == "cuda" else torch.float32,
+        trust_remote_code=trust_remote_code,
+    )
+    processor = load_chat_processor(model_path, trust_remote_code)
     return model.to(device).eval(), processor
 
 
@@ -334,6 +602,31 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run the model repo's own code (only for baselines that need it; read it first)",
     )
+    parser.add_argument(
+        "--backend",
+        default=DEFAULT_BACKEND,
+        choices=BACKENDS,
+        help="hf: transformers generate (data parallel under accelerate launch); vllm: vLLM "
+        "in one process (GPU machines)",
+    )
+    parser.add_argument(
+        "--tensor-parallel-size",
+        type=int,
+        default=DEFAULT_TENSOR_PARALLEL_SIZE,
+        help="vllm: GPUs per model",
+    )
+    parser.add_argument(
+        "--max-model-len",
+        type=int,
+        default=DEFAULT_MAX_MODEL_LEN,
+        help="vllm: prompt and reply tokens",
+    )
+    parser.add_argument(
+        "--gpu-memory-utilization",
+        type=float,
+        default=DEFAULT_GPU_MEMORY_UTILIZATION,
+        help="vllm: share of GPU memory for weights and KV cache",
+    )
     args = parser.parse_args(argv)
     modes = prompts.MODES if args.mode == "both" else (args.mode,)
     try:
@@ -352,10 +645,21 @@ def main(argv: list[str] | None = None) -> int:
             judge=args.judge,
             judge_model=args.judge_model,
             trust_remote_code=args.trust_remote_code,
+            backend=args.backend,
+            tensor_parallel_size=args.tensor_parallel_size,
+            max_model_len=args.max_model_len,
+            gpu_memory_utilization=args.gpu_memory_utilization,
         )
     except EvaluationError as err:
-        print(f"error: {err}", file=sys.stderr)
+        if PartialState().is_main_process:
+            print(f"error: {err}", file=sys.stderr)
         return 2
+    if report is not None:  # the main process
+        print_report(report)
+    return 0
+
+
+def print_report(report: dict) -> None:
     for mode, metrics in report["modes"].items():
         print(
             f"{mode}: accuracy {100 * metrics['accuracy_micro']:.2f} % (micro), "
@@ -366,7 +670,6 @@ def main(argv: list[str] | None = None) -> int:
                 else ""
             )
         )
-    return 0
 
 
 if __name__ == "__main__":

@@ -3,26 +3,37 @@
     python -m model_training.grpo --config recipes/....yaml [--field value ...]
 
 parse recipe -> load data -> load model (trainable scope) -> GRPOTrainer -> train -> save.
+``--resume_from_checkpoint last`` (or a checkpoint folder) resumes.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from trl import GRPOTrainer, ModelConfig, TrlParser
 
 from .configs import CTRateVQAArguments, GRPORecipe
 from .data import load_vqa, to_grpo
-from .policy import load_policy, train_and_save
+from .policy import load_policy, prepare_stage, train_and_save
 from .rewards import get_rewards
 
 
-def train_grpo(
-    args: CTRateVQAArguments, training: GRPORecipe, model_args: ModelConfig, resume: bool = False
-) -> Path:
-    """Train and save to ``training.output_dir``; return that folder."""
-    model, processor, summary = load_policy(model_args, args)
+def grpo_trainer(
+    args: CTRateVQAArguments,
+    training: GRPORecipe,
+    model_args: ModelConfig,
+    checkpoint: str | None = None,
+) -> tuple[GRPOTrainer, Any, dict]:
+    """(trainer, processor, summary) of the policy (weights from ``checkpoint`` if given). The
+    processor pads on the left: TRL left-pads prompt ids itself but takes the image-token
+    layout from the processor, so a right-padding one misplaces image positions of padded
+    prompts (TRL sets "left" only on a processor it loads itself)."""
+    model, processor, summary = load_policy(
+        model_args, args, training, checkpoint, padding_side="left"
+    )
     rows = load_vqa(
         args.dataset_name, args.dataset_config, args.dataset_train_split, args.dataset_limit
     )
@@ -33,12 +44,20 @@ def train_grpo(
         reward_funcs=get_rewards(training.reward_funcs),
         train_dataset=to_grpo(rows, args.prompt_mode),
     )
+    return trainer, processor, summary
+
+
+def train_grpo(args: CTRateVQAArguments, training: GRPORecipe, model_args: ModelConfig) -> Path:
+    """Train (resuming as ``training.resume_from_checkpoint`` says) and save to
+    ``training.output_dir``; return that folder."""
+    checkpoint = prepare_stage(training, args)
+    trainer, processor, summary = grpo_trainer(args, training, model_args, checkpoint)
     return train_and_save(
         trainer,
         processor,
         training.output_dir,
         summary,
-        resume,
+        checkpoint,
         stage="grpo",
         reward_funcs=training.reward_funcs,
         reward_weights=training.reward_weights,
@@ -48,6 +67,7 @@ def train_grpo(
 def main(argv: list[str] | None = None) -> int:
     parser = TrlParser((CTRateVQAArguments, GRPORecipe, ModelConfig))
     args, training, model_args = parser.parse_args_and_config(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     train_grpo(args, training, model_args)
     return 0
 

@@ -1,13 +1,17 @@
-"""Load the model a stage trains: checkpoint + processor, with its trainable scope applied."""
+"""Load the model a stage trains: checkpoint + processor, with its trainable scope applied, and
+the stage's training decisions (resume checkpoint, master-weight precision, activation
+checkpointing under ZeRO-3)."""
 
 from __future__ import annotations
 
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
-from transformers import Qwen2_5_VLForConditionalGeneration
+from transformers import Qwen2_5_VLForConditionalGeneration, TrainerState, TrainingArguments
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig
 
@@ -18,24 +22,143 @@ from .scope import apply_trainable_scope, count_parameters
 
 logger = logging.getLogger(__name__)
 
+LAST_CHECKPOINT = ("last", "true")  # resume_from_checkpoint values meaning "the newest one"
 
-def load_policy(model_args: ModelConfig, args: CTRateVQAArguments):
+
+def resume_checkpoint(training: TrainingArguments) -> str | None:
+    """The checkpoint folder ``training.resume_from_checkpoint`` names: a folder path; "last"
+    (or "true", YAML's true) = the newest ``checkpoint-N`` in ``output_dir``, or None (a fresh
+    start) where there is none; unset (or "false") = None."""
+    value = training.resume_from_checkpoint
+    if value is None or str(value).lower() == "false":
+        return None
+    if str(value).lower() in LAST_CHECKPOINT:
+        out = Path(training.output_dir)
+        last = get_last_checkpoint(str(out)) if out.is_dir() else None
+        if last is None:
+            logger.info(
+                "resume_from_checkpoint=%s: no checkpoint in %s, starting fresh", value, out
+            )
+        return last
+    if not Path(value).is_dir():
+        raise FileNotFoundError(f"resume_from_checkpoint={value}: no such checkpoint folder")
+    return str(value)
+
+
+def deepspeed_zero_stage(training: TrainingArguments) -> int | None:
+    """The DeepSpeed ZeRO stage of this run, or None without DeepSpeed. ``TrainingArguments``
+    builds accelerate's DeepSpeed plugin from ``training.deepspeed`` or from ``accelerate
+    launch``'s environment (``ACCELERATE_USE_DEEPSPEED``); the plugin reads the stage from the
+    DeepSpeed config or ``ACCELERATE_DEEPSPEED_ZERO_STAGE``."""
+    plugin = training.deepspeed_plugin
+    return None if plugin is None else int(plugin.zero_stage)
+
+
+def use_reentrant_under_zero3(
+    training: TrainingArguments, scope: str, zero_stage: int | None
+) -> None:
+    """Reentrant activation checkpointing where ZeRO-3 recomputes a partly frozen model.
+
+    transformers 5 checkpoints activations non-reentrantly by default; under ZeRO-3 with
+    frozen parameters the recompute fails (transformers#47254, DeepSpeed#8130). So with ZeRO-3,
+    activation checkpointing on and a scope other than ``full``, set
+    ``activation_checkpointing_kwargs["use_reentrant"] = True`` (and its deprecated alias, which
+    TRL reads). An explicit ``use_reentrant: false`` there is refused.
+    """
+    if zero_stage != 3 or not training.activation_checkpointing or scope == "full":
+        return
+    kwargs = dict(training.activation_checkpointing_kwargs or {})
+    if kwargs.get("use_reentrant", True) is not True:
+        raise ValueError(
+            f"activation_checkpointing_kwargs={kwargs} asks for non-reentrant activation "
+            f"checkpointing, which fails under DeepSpeed ZeRO-3 with frozen parameters "
+            f"(trainable scope {scope!r}; transformers#47254, DeepSpeed#8130): remove "
+            "use_reentrant or set it to true"
+        )
+    kwargs["use_reentrant"] = True
+    training.activation_checkpointing_kwargs = kwargs
+    training.gradient_checkpointing_kwargs = kwargs
+    logger.info("DeepSpeed ZeRO-3 with scope %s: reentrant activation checkpointing", scope)
+
+
+def prepare_stage(training: TrainingArguments, args: CTRateVQAArguments) -> str | None:
+    """Settle the stage's training arguments; return the checkpoint to resume from (or None)."""
+    use_reentrant_under_zero3(training, args.trainable_scope, deepspeed_zero_stage(training))
+    return resume_checkpoint(training)
+
+
+def weights_dtype(requested: str | None, zero_stage: int | None) -> torch.dtype | str | None:
+    """The dtype the policy's weights are loaded in.
+
+    DeepSpeed keeps float32 master weights in its optimiser: there the recipe's ``dtype`` is
+    used. Otherwise the optimiser updates the weights themselves, and bf16 weights round
+    updates at lr 1e-5..1e-6 to zero: the weights are float32 and ``bf16``/``fp16`` of the
+    training arguments set the compute precision (autocast).
+    """
+    if zero_stage is not None:
+        logger.info(
+            "DeepSpeed ZeRO-%d holds float32 master weights: loading the weights as %s",
+            zero_stage,
+            requested,
+        )
+        return requested if requested in (None, "auto") else getattr(torch, requested)
+    logger.info(
+        "no DeepSpeed: loading float32 master weights (recipe dtype %s); the bf16/fp16 "
+        "training flags set the compute precision",
+        requested,
+    )
+    return torch.float32
+
+
+def load_policy(
+    model_args: ModelConfig,
+    args: CTRateVQAArguments,
+    training: TrainingArguments,
+    checkpoint: str | None = None,
+    padding_side: str = "right",
+) -> tuple[torch.nn.Module, Any, dict]:
     """(model, processor, summary) with only ``args.trainable_scope`` trainable; the summary
-    names the trainable parameters and counts them (logged at start, kept in the outputs)."""
+    names the trainable parameters and counts them (logged at start, kept in the outputs).
+
+    With a ``checkpoint`` (and without DeepSpeed, which loads its own checkpoints), the weights
+    come from it, loaded whole or refused (:func:`_check_loaded`): the Trainer's own reload of
+    Qwen2.5-VL checkpoints leaves most tensors at their start values (transformers#43701).
+    ``padding_side`` is the processor's (GRPO needs "left").
+    """
     path = model_args.model_name_or_path
     if not path:
         raise ValueError("model_name_or_path is required (a checkpoint folder or Hub id)")
-    dtype = (
-        model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
+    zero_stage = deepspeed_zero_stage(training)
+    if zero_stage is not None:
+        checkpoint = None  # the Trainer loads DeepSpeed checkpoints through DeepSpeed
+    whole = checkpoint if args.trainable_scope != "lora" else None
+    model, info = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+        whole or path,
+        revision=None if whole else model_args.model_revision,
+        dtype=weights_dtype(model_args.dtype, zero_stage),
+        attn_implementation=model_args.attn_implementation,
+        output_loading_info=True,
     )
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+    if whole:
+        _check_loaded(whole, info["missing_keys"], info["unexpected_keys"])
+        model.config.name_or_path = path  # the start model (GRPO's reference model loads it)
+    processor = load_processor(
         path,
         revision=model_args.model_revision,
-        dtype=dtype,
-        attn_implementation=model_args.attn_implementation,
+        image_min_pixels=args.image_min_pixels,
+        image_max_pixels=args.image_max_pixels,
     )
-    processor = load_processor(path, revision=model_args.model_revision)
+    processor.tokenizer.padding_side = padding_side
     model, names = apply_trainable_scope(model, args.trainable_scope, model_args.lora_r)
+    if checkpoint and not whole:  # the LoRA adapter of the checkpoint
+        result = model.load_adapter(checkpoint, model.active_adapter, is_trainable=True)
+        _check_loaded(checkpoint, result.missing_keys, result.unexpected_keys)
+    if checkpoint:
+        logger.info(
+            "weights loaded from %s; a 'missing keys' warning of the Trainer's own reload of "
+            "it is harmless (transformers#43701)",
+            checkpoint,
+        )
     trainable, total = count_parameters(model)
     logger.info(
         "trainable scope %s: %d of %d parameters in %d tensors",
@@ -55,21 +178,41 @@ def load_policy(model_args: ModelConfig, args: CTRateVQAArguments):
     return model, processor, summary
 
 
+def _check_loaded(checkpoint: str, missing: list[str], unexpected: list[str]) -> None:
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint {checkpoint} does not match the model: missing keys {sorted(missing)}, "
+            f"unexpected keys {sorted(unexpected)}; refusing to resume from it"
+        )
+
+
 def train_and_save(
-    trainer, processor, output_dir: str, summary: dict, resume: bool = False, **extra
+    trainer, processor, output_dir: str, summary: dict, checkpoint: str | None = None, **extra
 ) -> Path:
-    """Train (from the last checkpoint in ``output_dir`` if ``resume``), then save the model,
-    its processor and ``training_summary.json`` (scope, prompts, log history, ``extra``)."""
+    """Train (resuming from ``checkpoint`` if given), then save the model, its processor and
+    ``training_summary.json`` (scope, prompts, log history, ``extra``).
+
+    A checkpoint already at ``max_steps`` is saved as it is: the Trainer would train one step
+    past it (its stop check follows a step). Under DeepSpeed, where only the Trainer loads the
+    checkpoint's weights, the Trainer resumes it.
+    """
     out = Path(output_dir)
-    checkpoint = get_last_checkpoint(str(out)) if resume and out.is_dir() else None
-    trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model(out)
-    processor.save_pretrained(out)
-    record = {
-        **{k: v for k, v in summary.items() if k != "trainable_names"},
-        **extra,
-        "prompts": prompts.record(),
-        "log_history": trainer.state.log_history,
-    }
-    (out / "training_summary.json").write_text(json.dumps(record, indent=1))
+    state = checkpoint and TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE_NAME))
+    max_steps = trainer.args.max_steps
+    if state and 0 < max_steps <= state.global_step and not trainer.is_deepspeed_enabled:
+        logger.info("%s is at max_steps=%d: saved without training", checkpoint, max_steps)
+        trainer.state = state
+    else:
+        trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(out)  # (the main process writes; every process takes part)
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(out)
+        record = {
+            **{k: v for k, v in summary.items() if k != "trainable_names"},
+            **extra,
+            "world_size": trainer.args.world_size,
+            "prompts": prompts.record(),
+            "log_history": trainer.state.log_history,
+        }
+        (out / "training_summary.json").write_text(json.dumps(record, indent=1))
     return out

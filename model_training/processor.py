@@ -22,13 +22,25 @@ from pathlib import Path
 from typing import Any
 
 from transformers import AutoProcessor, BatchFeature, Qwen2_5_VLConfig, Qwen2_5_VLProcessor
+from transformers.image_utils import SizeDict
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import IMAGE_PROCESSOR_NAME, PROCESSOR_NAME, cached_file
 from transformers.utils.import_utils import is_torchvision_available
 
-__all__ = ["Qwen2_5_VLImageTextProcessor", "has_video_support", "load_processor"]
+__all__ = [
+    "PINNED_MAX_PIXELS",
+    "PINNED_MIN_PIXELS",
+    "Qwen2_5_VLImageTextProcessor",
+    "has_video_support",
+    "load_processor",
+]
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")  # either one makes a tokenizer
+# Resize bounds that pin a 512x512 CT slice to 504x504 = 18x18 merged patches = 324 image
+# tokens: 512x512 rounds to 504x504 (within both bounds); a larger square image scales down to
+# 512x512 worth of pixels and floors to 504x504; a smaller one scales up to 504x504.
+PINNED_MIN_PIXELS = 504 * 504
+PINNED_MAX_PIXELS = 512 * 512
 
 
 class Qwen2_5_VLImageTextProcessor(Qwen2_5_VLProcessor):
@@ -117,12 +129,19 @@ if not has_video_support():
     AutoProcessor.register(Qwen2_5_VLConfig, Qwen2_5_VLImageTextProcessor, exist_ok=True)
 
 
-def load_processor(path_or_repo: str | os.PathLike, **kwargs: Any) -> ProcessorMixin:
+def load_processor(
+    path_or_repo: str | os.PathLike,
+    image_min_pixels: int | None = None,
+    image_max_pixels: int | None = None,
+    **kwargs: Any,
+) -> ProcessorMixin:
     """The processor of a Qwen2.5-VL checkpoint folder or Hub repo id.
 
     With torchvision: ``AutoProcessor.from_pretrained`` (the stock ``Qwen2_5_VLProcessor``).
     Without: ``Qwen2_5_VLImageTextProcessor.from_pretrained``. ``kwargs`` go to
     ``from_pretrained`` (``revision``, ``local_files_only``...). Remote code is never run.
+    ``image_min_pixels`` / ``image_max_pixels`` replace the image processor's resize bounds
+    (its ``size``: ``shortest_edge`` / ``longest_edge``); None keeps the checkpoint's.
 
     Raises:
         ValueError: the folder or repo does not hold a processor with an image processor and a
@@ -157,6 +176,12 @@ def load_processor(path_or_repo: str | os.PathLike, **kwargs: Any) -> ProcessorM
     ]
     if missing:
         raise ValueError(_missing_message(source, missing))
+    if image_min_pixels is not None or image_max_pixels is not None:
+        size = processor.image_processor.size
+        processor.image_processor.size = SizeDict(
+            shortest_edge=size.shortest_edge if image_min_pixels is None else image_min_pixels,
+            longest_edge=size.longest_edge if image_max_pixels is None else image_max_pixels,
+        )
     return processor
 
 

@@ -2,52 +2,182 @@
 
     python -m model_training.run                       # the CPU demo (recipes/demo-cpu.yaml)
     python -m model_training.run --config RECIPE.yaml [--stage sft|grpo|eval|all] \
-        [--field value ...] [--sft.field value ...] [--grpo.field value ...] [--resume] \
-        [--push-to-hub ORG/NAME]
-    accelerate launch --config_file recipes/accelerate/zero2.yaml -m model_training.run \
-        --config recipes/medreason-r1-qwen2.5-vl-7b/run.yaml
+        [--resume | --overwrite] [--field value ...] [--sft.field value ...] \
+        [--grpo.field value ...] [--push-to-hub ORG/NAME]
+    python -m model_training.run --config recipes/medreason-r1-qwen2.5-vl-7b/run.yaml \
+        --accelerate_config recipes/accelerate/zero2.yaml --num_processes 8
 
-recipe -> (demo inputs) -> SFT -> GRPO -> evaluate base / SFT / GRPO -> final/ -> summary
--> Hub. Everything is written under the recipe's ``output_dir``; see ``run_recipe`` for the
-recipe format and ``final_model`` for the final folder.
+This is a plain driver process. Each step runs in processes of its own, started with
+``accelerate launch`` (``accelerate_config`` / ``num_processes``) or plain ``python``:
+
+    sft        python -m model_training.sft --config OUT/recipes/sft.yaml
+    grpo       python -m model_training.grpo --config OUT/recipes/grpo.yaml   (from OUT/sft)
+    eval/base  python -m model_training.evaluate --model BASE ... --output-dir OUT/eval/base
+    eval/sft, eval/grpo   the same for the trained models
+    final      OUT/final/: weights, processor, card, curves, results (in the driver)
+
+The driver reads what each step wrote. What is done lives in one file, ``OUT/run_state.json``:
+per step, a key (a hash of the step's settings and of the keys of the steps it starts from)
+and a status. ``--resume`` keeps a finished step whose key is unchanged, continues a stage
+from its last checkpoint (``get_last_checkpoint``) and an evaluation from its predictions.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
+import os
+import shutil
+import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-from accelerate import PartialState
+import yaml
 
-from hub_cards.model_card import HUB_ID_RE
-
-from .curves import reward_trend
-from .evaluate import PROGRESS_FILE, evaluate
 from .final_model import assemble_final
 from .run_recipe import (
     STAGES,
     RecipeError,
+    RunArguments,
     RunPlan,
     StagePlan,
     help_text,
     parse_run,
-    stage_hyperparameters,
+)
+from .run_summary import (
+    EVAL_LABELS,
+    STAGE_DONE_FILE,
+    card_inputs,
+    format_summary,
+    run_summary,
+    training_logs,
 )
 
 logger = logging.getLogger("model_training.run")
 
+STATE_FILE = "run_state.json"
 SUMMARY_FILE = "run_summary.json"
-STAGE_DONE_FILE = "training_summary.json"  # written by a stage when its model is saved
-EVAL_LABELS = {"base": "before SFT", "sft": "after SFT", "grpo": "after GRPO"}
+STAGE_MODULES = {"sft": "model_training.sft", "grpo": "model_training.grpo"}
+EVAL_MODULE = "model_training.evaluate"
 
 
-def _hub_id_or_none(name: str) -> str | None:
-    """``name`` if it reads as a Hub repo id rather than a local folder."""
-    return name if HUB_ID_RE.match(name) and not Path(name).exists() else None
+class StepFailed(RuntimeError):
+    """A step's process exited with an error; its own output says why."""
+
+    def __init__(self, step: str, returncode: int):
+        super().__init__(
+            f"{step} failed (exit status {returncode}); its output above says why. Fix the "
+            "cause, then re-run the same command with --resume"
+        )
+        self.returncode = returncode
+
+
+# -- the run's state: one file ---------------------------------------------------------------
+
+
+class RunState:
+    """``run_state.json``: {step: {"key", "inputs", "status": "running" | "done", "command"}}.
+
+    A step's ``inputs`` is the hash of the keys of the steps it starts from; its ``key`` adds
+    its own settings. A step is current when it is done with the key this command computes."""
+
+    def __init__(self, output_dir: Path):
+        self.path = output_dir / STATE_FILE
+        self.steps: dict[str, dict] = (
+            json.loads(self.path.read_text()) if self.path.is_file() else {}
+        )
+
+    def key(self, step: str) -> str | None:
+        record = self.steps.get(step)
+        return record["key"] if record and record["status"] == "done" else None
+
+    def record(self, step: str, **fields) -> None:
+        self.steps[step] = {**self.steps.get(step, {}), **fields}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.steps, indent=1))
+
+
+def _hash(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def check_ours(state: RunState, step: str, folder: Path) -> None:
+    """Refuse a step folder that holds files this run did not write (never delete those)."""
+    if step not in state.steps and folder.exists() and any(folder.iterdir()):
+        raise RecipeError(
+            f"{folder} exists but this run did not write it (no '{step}' in {state.path}); "
+            "move it away or choose another output_dir"
+        )
+
+
+def plan_step(
+    state: RunState, run: RunArguments, step: str, folder: Path, settings: dict, inputs: list[str]
+) -> tuple[str, str, str]:
+    """Decide a step: ('skip' | 'continue' | 'fresh', key, inputs hash). ``continue`` keeps
+    the step's partial work (checkpoints, predictions); ``fresh`` deletes what it wrote."""
+    inputs_hash = _hash([state.key(name) for name in inputs])
+    key = _hash(settings, inputs_hash)
+    record = state.steps.get(step)
+    if record is None:
+        check_ours(state, step, folder)
+        return "fresh", key, inputs_hash
+    if not (run.resume or run.overwrite):
+        raise RecipeError(
+            f"{folder} holds the '{step}' step of an earlier run: pass --resume to keep and "
+            "continue it, or --overwrite to redo it"
+        )
+    if run.resume and record["status"] == "done" and record["key"] == key and folder.exists():
+        return "skip", key, inputs_hash
+    if run.resume and record.get("inputs") == inputs_hash:
+        return "continue", key, inputs_hash
+    return "fresh", key, inputs_hash
+
+
+# -- launching ---------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launcher(run: RunArguments) -> list[str]:
+    """The command prefix before ``-m MODULE``: plain python, or ``accelerate launch``."""
+    if run.accelerate_config is None and (run.num_processes or 1) == 1:
+        return [sys.executable]
+    command = [sys.executable, "-m", "accelerate.commands.launch"]
+    if run.accelerate_config:
+        command += ["--config_file", run.accelerate_config]
+    else:
+        # accelerate 1.15: `--cpu --num_processes N` starts ONE process (its simple launcher);
+        # `--multi_gpu` starts N with torchrun, and processes whose configs say use_cpu then
+        # join over gloo (CPU) instead of NCCL.
+        command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+        command += ["--multi_gpu"] if (run.num_processes or 1) > 1 else []
+    if run.num_processes:
+        command += ["--num_processes", str(run.num_processes)]
+    return [*command, "--main_process_port", str(_free_port())]
+
+
+def launch(plan: RunPlan, state: RunState, step: str, module: str, args: list[str]) -> None:
+    command = [*launcher(plan.run), "-m", module, *args]
+    logger.info("%s: %s", step, " ".join(command))
+    process = subprocess.Popen(command)
+    state.record(step, command=command[1:], pid=process.pid, status="running")
+    returncode = process.wait()
+    if returncode:
+        raise StepFailed(step, returncode)
+
+
+def _clear(folder: Path) -> None:
+    """Delete a step's folder, which this run wrote (plan_step checked the record)."""
+    if folder.exists():
+        shutil.rmtree(folder)
 
 
 # -- inputs of the demo ------------------------------------------------------------------------
@@ -55,8 +185,6 @@ def _hub_id_or_none(name: str) -> str | None:
 
 def build_complete(folder: Path) -> bool:
     manifest = folder / "build_manifest.json"
-    if not manifest.is_file():
-        return False
     try:
         return json.loads(manifest.read_text()).get("status") == "complete"
     except (OSError, ValueError):
@@ -82,7 +210,11 @@ def ensure_dataset(plan: RunPlan) -> None:
             "--out", str(folder),
         ]  # fmt: skip
         logger.info("building the dataset: python -m dataset_builder %s", " ".join(command))
-        build_main(command)
+        if build_main(command) != 0:
+            raise RecipeError(
+                f"the synthetic dataset build into {folder} failed (its message is above); "
+                "fix it or set dataset_name to a built CT-RATE-VQA"
+            )
 
 
 def ensure_base_model(plan: RunPlan) -> None:
@@ -96,14 +228,14 @@ def ensure_base_model(plan: RunPlan) -> None:
     build_tiny_model(Path(path))
 
 
-# -- training stages ---------------------------------------------------------------------------
+# -- steps -------------------------------------------------------------------------------------
 
 
-def stage_done(output_dir: str | Path) -> bool:
-    return (Path(output_dir) / STAGE_DONE_FILE).is_file()
+def stage_done(state: RunState, output_dir: str | Path, name: str) -> bool:
+    return state.key(name) is not None and (Path(output_dir) / STAGE_DONE_FILE).is_file()
 
 
-def _check_generation_backend(stage: StagePlan) -> None:
+def check_generation_backend(stage: StagePlan) -> None:
     if getattr(stage.training, "use_vllm", False) and importlib.util.find_spec("vllm") is None:
         raise RecipeError(
             f"{stage.name}: use_vllm is true but vllm is not installed; `pip install vllm` "
@@ -111,231 +243,110 @@ def _check_generation_backend(stage: StagePlan) -> None:
         )
 
 
-def start_model(plan: RunPlan, name: str) -> str:
-    """The model a stage starts from: GRPO continues this run's SFT model unless its section
-    names another ``model_name_or_path``."""
+def train_stage(plan: RunPlan, state: RunState, name: str) -> None:
+    """Train one stage in its own process(es) from its stage recipe."""
     stage = plan.stages[name]
+    recipe = dict(stage.recipe)
+    inputs = []
     index = STAGES.index(name)
-    if index == 0:
-        return stage.model_args.model_name_or_path
-    previous = plan.stages[STAGES[index - 1]].training.output_dir
-    named = stage.model_args.model_name_or_path
-    if stage.model_from_recipe and Path(named).resolve() != Path(previous).resolve():
-        return named
-    if not stage_done(previous):
-        raise RecipeError(
-            f"{name} starts from the {STAGES[index - 1]} model in {previous}, which is not "
-            f"there yet: run --stage {STAGES[index - 1]} first, or set "
-            f"{name}.model_name_or_path in the recipe"
-        )
-    return previous
-
-
-def train_stage(plan: RunPlan, name: str) -> Path:
-    """Train one stage (skipped with --resume when it already finished)."""
-    from .grpo import train_grpo
-    from .sft import train_sft
-
-    stage = plan.stages[name]
+    if index > 0 and not stage.model_from_recipe:  # continue this run's previous stage
+        previous = STAGES[index - 1]
+        previous_dir = plan.stages[previous].training.output_dir
+        if not stage_done(state, previous_dir, previous):
+            raise RecipeError(
+                f"{name} starts from the {previous} model in {previous_dir}, which is not "
+                f"there yet: run --stage {previous} first, or set {name}.model_name_or_path"
+            )
+        recipe["model_name_or_path"] = previous_dir
+        inputs = [previous]
+    check_generation_backend(stage)
     out = Path(stage.training.output_dir)
-    if plan.run.resume and stage_done(out):
+    decision, key, inputs_hash = plan_step(state, plan.run, name, out, recipe, inputs)
+    if decision == "skip":
         logger.info("%s: finished earlier, kept (%s)", name, out)
-        return out
-    _check_generation_backend(stage)
-    stage.model_args.model_name_or_path = start_model(plan, name)
+        return
+    if decision == "fresh":
+        _clear(out)
     (out / STAGE_DONE_FILE).unlink(missing_ok=True)  # unfinished until the model is saved
-    logger.info("%s: from %s into %s", name, stage.model_args.model_name_or_path, out)
-    train = train_sft if name == "sft" else train_grpo
-    return train(stage.args, stage.training, stage.model_args, resume=plan.run.resume)
+    recipe_file = Path(plan.run.output_dir) / "recipes" / f"{name}.yaml"
+    recipe_file.parent.mkdir(parents=True, exist_ok=True)
+    recipe_file.write_text(
+        f"# {name} stage of {plan.recipe_path} (written by model_training.run)\n"
+        + yaml.safe_dump(recipe, sort_keys=False)
+    )
+    state.record(name, key=key, inputs=inputs_hash)
+    resume = ["--resume_from_checkpoint", "last"] if decision == "continue" else []
+    launch(plan, state, name, STAGE_MODULES[name], ["--config", str(recipe_file), *resume])
+    if not (out / STAGE_DONE_FILE).is_file():
+        raise StepFailed(name, 1)
+    state.record(name, status="done")
 
 
-# -- evaluation ------------------------------------------------------------------------------
-
-
-def models_to_evaluate(plan: RunPlan) -> dict[str, str]:
-    """{label: model path} of the run's models that exist: base, sft, grpo."""
+def models_to_evaluate(plan: RunPlan, state: RunState) -> dict[str, str]:
+    """{label: model} of the run's models that exist: base, sft, grpo."""
     models = {}
     if plan.run.eval_base_model:
         models["base"] = plan.stages[STAGES[0]].model_args.model_name_or_path
     for name in STAGES:
         out = plan.stages[name].training.output_dir
-        if stage_done(out):
+        if stage_done(state, out, name):
             models[name] = out
     return models
 
 
-def _evaluation_current(results: Path, model: str, modes: tuple[str, ...]) -> bool:
-    """True if ``results`` evaluated ``model`` in ``modes`` after the model was last trained."""
-    if not results.is_file():
-        return False
-    report = json.loads(results.read_text())
-    if report.get("model") != str(model) or tuple(report.get("modes", ())) != modes:
-        return False
-    trained = Path(model) / STAGE_DONE_FILE
-    return not trained.is_file() or trained.stat().st_mtime_ns <= results.stat().st_mtime_ns
+def evaluate_model(plan: RunPlan, state: RunState, label: str, model: str) -> dict:
+    """Evaluate one model in its own process(es) into ``output_dir/eval/<label>``."""
+    run, data = plan.run, plan.stages[STAGES[-1]].args
+    out = Path(run.output_dir) / "eval" / label
+    step = f"eval/{label}"
+    args = [
+        "--model", model,
+        "--dataset", data.dataset_name,
+        "--config", data.dataset_config,
+        "--split", run.eval_split,
+        "--mode", run.eval_modes,
+        "--max-new-tokens", str(run.eval_max_new_tokens),
+        "--output-dir", str(out),
+    ]  # fmt: skip
+    if run.eval_limit is not None:
+        args += ["--limit", str(run.eval_limit)]
+    inputs = [label] if label in STAGES else []
+    decision, key, inputs_hash = plan_step(state, run, step, out, args, inputs)
+    if decision != "skip":
+        logger.info("%s (%s): %s", step, EVAL_LABELS[label], model)
+        state.record(step, key=key, inputs=inputs_hash)
+        overwrite = ["--overwrite"] if decision == "fresh" else []
+        launch(plan, state, step, EVAL_MODULE, [*args, "--batch-size",
+               str(run.eval_batch_size), *overwrite])  # fmt: skip
+        state.record(step, status="done")
+    else:
+        logger.info("%s: finished earlier, kept (%s)", step, out)
+    return json.loads((out / "results.json").read_text())
 
 
-def evaluate_run(plan: RunPlan) -> dict[str, dict]:
-    """Evaluate each model of the run into ``output_dir/eval/<label>``; {label: results}."""
-    run = plan.run
-    data = plan.stages[STAGES[-1]].args
-    reports = {}
-    for label, model in models_to_evaluate(plan).items():
-        out = Path(run.output_dir) / "eval" / label
-        done = out / "results.json"
-        if run.resume and _evaluation_current(done, model, run.modes):
-            logger.info("eval %s: finished earlier, kept (%s)", label, done)
-            reports[label] = json.loads(done.read_text())
-            continue
-        logger.info("eval %s (%s): %s", label, EVAL_LABELS[label], model)
-        progress, trained = out / PROGRESS_FILE, Path(model) / STAGE_DONE_FILE
-        stale = (
-            progress.is_file()
-            and trained.is_file()
-            and trained.stat().st_mtime_ns > progress.stat().st_mtime_ns
-        )
-        reports[label] = evaluate(
-            model,
-            data.dataset_name,
-            out,
-            config=data.dataset_config,
-            split=run.eval_split,
-            modes=run.modes,
-            limit=run.eval_limit,
-            batch_size=run.eval_batch_size,
-            max_new_tokens=run.eval_max_new_tokens,
-            overwrite=not run.resume or stale,  # --resume keeps finished predictions
-        )
-    return reports
-
-
-# -- final folder and summary ----------------------------------------------------------------
-
-
-def _training_logs(plan: RunPlan) -> dict[str, dict]:
-    logs = {}
-    for name in STAGES:
-        path = Path(plan.stages[name].training.output_dir) / STAGE_DONE_FILE
-        if path.is_file():
-            logs[name] = json.loads(path.read_text())
-    return logs
-
-
-def run_summary(plan: RunPlan, reports: dict[str, dict], logs: dict[str, dict]) -> dict:
-    evaluations = {}
-    classes = 0
-    for label, report in reports.items():
-        evaluations[EVAL_LABELS[label]] = {
-            "model": report["model"],
-            **{
-                mode: {
-                    key: metrics[key]
-                    for key in (
-                        "n",
-                        "accuracy_micro",
-                        "accuracy_macro",
-                        "format_rate",
-                        "validity_rate",
-                    )
-                }
-                for mode, metrics in report["modes"].items()
-            },
-        }
-        classes = max(classes, *(len(m["per_class"]) for m in report["modes"].values()))
-    grpo_log = logs.get("grpo", {}).get("log_history", [])
-    return {
-        "recipe": str(plan.recipe_path),
-        "output_dir": plan.run.output_dir,
-        "chance_accuracy": 1 / classes if classes else None,
-        "evaluations": evaluations,
-        "grpo_reward": reward_trend(grpo_log),
-        "stage_seconds": {
-            name: next(
-                (r["train_runtime"] for r in log.get("log_history", []) if "train_runtime" in r),
-                None,
-            )
-            for name, log in logs.items()
-        },
-    }
-
-
-def format_summary(summary: dict) -> str:
-    lines = ["", "=== medreason-r1 run summary ==="]
-    evaluations = summary["evaluations"]
-    if evaluations:
-        chance = summary.get("chance_accuracy")
-        first = next(iter(evaluations.values()))
-        modes = [m for m in first if m != "model"]
-        n = first[modes[0]]["n"] if modes else 0
-        lines.append(
-            f"test accuracy, micro / macro (n = {n}"
-            + (f", chance {100 * chance:.1f} %" if chance else "")
-            + "):"
-        )
-        lines.append(f"  {'':<12}" + "".join(f"{m:>24}" for m in modes))
-        for label, result in evaluations.items():
-            cells = "".join(
-                f"{100 * result[m]['accuracy_micro']:>11.1f} %"
-                f" / {100 * result[m]['accuracy_macro']:4.1f} %"
-                for m in modes
-            )
-            lines.append(f"  {label:<12}{cells}")
-    trend = summary.get("grpo_reward") or {}
-    if trend:
-        parts = ", ".join(
-            f"{name} {v['first']:.2f} -> {v['last']:.2f}" for name, v in trend["components"].items()
-        )
-        lines.append(
-            f"GRPO mean reward, first -> last {trend['window']} logged steps: "
-            f"{trend['total']['first']:.2f} -> {trend['total']['last']:.2f} ({parts})"
-        )
-    seconds = {k: v for k, v in summary.get("stage_seconds", {}).items() if v}
-    if seconds:
-        lines.append("training time: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()))
-    return "\n".join(lines)
-
-
-def card_inputs(plan: RunPlan, logs: dict[str, dict]) -> tuple[dict, str]:
-    """(the hub_cards ``training`` dict, the dataset id named in the card)."""
-    first = plan.stages[STAGES[0]]
-    dataset = first.args.dataset_name
-    dataset_id = plan.run.card_dataset_id or _hub_id_or_none(dataset) or Path(dataset).name
-    base = first.model_args.model_name_or_path
-    last = logs[list(logs)[-1]] if logs else {}
-    training = {
-        "base_model": _hub_id_or_none(base) or Path(base).name,
-        "datasets": [dataset_id],
-        "stages": [
-            {"name": name.upper(), "hyperparameters": stage_hyperparameters(plan.stages[name])}
-            for name in logs
-        ],
-        "trainable_scope": last.get("trainable_scope"),
-        "trainable_parameters": last.get("trainable_parameters"),
-        "total_parameters": last.get("total_parameters"),
-    }
-    return training, dataset_id
-
-
-def finish(plan: RunPlan, reports: dict[str, dict]) -> dict:
+def finish(plan: RunPlan, state: RunState, reports: dict[str, dict]) -> dict:
     """Write final/ (with its copy of the summary); return the summary."""
-    logs = _training_logs(plan)
+    logs = training_logs(plan)
     summary = run_summary(plan, reports, logs)
-    out = Path(plan.run.output_dir)
-    trained = [name for name in STAGES if name in logs]
+    trained = [name for name in STAGES if name in logs and stage_done(
+        state, plan.stages[name].training.output_dir, name)]  # fmt: skip
     if trained:
-        last = trained[-1]
+        final = Path(plan.run.output_dir) / "final"
+        check_ours(state, "final", final)  # assemble_final replaces the folder
+        state.record("final", key=None, inputs=None, status="running")
         training, dataset_id = card_inputs(plan, logs)
-        final = assemble_final(
-            out / "final",
-            plan.stages[last].training.output_dir,
+        assemble_final(
+            final,
+            plan.stages[trained[-1]].training.output_dir,
             plan.recipe,
             str(plan.recipe_path),
             logs,
             training,
-            reports.get(last),
+            reports.get(trained[-1]),
             summary,
             dataset_id,
         )
+        state.record("final", status="done")
         summary["final_model"] = str(final)
     return summary
 
@@ -347,7 +358,6 @@ def publish(plan: RunPlan, summary: dict) -> None:
     if not final:
         raise RecipeError("--push-to-hub needs a trained model: run the sft or grpo stage first")
     report = push_model(final, plan.run.push_to_hub)
-    logger.info("published %s to %s", final, plan.run.push_to_hub)
     print(f"published {final} -> {plan.run.push_to_hub} ({report})")
 
 
@@ -355,29 +365,28 @@ def publish(plan: RunPlan, summary: dict) -> None:
 
 
 def run(plan: RunPlan) -> dict | None:
-    """Carry out a parsed run; return the summary (None on non-main processes)."""
-    state = PartialState()
-    stage = plan.run.stage
+    """Carry out a parsed run; return the summary (None when it evaluates nothing)."""
     started = time.monotonic()
-    with state.main_process_first():
-        ensure_dataset(plan)
-        ensure_base_model(plan)
+    state = RunState(Path(plan.run.output_dir))
+    ensure_dataset(plan)
+    ensure_base_model(plan)
+    stage = plan.run.stage
     for name in STAGES:
         if stage in (name, "all"):
-            train_stage(plan, name)
-    summary = None
-    if state.is_main_process and stage in ("eval", "all"):
-        reports = evaluate_run(plan)
-        summary = finish(plan, reports)
-        summary["wall_seconds"] = round(time.monotonic() - started, 1)
-        out = Path(plan.run.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
-        print(format_summary(summary) + f"\nwall time: {summary['wall_seconds']:.0f} s")
-        print(f"outputs: {plan.run.output_dir} (final model: {summary.get('final_model')})")
-        if plan.run.push_to_hub:
-            publish(plan, summary)
-    state.wait_for_everyone()
+            train_stage(plan, state, name)
+    if stage not in ("eval", "all"):
+        return None
+    reports = {
+        label: evaluate_model(plan, state, label, model)
+        for label, model in models_to_evaluate(plan, state).items()
+    }
+    summary = finish(plan, state, reports)
+    summary["wall_seconds"] = round(time.monotonic() - started, 1)
+    (Path(plan.run.output_dir) / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
+    print(format_summary(summary) + f"\nwall time: {summary['wall_seconds']:.0f} s")
+    print(f"outputs: {plan.run.output_dir} (final model: {summary.get('final_model')})")
+    if plan.run.push_to_hub:
+        publish(plan, summary)
     return summary
 
 
@@ -388,11 +397,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
-        plan = parse_run(argv)
-        run(plan)
+        # checked before parsing: TRL's configs would start torch.distributed
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise RecipeError(
+                "model_training.run starts the processes of each step itself: run it with "
+                "`python -m model_training.run`, not under accelerate launch or torchrun, and "
+                "give the launcher as --accelerate_config FILE --num_processes N (or in the recipe)"
+            )
+        run(parse_run(argv))
     except RecipeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except StepFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2 if err.returncode == 2 else 1
     return 0
 
 

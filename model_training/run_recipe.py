@@ -2,9 +2,10 @@
 
 A run recipe is a TRL recipe with two optional sections::
 
-    output_dir: outputs/demo-cpu        # the run's folder (stages write into sft/, grpo/, ...)
-    model_name_or_path: ...             # shared fields: RunArguments, CTRateVQAArguments,
-    learning_rate: 1.0e-5               #   ModelConfig and the trainer configs
+    output_dir: outputs/demo-cpu        # run fields (RunArguments): folders, launcher, evaluation
+    accelerate_config: recipes/accelerate/zero2.yaml
+    model_name_or_path: ...             # shared fields: CTRateVQAArguments, ModelConfig and the
+    learning_rate: 1.0e-5               #   trainer configs, for every stage that has them
     sft:                                # SFTConfig fields for stage 1 only
       num_train_epochs: 2
     grpo:                               # GRPORecipe fields for stage 2 only
@@ -17,6 +18,10 @@ The command line overrides it the same way: ``--learning_rate 3e-5`` (every stag
 the field), ``--sft.learning_rate 3e-5`` or ``--grpo.max_steps 10`` (one stage). Each stage
 is parsed by ``TrlParser`` with its own dataclasses, so a field's type, default and help are
 TRL's; a field that no dataclass knows is an error that names it.
+
+The parse ends in one plain stage recipe per stage (``StagePlan.recipe``): the YAML that
+``python -m model_training.sft|grpo --config`` reads, written by the driver to
+``<output_dir>/recipes/<stage>.yaml``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,15 @@ DEFAULT_RECIPE = REPO_ROOT / "recipes" / "demo-cpu.yaml"
 STAGES = ("sft", "grpo")  # the training stages, in order
 STAGE_CHOICES = (*STAGES, "eval", "all")
 TRAINER_CONFIGS = {"sft": SFTConfig, "grpo": GRPORecipe}
+GRPO_ONLY = (
+    "num_generations",
+    "max_completion_length",
+    "loss_type",
+    "beta",
+    "temperature",
+    "reward_funcs",
+    "reward_weights",
+)  # card hyperparameters of GRPO only
 
 
 class RecipeError(ValueError):
@@ -44,7 +58,7 @@ class RecipeError(ValueError):
 
 @dataclass
 class RunArguments:
-    """Run-level settings: the stages, the folders, the demo's inputs, evaluation, publishing."""
+    """Run-level settings: the stages, folders, launcher, the demo's inputs, evaluation."""
 
     stage: str = field(
         default="all",
@@ -57,15 +71,39 @@ class RunArguments:
     output_dir: str = field(
         default="outputs/run",
         metadata={
-            "help": "The run's folder: sft/, grpo/ (trainer outputs and checkpoints), eval/ "
-            "(one evaluation per model), final/ (the model to publish), run_summary.json."
+            "help": "The run's folder: recipes/ (one stage recipe each), sft/, grpo/ (trainer "
+            "outputs and checkpoints), eval/ (one evaluation per model), final/ (the model to "
+            "publish), run_state.json (what is done), run_summary.json."
         },
     )
     resume: bool = field(
         default=False,
         metadata={
-            "help": "Continue a killed run: finished stages and evaluations are kept, a "
-            "stage that stopped part-way restarts from its last checkpoint."
+            "help": "Continue the run in output_dir: finished steps are kept, a stage that "
+            "stopped part-way restarts from its last checkpoint, an evaluation from its "
+            "predictions."
+        },
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "Redo the steps of this command that an earlier run in output_dir has "
+            "already started; their outputs are deleted first."
+        },
+    )
+    accelerate_config: str | None = field(
+        default=None,
+        metadata={
+            "help": "accelerate config file (recipes/accelerate/*.yaml) each training stage "
+            "and each evaluation is launched with: `accelerate launch --config_file FILE`. "
+            "Unset, with num_processes unset or 1: each runs in one plain python process."
+        },
+    )
+    num_processes: int | None = field(
+        default=None,
+        metadata={
+            "help": "Processes (GPUs) per stage and evaluation, passed to `accelerate launch "
+            "--num_processes`. Default: the accelerate config's, else 1."
         },
     )
     push_to_hub: str | None = field(
@@ -112,7 +150,9 @@ class RunArguments:
     eval_limit: int | None = field(
         default=None, metadata={"help": "Evaluate on the first N rows only (smoke runs)."}
     )
-    eval_batch_size: int = field(default=16, metadata={"help": "Generation batch size."})
+    eval_batch_size: int = field(
+        default=16, metadata={"help": "Generation batch size per process."}
+    )
     eval_max_new_tokens: int = field(
         default=96, metadata={"help": "Longest reply generated at evaluation."}
     )
@@ -130,6 +170,15 @@ class RunArguments:
             raise RecipeError(
                 "push_to_hub takes the repo id to publish to (ORG/NAME), not true/false"
             )
+        if self.resume and self.overwrite:
+            raise RecipeError("resume and overwrite exclude each other: choose one")
+        if self.num_processes is not None and self.num_processes < 1:
+            raise RecipeError(f"num_processes={self.num_processes} must be 1 or more")
+        if self.accelerate_config and not Path(self.accelerate_config).is_file():
+            raise RecipeError(
+                f"accelerate_config {self.accelerate_config} does not exist; give the path of "
+                "an accelerate config file (see recipes/accelerate/)"
+            )
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -138,12 +187,13 @@ class RunArguments:
 
 @dataclass
 class StagePlan:
-    """The parsed settings of one training stage."""
+    """One training stage: its parsed settings and the plain recipe its process reads."""
 
     name: str
     args: CTRateVQAArguments
     training: SFTConfig | GRPORecipe
     model_args: ModelConfig
+    recipe: dict  # the stage recipe YAML (shared fields, section, typed overrides)
     model_from_recipe: bool  # model_name_or_path set in this stage's section or override
 
 
@@ -152,11 +202,19 @@ class RunPlan:
     run: RunArguments
     stages: dict[str, StagePlan]
     recipe_path: Path
-    recipe: dict  # the recipe as run: YAML with the command-line overrides applied
+    recipe: dict  # the run recipe as run: YAML with the command-line overrides applied
 
 
 def _parser(*types) -> TrlParser:
     return TrlParser(types, allow_abbrev=False)
+
+
+def stage_parser(stage: str) -> TrlParser:
+    return _parser(CTRateVQAArguments, TRAINER_CONFIGS[stage], ModelConfig)
+
+
+def _fields(parser: TrlParser) -> set[str]:
+    return {action.dest for action in parser._actions}
 
 
 def _pop_value(argv: list[str], flag: str) -> str | None:
@@ -180,33 +238,27 @@ def _split_overrides(argv: list[str]) -> tuple[list[str], dict[str, list[str]]]:
     target = common
     for token in argv:
         if token.startswith("--"):
-            name = token[2:]
-            stage, dot, rest = name.partition(".")
-            if dot and stage in STAGES:
-                target = per_stage[stage]
-                token = "--" + rest
-            else:
-                target = common
+            stage, dot, rest = token[2:].partition(".")
+            target = per_stage[stage] if dot and stage in STAGES else common
+            token = "--" + rest if target is not common else token
         target.append(token)
     return common, per_stage
 
 
-def _flags(tokens: list[str]) -> set[str]:
-    return {t.split("=", 1)[0] for t in tokens if t.startswith("--")}
-
-
-def _override_keys(tokens: list[str]) -> list[str]:
+def _keys(tokens: list[str]) -> list[str]:
     return [t[2:].split("=", 1)[0] for t in tokens if t.startswith("--")]
 
 
-def _parsed_value(plans: list[StagePlan], key: str):
-    """The typed value a stage parsed for ``key`` (enums as their value), for the record."""
-    for plan in plans:
-        for obj in (plan.args, plan.training, plan.model_args):
-            if key in {f.name for f in dataclasses.fields(obj)}:
-                value = getattr(obj, key)
-                return value.value if hasattr(value, "value") else value
-    return None
+def _plain(value):
+    """A parsed value as YAML writes it (enums as their value)."""
+    return value.value if hasattr(value, "value") else value
+
+
+def _typed(objects: tuple, key: str):
+    for obj in objects:
+        if key in {f.name for f in dataclasses.fields(obj)}:
+            return _plain(getattr(obj, key))
+    raise KeyError(key)
 
 
 def load_recipe(path: Path) -> dict:
@@ -223,23 +275,20 @@ def load_recipe(path: Path) -> dict:
         if isinstance(section, str):  # a stage recipe file, relative to this one
             section = load_recipe(path.parent / section)
             section.pop("output_dir", None)  # the run writes the stage to <output_dir>/<stage>
-            recipe[stage] = section
         if not isinstance(section, dict):
             raise RecipeError(
                 f"recipe {path}: the '{stage}' section must be a mapping or a recipe file name"
             )
+        recipe[stage] = section
     return recipe
-
-
-def stage_parser(stage: str) -> TrlParser:
-    return _parser(CTRateVQAArguments, TRAINER_CONFIGS[stage], ModelConfig)
 
 
 def help_text() -> str:
     parts = [
         "usage: python -m model_training.run [--config RECIPE.yaml] [--stage "
         + "|".join(STAGE_CHOICES)
-        + "] [--field value ...] [--sft.field value ...] [--grpo.field value ...]\n",
+        + "] [--resume | --overwrite] [--field value ...] [--sft.field value ...] "
+        "[--grpo.field value ...]\n",
         __doc__ or "",
         f"Without --config the default recipe is {DEFAULT_RECIPE.relative_to(REPO_ROOT)}.\n",
         "== run fields ==",
@@ -253,124 +302,114 @@ def help_text() -> str:
     return "\n".join(parts)
 
 
+def _parse_stage(
+    stage: str, recipe_path: Path, shared: dict, section: dict, common: list[str],
+    own: list[str], output_dir: str,
+) -> tuple[StagePlan, set[str], set[str]]:  # fmt: skip
+    """One stage's plan, plus the shared keys and common flags this stage does not know."""
+    parser = stage_parser(stage)
+    known = _fields(parser)
+    unknown_section = set(section) - known
+    if unknown_section:
+        raise RecipeError(
+            f"recipe {recipe_path}: unknown field(s) {sorted(unknown_section)} in the "
+            f"'{stage}' section (see --help)"
+        )
+    yaml_fields = {k: v for k, v in shared.items() if k in known} | section
+    parser.set_defaults_with_config(**yaml_fields, output_dir=output_dir)
+    try:
+        args, training, model_args, remaining = parser.parse_args_into_dataclasses(
+            args=common + own, return_remaining_strings=True
+        )
+    except (ValueError, TypeError) as err:
+        raise RecipeError(f"{stage} stage: {err}") from err
+    unknown_own = set(_keys(remaining)) & set(_keys(own))
+    if unknown_own:
+        raise RecipeError(f"unknown {stage} field(s) {sorted(unknown_own)} (see --help)")
+    parsed = (args, training, model_args)
+    overrides = [k for k in _keys(common) + _keys(own) if k in known]
+    recipe = {
+        **yaml_fields,
+        **{k: _typed(parsed, k) for k in overrides},
+        "output_dir": output_dir,
+    }
+    model_from_recipe = "model_name_or_path" in section or "model_name_or_path" in _keys(own)
+    plan = StagePlan(stage, args, training, model_args, recipe, model_from_recipe)
+    return plan, set(shared) - known, set(_keys(remaining))
+
+
 def parse_run(argv: list[str] | None = None) -> RunPlan:
     """Recipe YAML + command line -> a RunPlan (run settings and one plan per stage)."""
     argv = list(argv or [])
     config = _pop_value(argv, "--config")
     recipe_path = Path(config) if config else DEFAULT_RECIPE
     recipe = load_recipe(recipe_path)
-    sections = {s: dict(recipe.get(s) or {}) for s in STAGES}
-    shared = {k: v for k, v in recipe.items() if k not in STAGES}
+    run_fields = {f.name for f in dataclasses.fields(RunArguments)}
+    for stage in STAGES:
+        misplaced = run_fields & set(recipe[stage])
+        if misplaced:
+            raise RecipeError(
+                f"recipe {recipe_path}: {sorted(misplaced)} are run fields; move them out of "
+                f"the '{stage}' section"
+            )
+    shared = {k: v for k, v in recipe.items() if k not in STAGES and k not in run_fields}
 
     common, per_stage = _split_overrides(argv)
     run_parser = _parser(RunArguments)
-    run_fields = {f.name for f in dataclasses.fields(RunArguments)}
-    run_parser.set_defaults_with_config(**{k: v for k, v in shared.items() if k in run_fields})
-    run, rest = run_parser.parse_args_into_dataclasses(args=common, return_remaining_strings=True)
-    for stage in STAGES:
-        for key in sections[stage]:
-            if key in run_fields:
-                raise RecipeError(
-                    f"recipe {recipe_path}: '{key}' is a run field; move it out of the "
-                    f"'{stage}' section"
-                )
-    shared = {k: v for k, v in shared.items() if k not in run_fields}
-
-    stages: dict[str, StagePlan] = {}
-    unknown_shared: set[str] | None = None
-    unknown_common: set[str] | None = None
-    for stage in STAGES:
-        parser = stage_parser(stage)
-        defaults = {**shared, **sections[stage], "output_dir": str(Path(run.output_dir) / stage)}
-        left = parser.set_defaults_with_config(**defaults)
-        left_keys = {t[2:] for t in left[::2]}
-        bad_section = left_keys & set(sections[stage])
-        if bad_section:
-            raise RecipeError(
-                f"recipe {recipe_path}: unknown field(s) {sorted(bad_section)} in the "
-                f"'{stage}' section (see --help)"
-            )
-        unknown_shared = left_keys if unknown_shared is None else unknown_shared & left_keys
-        try:
-            args, training, model_args, remaining = parser.parse_args_into_dataclasses(
-                args=rest + per_stage[stage], return_remaining_strings=True
-            )
-        except (ValueError, TypeError) as err:
-            raise RecipeError(f"{stage} stage: {err}") from err
-        bad_stage = _flags(remaining) & _flags(per_stage[stage])
-        if bad_stage:
-            raise RecipeError(f"unknown {stage} field(s) {sorted(bad_stage)} (see --help)")
-        left_common = _flags(remaining)
-        unknown_common = left_common if unknown_common is None else unknown_common & left_common
-        model_from_recipe = "model_name_or_path" in sections[stage] or any(
-            t.split("=", 1)[0] == "--model_name_or_path" for t in per_stage[stage]
+    run_parser.set_defaults_with_config(**{k: v for k, v in recipe.items() if k in run_fields})
+    try:
+        run, rest = run_parser.parse_args_into_dataclasses(
+            args=common, return_remaining_strings=True
         )
-        stages[stage] = StagePlan(stage, args, training, model_args, model_from_recipe)
+    except (ValueError, TypeError) as err:
+        raise RecipeError(str(err)) from err
+
+    stages, unknown_shared, unknown_flags = {}, set(shared), set(_keys(rest))
+    for stage in STAGES:
+        output_dir = str(Path(run.output_dir) / stage)
+        stages[stage], not_shared, not_flags = _parse_stage(
+            stage, recipe_path, shared, recipe[stage], rest, per_stage[stage], output_dir
+        )
+        unknown_shared &= not_shared
+        unknown_flags &= not_flags
     if unknown_shared:
         raise RecipeError(f"recipe {recipe_path}: unknown field(s) {sorted(unknown_shared)}")
-    if unknown_common:
-        raise RecipeError(f"unknown field(s) {sorted(unknown_common)} (see --help)")
+    if unknown_flags:
+        raise RecipeError(f"unknown field(s) {sorted(unknown_flags)} (see --help)")
 
-    every = list(stages.values())
-    as_run = {**shared, **{k: _parsed_value(every, k) for k in _override_keys(rest)}}
-    for key in run_fields:
-        value = getattr(run, key)
-        if value != RunArguments.__dataclass_fields__[key].default:
-            as_run[key] = value
-    for stage in STAGES:
-        overrides = _override_keys(per_stage[stage])
-        section = {
-            **sections[stage],
-            **{k: _parsed_value([stages[stage]], k) for k in overrides},
-        }
+    as_run = {k: v for k, v in recipe.items() if k not in STAGES}
+    as_run |= {
+        k: _plain(getattr(run, k))
+        for k in run_fields
+        if getattr(run, k) != RunArguments.__dataclass_fields__[k].default
+    }
+    every = [(s.args, s.training, s.model_args) for s in stages.values()]
+    for key in _keys(rest):
+        as_run[key] = next(_typed(objs, key) for objs in every if key in _all_fields(objs))
+    for stage, plan in stages.items():
+        objs = (plan.args, plan.training, plan.model_args)
+        section = recipe[stage] | {k: _typed(objs, k) for k in _keys(per_stage[stage])}
         if section:
             as_run[stage] = section
     return RunPlan(run, stages, recipe_path, as_run)
 
 
+def _all_fields(objects: tuple) -> set[str]:
+    return {f.name for obj in objects for f in dataclasses.fields(obj)}
+
+
 def stage_hyperparameters(plan: StagePlan) -> dict:
     """The settings of a stage worth printing in a model card (non-default, readable)."""
     keys = [
-        "trainable_scope",
-        "prompt_mode",
-        "sft_target",
-        "dataset_config",
-        "num_train_epochs",
-        "max_steps",
-        "learning_rate",
-        "lr_scheduler_type",
-        "warmup_steps",
-        "per_device_train_batch_size",
-        "gradient_accumulation_steps",
-        "num_generations",
-        "max_completion_length",
-        "loss_type",
-        "beta",
-        "temperature",
-        "reward_funcs",
-        "reward_weights",
-        "seed",
-    ]
-    if plan.name != "sft":
-        keys.remove("sft_target")
-    if plan.name != "grpo":
-        for key in (
-            "num_generations",
-            "max_completion_length",
-            "beta",
-            "temperature",
-            "reward_funcs",
-            "reward_weights",
-            "loss_type",
-        ):
-            keys.remove(key)
-    out = {}
-    for key in keys:
-        for obj in (plan.args, plan.training, plan.model_args):
-            if hasattr(obj, key):
-                value = getattr(obj, key)
-                out[key] = value.value if hasattr(value, "value") else value
-                break
+        "trainable_scope", "prompt_mode", "sft_target", "dataset_config", "num_train_epochs",
+        "max_steps", "learning_rate", "lr_scheduler_type", "warmup_steps",
+        "per_device_train_batch_size", "gradient_accumulation_steps", "num_generations",
+        "max_completion_length", "loss_type", "beta", "temperature", "reward_funcs",
+        "reward_weights", "seed",
+    ]  # fmt: skip
+    objects = (plan.args, plan.training, plan.model_args)
+    skipped = GRPO_ONLY if plan.name == "sft" else ("sft_target",)
+    out = {k: _typed(objects, k) for k in keys if k in _all_fields(objects) and k not in skipped}
     if plan.training.max_steps and plan.training.max_steps > 0:
         out.pop("num_train_epochs", None)
     return out

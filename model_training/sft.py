@@ -3,10 +3,12 @@
     python -m model_training.sft --config recipes/....yaml [--field value ...]
 
 parse recipe -> load data -> load model (trainable scope) -> SFTTrainer -> train -> save.
+``--resume_from_checkpoint last`` (or a checkpoint folder) resumes.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -14,14 +16,14 @@ from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser
 
 from .configs import CTRateVQAArguments
 from .data import load_vqa, to_sft
-from .policy import load_policy, train_and_save
+from .policy import load_policy, prepare_stage, train_and_save
 
 
-def train_sft(
-    args: CTRateVQAArguments, training: SFTConfig, model_args: ModelConfig, resume: bool = False
-) -> Path:
-    """Train and save to ``training.output_dir``; return that folder."""
-    model, processor, summary = load_policy(model_args, args)
+def train_sft(args: CTRateVQAArguments, training: SFTConfig, model_args: ModelConfig) -> Path:
+    """Train (resuming as ``training.resume_from_checkpoint`` says) and save to
+    ``training.output_dir``; return that folder."""
+    checkpoint = prepare_stage(training, args)
+    model, processor, summary = load_policy(model_args, args, training, checkpoint)
     rows = load_vqa(
         args.dataset_name, args.dataset_config, args.dataset_train_split, args.dataset_limit
     )
@@ -31,12 +33,13 @@ def train_sft(
         processing_class=processor,
         train_dataset=to_sft(rows, args.prompt_mode, args.sft_target),
     )
-    return train_and_save(trainer, processor, training.output_dir, summary, resume, stage="sft")
+    return train_and_save(trainer, processor, training.output_dir, summary, checkpoint, stage="sft")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = TrlParser((CTRateVQAArguments, SFTConfig, ModelConfig))
     args, training, model_args = parser.parse_args_and_config(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     train_sft(args, training, model_args)
     return 0
 

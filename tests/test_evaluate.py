@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -135,3 +136,33 @@ def test_evaluation_resumes_and_refuses_foreign_predictions(built_dataset, tmp_p
     evaluate(str(model), str(built_dataset), out, limit=2, overwrite=True,
              **{**kwargs, "max_new_tokens": 7})  # fmt: skip
     assert len((out / "predictions.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("vllm") is not None, reason="vLLM is installed on this machine"
+)
+def test_vllm_backend_without_vllm_fails_at_once(tmp_path, capsys):
+    from model_training.evaluate import main
+
+    argv = ["--model", str(tmp_path / "no-model"), "--dataset", str(tmp_path / "no-dataset"),
+            "--output-dir", str(tmp_path / "eval"), "--backend", "vllm"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install vllm (GPU machines)" in err
+    assert not (tmp_path / "eval").exists()  # nothing was created or loaded
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--limit", "0"), ("--limit", "-3"), ("--batch-size", "0"),
+                        ("--max-new-tokens", "-1")]
+)  # fmt: skip
+def test_non_positive_counts_are_refused(tmp_path, capsys, flag, value):
+    """issue 10: --limit 0 wrote n = 0 results that a leaderboard then ranked."""
+    from model_training.evaluate import main
+
+    argv = ["--model", str(tmp_path / "m"), "--dataset", str(tmp_path / "d"),
+            "--output-dir", str(tmp_path / "eval"), flag, value]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and flag.lstrip("-").replace("-", "_") in err
+    assert not (tmp_path / "eval").exists()

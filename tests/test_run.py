@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,9 @@ from transformers import Qwen2_5_VLForConditionalGeneration
 
 from model_training import run as run_module
 from model_training.processor import load_processor
-from model_training.run_recipe import DEFAULT_RECIPE, RecipeError, parse_run
+from model_training.run_recipe import DEFAULT_RECIPE, RecipeError, RunArguments, parse_run
+
+RECIPES = Path(__file__).parents[1] / "recipes"
 
 TINY_RUN = {
     "tiny_model_if_missing": True,
@@ -101,8 +104,31 @@ def test_sections_and_overrides(recipe):
     assert sft.args.sft_target == "finding" and grpo.training.num_generations == 4
     # the record of the run holds the overrides
     assert plan.recipe["learning_rate"] == 5e-4 and plan.recipe["grpo"]["max_steps"] == 7
-    # a field only GRPO has may be given to both: SFT ignores it
-    assert parse_run(["--config", str(recipe), "--beta", "0.1"]).stages["grpo"].training.beta == 0.1
+    # each stage's own recipe (what its process reads) holds its fields and no other stage's
+    assert sft.recipe["learning_rate"] == 5e-4 and sft.recipe["trainable_scope"] == "llm_mlp"
+    assert grpo.recipe["max_steps"] == 7 and "sft_target" not in grpo.recipe
+    assert "num_generations" not in sft.recipe and "eval_limit" not in sft.recipe
+    assert sft.recipe["output_dir"] == str(Path(plan.run.output_dir) / "sft")
+    # a field only GRPO has may be given to both: SFT does not get it
+    both = parse_run(["--config", str(recipe), "--beta", "0.1"]).stages
+    assert both["grpo"].training.beta == 0.1 and "beta" not in both["sft"].recipe
+
+
+def test_stage_recipes_parse_alone(recipe, tmp_path):
+    """What the driver hands each stage process parses with TrlParser as the user's would."""
+    from trl import ModelConfig, SFTConfig, TrlParser
+
+    from model_training.configs import CTRateVQAArguments, GRPORecipe
+
+    plan = parse_run(["--config", str(recipe), "--grpo.beta", "0.2"])
+    for name, config in (("sft", SFTConfig), ("grpo", GRPORecipe)):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(plan.stages[name].recipe))
+        parsed = TrlParser((CTRateVQAArguments, config, ModelConfig)).parse_args_and_config(
+            ["--config", str(path)]
+        )
+        assert parsed[1].max_steps == 2 and parsed[1].output_dir.endswith(name)
+    assert parsed[1].beta == 0.2
 
 
 @pytest.mark.parametrize(
@@ -146,9 +172,55 @@ def test_vllm_is_asked_for_only_when_installed(recipe):
     plan = parse_run(["--config", str(recipe), "--grpo.use_vllm", "true"])
     if importlib.util.find_spec("vllm") is None:
         with pytest.raises(RecipeError, match="pip install vllm"):
-            run_module.train_stage(plan, "grpo")
+            run_module.check_generation_backend(plan.stages["grpo"])
     else:
-        run_module._check_generation_backend(plan.stages["grpo"])
+        run_module.check_generation_backend(plan.stages["grpo"])
+    run_module.check_generation_backend(plan.stages["sft"])  # no vLLM asked for
+
+
+def test_driver_refuses_to_run_under_a_multi_process_launcher(recipe, monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert run_module.main(["--config", str(recipe)]) == 2
+    assert "--accelerate_config FILE --num_processes N" in capsys.readouterr().err
+
+
+def test_launcher_command():
+    assert run_module.launcher(RunArguments()) == [sys.executable]
+    assert run_module.launcher(RunArguments(num_processes=1)) == [sys.executable]
+    two = run_module.launcher(RunArguments(num_processes=2))
+    assert two[1:3] == ["-m", "accelerate.commands.launch"] and two[-2] == "--main_process_port"
+    # accelerate 1.15: `--cpu --num_processes 2` would start one process; torchrun starts two
+    assert "--multi_gpu" in two and "--cpu" not in two
+    assert two[two.index("--num_processes") + 1] == "2"
+    zero2 = run_module.launcher(
+        RunArguments(accelerate_config=str(RECIPES / "accelerate" / "zero2.yaml"))
+    )
+    assert "--config_file" in zero2 and "--num_processes" not in zero2
+    assert "--multi_gpu" not in zero2  # the config file says how
+
+
+def test_state_protects_what_the_run_did_not_write(recipe, tmp_path):
+    plan = parse_run(["--config", str(recipe)])
+    state = run_module.RunState(tmp_path / "run")
+    foreign = tmp_path / "run" / "sft"
+    foreign.mkdir(parents=True)
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(RecipeError, match="did not write it"):
+        run_module.plan_step(state, plan.run, "sft", foreign, {}, [])
+    (foreign / "notes.txt").unlink()
+    assert run_module.plan_step(state, plan.run, "sft", foreign, {"a": 1}, [])[0] == "fresh"
+    state.record("sft", key="k", inputs="i", status="done")
+    with pytest.raises(RecipeError, match="--resume"):  # an earlier run's step: say what to do
+        run_module.plan_step(state, plan.run, "sft", foreign, {"a": 1}, [])
+    resume, overwrite = RunArguments(resume=True), RunArguments(overwrite=True)
+    key = run_module.plan_step(state, overwrite, "sft", foreign, {"a": 1}, [])[1]
+    state.record("sft", key=key, inputs=run_module._hash([]), status="done")
+    assert run_module.plan_step(state, resume, "sft", foreign, {"a": 1}, [])[0] == "skip"
+    assert run_module.plan_step(state, resume, "sft", foreign, {"a": 2}, [])[0] == "continue"
+    assert run_module.plan_step(state, overwrite, "sft", foreign, {"a": 1}, [])[0] == "fresh"
+    # a step that starts from a changed step starts afresh, even with --resume
+    state.record("grpo", key="g", inputs=run_module._hash(["old"]), status="done")
+    assert run_module.plan_step(state, resume, "grpo", tmp_path, {}, ["sft"])[0] == "fresh"
 
 
 def test_whole_run_then_resume_then_push(recipe, tmp_path, local_hub, capsys):
@@ -156,6 +228,15 @@ def test_whole_run_then_resume_then_push(recipe, tmp_path, local_hub, capsys):
     assert run_module.main(["--config", str(recipe)]) == 0
     printed = capsys.readouterr().out
     assert "before SFT" in printed and "after GRPO" in printed and "GRPO mean reward" in printed
+
+    # every step ran in a process of its own, from its own recipe file
+    state = json.loads((run_dir / "run_state.json").read_text())
+    assert list(state) == ["sft", "grpo", "eval/base", "eval/sft", "eval/grpo", "final"]
+    pids = [state[s]["pid"] for s in state if s != "final"]
+    assert len(set(pids)) == len(pids) and os.getpid() not in pids
+    assert state["grpo"]["command"][:2] == ["-m", "model_training.grpo"]
+    grpo_recipe = yaml.safe_load((run_dir / "recipes" / "grpo.yaml").read_text())
+    assert grpo_recipe["model_name_or_path"] == str(run_dir / "sft")  # GRPO continues SFT
 
     summary = json.loads((run_dir / "run_summary.json").read_text())
     assert list(summary["evaluations"]) == ["before SFT", "after SFT", "after GRPO"]
@@ -187,49 +268,58 @@ def test_whole_run_then_resume_then_push(recipe, tmp_path, local_hub, capsys):
     load_processor(final)
     assert model.generation_config is not None
 
-    # --resume keeps finished stages and evaluations: nothing is trained or generated again
+    # the same command again would redo finished work: it says what to do instead
+    assert run_module.main(["--config", str(recipe)]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+    # --resume keeps finished steps: nothing is trained or generated again
     stamps = {p: p.stat().st_mtime_ns for p in run_dir.glob("*/training_summary.json")}
     evals = {p: p.stat().st_mtime_ns for p in run_dir.glob("eval/*/results.json")}
     assert run_module.main(["--config", str(recipe), "--resume"]) == 0
     assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
     assert evals == {p: p.stat().st_mtime_ns for p in evals}
 
-    # a GRPO stage killed after its checkpoint 2 continues from there to step 3
-    grpo_dir = run_dir / "grpo"
-    (grpo_dir / "training_summary.json").unlink()
-    assert (grpo_dir / "checkpoint-2").is_dir()
-    first = json.loads((run_dir / "final" / "training_logs.json").read_text())["grpo"]
-    assert (
-        run_module.main(
-            ["--config", str(recipe), "--resume", "--grpo.max_steps", "3", "--stage", "grpo"]
-        )
-        == 0
-    )
-    logs = json.loads((grpo_dir / "training_summary.json").read_text())["log_history"]
+    # a GRPO stage asked for one more step continues from its checkpoint 2 to step 3
+    assert (run_dir / "grpo" / "checkpoint-2").is_dir()
+    first = json.loads((final / "training_logs.json").read_text())["grpo"]
+    argv = ["--config", str(recipe), "--resume", "--grpo.max_steps", "3", "--stage", "grpo"]
+    assert run_module.main(argv) == 0
+    logs = json.loads((run_dir / "grpo" / "training_summary.json").read_text())["log_history"]
     steps = [e for e in logs if "reward" in e]
     assert [e["step"] for e in steps] == [1, 2, 3]
     assert steps[:2] == [e for e in first["log_history"] if "reward" in e]
 
-    # eval alone re-evaluates the changed GRPO model, then publishes the final folder
+    # eval re-evaluates only the changed GRPO model, then publishes the final folder
     os.environ.pop("HF_TOKEN", None)
-    assert (
-        run_module.main(
-            [
-                "--config",
-                str(recipe),
-                "--resume",
-                "--stage",
-                "eval",
-                "--push-to-hub",
-                "org/tiny-run",
-            ]
-        )
-        == 0
-    )
+    kept = {p: p.stat().st_mtime_ns for p in run_dir.glob("eval/[bs]*/results.json")}
+    argv = ["--config", str(recipe), "--resume", "--stage", "eval", "--push-to-hub", "org/tiny-run"]
+    assert run_module.main(argv + ["--grpo.max_steps", "3"]) == 0
+    assert kept == {p: p.stat().st_mtime_ns for p in kept}
+    results = json.loads((run_dir / "eval" / "grpo" / "results.json").read_text())
+    assert (run_dir / "eval" / "grpo" / "results.json").stat().st_mtime_ns > max(kept.values())
     pushed = local_hub.files("org/tiny-run")
     assert "model.safetensors" in pushed and ".eval_results/ct-rate-vqa.yaml" in pushed
     assert "recipe.yaml" in pushed and "grpo_reward.png" in pushed
     assert Qwen2_5_VLForConditionalGeneration.from_pretrained("org/tiny-run") is not None
+
+
+def test_two_processes_per_step(recipe, tmp_path, capsys):
+    """accelerate launch --cpu --num_processes 2 (gloo) carries each step: SFT, GRPO, eval."""
+    argv = ["--config", str(recipe), "--num_processes", "2", "--eval_base_model", "false",
+            "--output_dir", str(tmp_path / "run2")]  # fmt: skip
+    assert run_module.main(argv) == 0
+    run_dir = tmp_path / "run2"
+    state = json.loads((run_dir / "run_state.json").read_text())
+    assert list(state) == ["sft", "grpo", "eval/sft", "eval/grpo", "final"]
+    for step in ("sft", "grpo", "eval/sft"):
+        command = state[step]["command"]
+        assert command[:2] == ["-m", "accelerate.commands.launch"] and "--multi_gpu" in command
+        assert command[command.index("--num_processes") + 1] == "2"
+    for stage in ("sft", "grpo"):
+        summary = json.loads((run_dir / stage / "training_summary.json").read_text())
+        assert summary["world_size"] == 2
+    assert "after GRPO" in capsys.readouterr().out
+    assert (run_dir / "final" / "model.safetensors").is_file()
 
 
 def test_synthetic_dataset_is_built_when_missing(tmp_path):

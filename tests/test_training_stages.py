@@ -119,9 +119,14 @@ def test_sft_resumes_from_its_last_checkpoint(built_dataset, tiny_model, tmp_pat
     first = json.loads((out / "training_summary.json").read_text())["log_history"]
     train_sft(
         _args(built_dataset),
-        SFTConfig(output_dir=str(out), max_steps=3, per_device_train_batch_size=2, **config),
+        SFTConfig(
+            output_dir=str(out),
+            max_steps=3,
+            per_device_train_batch_size=2,
+            resume_from_checkpoint="last",
+            **config,
+        ),
         ModelConfig(model_name_or_path=str(tiny_model)),
-        resume=True,
     )
     logs = json.loads((out / "training_summary.json").read_text())["log_history"]
     assert [e["step"] for e in logs if "loss" in e] == [1, 2, 3]
