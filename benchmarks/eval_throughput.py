@@ -135,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         help="compare 1 and N launched CPU processes (one thread each) instead of batch sizes",
     )
     parser.add_argument("--split", default=None, help="default: test; train with --data-parallel")
+    parser.add_argument(
+        "--cases", type=int, default=12, help="synthetic cases built when --dataset is not given"
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # a launched process
     args = parser.parse_args(argv)
     if args.worker is not None:
@@ -147,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     dataset = args.dataset
     if dataset is None:
         dataset = str(work / "ct-rate-vqa")
-        command = [sys.executable, "-m", "dataset_builder", "build", "--synthetic", "12",
+        command = [sys.executable, "-m", "dataset_builder", "build", "--synthetic", str(args.cases),
                    "--synthetic-size", "128", "--synthetic-slices", "24", "--out", dataset,
                    "--no-progress"]  # fmt: skip
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)

@@ -261,7 +261,7 @@ def _typed(objects: tuple, key: str):
     raise KeyError(key)
 
 
-def load_recipe(path: Path) -> dict:
+def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise RecipeError(f"recipe {path} does not exist; pass --config PATH to a recipe YAML")
     try:
@@ -270,10 +270,16 @@ def load_recipe(path: Path) -> dict:
         raise RecipeError(f"recipe {path} is not valid YAML: {err}") from err
     if not isinstance(recipe, dict):
         raise RecipeError(f"recipe {path} must be a YAML mapping of field: value")
+    return recipe
+
+
+def load_recipe(path: Path) -> dict:
+    """The run recipe with both stage sections as mappings (a section may name a file)."""
+    recipe = _read_yaml(path)
     for stage in STAGES:
         section = recipe.get(stage) or {}
         if isinstance(section, str):  # a stage recipe file, relative to this one
-            section = load_recipe(path.parent / section)
+            section = _read_yaml(path.parent / section)
             section.pop("output_dir", None)  # the run writes the stage to <output_dir>/<stage>
         if not isinstance(section, dict):
             raise RecipeError(

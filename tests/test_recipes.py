@@ -43,3 +43,19 @@ def test_accelerate_configs_are_valid_yaml():
     for name in ("ddp", "zero2", "zero3"):
         config = yaml.safe_load((RECIPES / "accelerate" / f"{name}.yaml").read_text())
         assert config["num_processes"] == 8 and config["mixed_precision"] == "bf16"
+
+
+def test_7b_recipes_pin_image_tokens_and_size_vllm():
+    """issue 9 item 7: a fixed image-token count, and a vLLM context that fits its memory share."""
+    from model_training.run_recipe import parse_run
+
+    plan = parse_run(
+        ["--config", str(PAPER / "run.yaml"), "--use_cpu", "true", "--num_processes", "2"]
+    )
+    assert plan.run.accelerate_config == "recipes/accelerate/zero2.yaml"
+    for stage in plan.stages.values():
+        assert (stage.args.image_min_pixels, stage.args.image_max_pixels) == (504**2, 512**2)
+    grpo = plan.stages["grpo"].training
+    # ~460 prompt tokens (324 image) + the longest completion fit; not the model's 128K
+    assert 460 + grpo.max_completion_length <= grpo.vllm_max_model_length <= 4096
+    assert grpo.vllm_gpu_memory_utilization <= 0.5
