@@ -14,8 +14,10 @@ from datasets.info import DatasetInfo, DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from .names import DATA_LICENSE as LICENSE
+
 PLOT_NAME = "class_distribution.png"
-LICENSE = "cc-by-nc-sa-4.0"  # ReXGroundingCT and CT-RATE are CC BY-NC-SA 4.0
+
 GATED_PROMPT = (
     "CT-RATE-VQA is derived from ReXGroundingCT and CT-RATE, which are gated and licensed "
     "CC BY-NC-SA 4.0. Use it for non-commercial research only, never for clinical decisions. "

@@ -22,11 +22,11 @@ import yaml
 from huggingface_hub import EvalResult, EvalResultEntry, ModelCard, ModelCardData
 from huggingface_hub._eval_results import eval_result_entries_to_yaml
 
+from .names import DATA_LICENSE as LICENSE
+from .names import PROMPT_MODES as MODES
+
 EVAL_RESULTS_DIR = ".eval_results"
 EVAL_RESULTS_FILE = "ct-rate-vqa.yaml"
-LICENSE = "cc-by-nc-sa-4.0"  # trained on CC BY-NC-SA 4.0 data: the weights inherit its terms
-MODES = ("think", "no-think")
-
 
 HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 

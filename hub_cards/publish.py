@@ -24,6 +24,8 @@ from pathlib import Path, PurePosixPath
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+from .names import MANIFEST_NAME
+
 logger = logging.getLogger(__name__)
 
 PUBLIC_ENDPOINT = "https://huggingface.co"
@@ -198,7 +200,6 @@ def _batches(additions: list[CommitOperationAdd], limit: int) -> list[list[Commi
     return batches
 
 
-MANIFEST_NAME = "build_manifest.json"  # written by dataset_builder's build
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")  # never published
 
 

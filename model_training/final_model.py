@@ -24,10 +24,11 @@ from pathlib import Path
 import yaml
 
 from hub_cards.model_card import write_model_card
+from hub_cards.names import TRAINING_SUMMARY_NAME
 
 from .curves import plot_stage
 
-SKIPPED = ("training_summary.json", "*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt")
+SKIPPED = (TRAINING_SUMMARY_NAME, "*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt")
 
 
 def copy_model_files(stage_dir: Path, final_dir: Path) -> list[str]:

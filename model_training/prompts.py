@@ -5,7 +5,7 @@ The paper published none of its prompts; these are ours.
 
 from __future__ import annotations
 
-MODES = ("think", "no-think")  # with thinking (<think> then <answer>) or answer only
+from hub_cards.names import PROMPT_MODES as MODES
 
 SYSTEM_PROMPTS = {
     "think": (

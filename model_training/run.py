@@ -38,6 +38,8 @@ from pathlib import Path
 
 import yaml
 
+from hub_cards.names import MANIFEST_NAME
+
 from .final_model import assemble_final
 from .run_recipe import (
     STAGES,
@@ -53,6 +55,7 @@ from .run_summary import (
     STAGE_DONE_FILE,
     card_inputs,
     format_summary,
+    hub_id_or_none,
     run_summary,
     training_logs,
 )
@@ -184,7 +187,7 @@ def _clear(folder: Path) -> None:
 
 
 def build_complete(folder: Path) -> bool:
-    manifest = folder / "build_manifest.json"
+    manifest = folder / MANIFEST_NAME
     try:
         return json.loads(manifest.read_text()).get("status") == "complete"
     except (OSError, ValueError):
@@ -196,8 +199,17 @@ def ensure_dataset(plan: RunPlan) -> None:
     run = plan.run
     if run.synthetic_cases is None:
         return
-    for folder in sorted({Path(s.args.dataset_name) for s in plan.stages.values()}):
+    for name in sorted({s.args.dataset_name for s in plan.stages.values()}):
+        folder = Path(name)
         if build_complete(folder):
+            continue
+        if hub_id_or_none(name):  # never phantom data under a name that reads as a Hub id
+            logger.info(
+                "dataset_name %s reads as a Hub dataset id: it is loaded from the Hub and "
+                "nothing is synthesised (a local folder of that name: write ./%s)",
+                name,
+                name,
+            )
             continue
         from dataset_builder.cli import main as build_main
 
@@ -209,7 +221,14 @@ def ensure_dataset(plan: RunPlan) -> None:
             "--seed", str(run.synthetic_seed),
             "--out", str(folder),
         ]  # fmt: skip
-        logger.info("building the dataset: python -m dataset_builder %s", " ".join(command))
+        logger.warning(
+            "building a SYNTHETIC dataset of %d PHANTOM cases into %s (synthetic_cases): not "
+            "patient data; set dataset_name to a built CT-RATE-VQA to train on real data: "
+            "python -m dataset_builder %s",
+            run.synthetic_cases,
+            folder,
+            " ".join(command),
+        )
         if build_main(command) != 0:
             raise RecipeError(
                 f"the synthetic dataset build into {folder} failed (its message is above); "
@@ -221,6 +240,8 @@ def ensure_base_model(plan: RunPlan) -> None:
     """Build the tiny offline Qwen2.5-VL where the recipe asks for it and it is missing."""
     path = plan.stages[STAGES[0]].model_args.model_name_or_path
     if not plan.run.tiny_model_if_missing or not path or Path(path).exists():
+        return
+    if hub_id_or_none(path):  # a Hub model id: from_pretrained loads it; nothing is built
         return
     from .tiny_model import build_tiny_model
 

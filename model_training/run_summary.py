@@ -10,11 +10,11 @@ import json
 from pathlib import Path
 
 from hub_cards.model_card import HUB_ID_RE
+from hub_cards.names import TRAINING_SUMMARY_NAME as STAGE_DONE_FILE
 
 from .curves import reward_trend
 from .run_recipe import STAGES, RunPlan, stage_hyperparameters
 
-STAGE_DONE_FILE = "training_summary.json"  # written by a stage when its model is saved
 EVAL_LABELS = {"base": "before SFT", "sft": "after SFT", "grpo": "after GRPO"}
 SUMMARY_METRICS = ("n", "accuracy_micro", "accuracy_macro", "format_rate", "validity_rate")
 

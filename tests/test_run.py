@@ -332,3 +332,22 @@ def test_synthetic_dataset_is_built_when_missing(tmp_path):
     manifest = (tmp_path / "ds" / "build_manifest.json").stat().st_mtime_ns
     run_module.ensure_dataset(plan)  # a complete build is kept
     assert (tmp_path / "ds" / "build_manifest.json").stat().st_mtime_ns == manifest
+
+
+def test_a_hub_id_dataset_is_never_synthesised(tmp_path, monkeypatch, caplog):
+    """issue 10: --dataset_name ORG/CT-RATE-VQA with the demo recipe built phantom cases into
+    ./ORG/CT-RATE-VQA and trained on them."""
+    monkeypatch.chdir(tmp_path)
+    plan = parse_run(["--dataset_name", "org/CT-RATE-VQA", "--output_dir", "run"])
+    assert plan.run.synthetic_cases  # the demo recipe asks for synthesis...
+    with caplog.at_level("INFO"):
+        run_module.ensure_dataset(plan)
+    assert not (tmp_path / "org").exists()  # ...but not into a Hub id
+    assert "reads as a Hub dataset id" in caplog.text
+    plan = parse_run(["--dataset_name", "./org/CT-RATE-VQA", "--output_dir", "run",
+                      "--synthetic_cases", "2", "--synthetic_size", "64",
+                      "--synthetic_slices", "16"])  # fmt: skip
+    with caplog.at_level("WARNING"):
+        run_module.ensure_dataset(plan)  # written as a local folder, it is built, and says so
+    assert run_module.build_complete(tmp_path / "org" / "CT-RATE-VQA")
+    assert "PHANTOM" in caplog.text

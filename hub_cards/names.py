@@ -1,0 +1,14 @@
+"""Names shared by the dataset builder, the training code and the cards, defined once.
+
+hub_cards is the package both others import, so the shared names live here.
+"""
+
+from __future__ import annotations
+
+# ReXGroundingCT and CT-RATE are CC BY-NC-SA 4.0: the dataset, its results and the weights
+# trained on it inherit the terms.
+DATA_LICENSE = "cc-by-nc-sa-4.0"
+# prompt modes: with thinking (<think> then <answer>) or the answer only
+PROMPT_MODES = ("think", "no-think")
+MANIFEST_NAME = "build_manifest.json"  # written by dataset_builder's build, in the dataset repo
+TRAINING_SUMMARY_NAME = "training_summary.json"  # written by a training stage with its model
