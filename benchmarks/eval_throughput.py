@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import datasets
@@ -40,7 +41,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model_training.evaluate import evaluate, load_model, predict, process_state  # noqa: E402
+from model_training.evaluate import (  # noqa: E402
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CONFIG,
+    EvaluateArguments,
+    evaluate,
+    load_model,
+    predict,
+    process_state,
+)
 from model_training.tiny_model import build_tiny_model  # noqa: E402
 
 
@@ -70,13 +79,14 @@ def worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     state = process_state()
     out = Path(args.worker)
-    common = {"split": args.split, "modes": (args.mode,), "progress": False, "overwrite": True}
-    evaluate(args.model, args.dataset, out / "warm-up", limit=2 * state.num_processes,
-             batch_size=2, max_new_tokens=4, **common)  # fmt: skip
+    options = EvaluateArguments(args.model, args.dataset, str(out / "eval"), args.config,
+                                args.split, args.mode, args.samples, args.batch_size,
+                                args.max_new_tokens, overwrite=True, progress=False)  # fmt: skip
+    evaluate(replace(options, output_dir=str(out / "warm-up"), limit=2 * state.num_processes,
+                     batch_size=2, max_new_tokens=4))  # fmt: skip
     state.wait_for_everyone()
     start = time.perf_counter()
-    evaluate(args.model, args.dataset, out / "eval", limit=args.samples,
-             batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, **common)  # fmt: skip
+    evaluate(options)
     state.wait_for_everyone()
     seconds = time.perf_counter() - start
     if state.is_main_process:
@@ -94,7 +104,8 @@ def data_parallel(args: argparse.Namespace, model_path: str, dataset: str, work:
     timings, outputs = {}, {}
     for processes in (1, args.data_parallel):
         out = work / f"processes-{processes}"
-        argv = ["--worker", str(out), "--model", model_path, "--dataset", dataset, "--split",
+        argv = ["--worker", str(out), "--model", model_path, "--dataset", dataset, "--config",
+                args.config, "--split",
                 args.split, "--samples", str(args.samples), "--batch-size", str(args.batch_size),
                 "--max-new-tokens", str(args.max_new_tokens), "--mode", args.mode]  # fmt: skip
         run = subprocess.run(launch_command(processes, argv), env=env, capture_output=True,
@@ -122,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--model", default=None, help="checkpoint (default: build the tiny one)")
     parser.add_argument("--dataset", default=None, help="built CT-RATE-VQA (default: synthetic)")
-    parser.add_argument("--config", default="zoom")
+    parser.add_argument("--config", default=DEFAULT_CONFIG)
     parser.add_argument("--samples", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--mode", default="think", choices=("think", "no-think"))
     parser.add_argument(

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import datasets
 
+from hub_cards.names import DATA_LICENSE
+
 from .case_processing import CaseCache
 from .class_map import load_class_map
 from .config import BuildOptions
-from .pipeline import BuildReport, run_pipeline
+from .pipeline import BuildReport, PipelineResult, run_pipeline
 from .qa_rows import features_for, variant_row
 
 _DESCRIPTION = (
@@ -26,7 +28,6 @@ _DESCRIPTION = (
     "ReXGroundingCT lesion masks on CT-RATE volumes (MedReason-R1, arXiv 2510.19626)."
 )
 _HOMEPAGE = "https://arxiv.org/abs/2510.19626"
-_LICENSE = "cc-by-nc-sa-4.0"  # inherited from ReXGroundingCT and CT-RATE
 CONFIG_DESCRIPTIONS = {
     "zoom": "Each slice with the lesion outlined and a magnified lesion patch pasted in a corner.",
     "plain": "Each slice as it is, without patch or outline.",
@@ -47,6 +48,24 @@ class CTRateVQAConfig(datasets.BuilderConfig):
     render_threads: int | None = None  # per worker; default: the cores the workers leave idle
 
 
+def _no_rows_message(config: CTRateVQAConfig, result: PipelineResult) -> str:
+    """Why no case gave rows: the real cause, not a guess."""
+    report, class_map = result.report, result.class_map
+    seen = report.codes_seen
+    if not any(class_map.codes.get(code) for code in seen):
+        listed = ", ".join(f"{code!r} x{n}" for code, n in seen.items()) or "none"
+        return (
+            f"no finding of {config.rex_dir} has a category code that maps to a class in "
+            f"{class_map.source} (codes seen: {listed}); map them there (or pass --class-map)"
+        )
+    reasons = "; ".join(f"{s['case']}: {s['reason']}" for s in report.skipped[:5])
+    reasons = reasons or (
+        f"no lesion is larger than --min-box-pixels {config.options.min_box_pixels} "
+        f"({config.options.min_box_measure})"
+    )
+    return f"no case of {config.rex_dir} gave any rows ({reasons}); check the inputs and options"
+
+
 class CTRateVQA(datasets.GeneratorBasedBuilder):
     BUILDER_CONFIG_CLASS = CTRateVQAConfig
     BUILDER_CONFIGS = [
@@ -65,7 +84,7 @@ class CTRateVQA(datasets.GeneratorBasedBuilder):
             description=_DESCRIPTION,
             features=features_for(class_map.classes),
             homepage=_HOMEPAGE,
-            license=_LICENSE,
+            license=DATA_LICENSE,
         )
 
     def _split_generators(
@@ -92,12 +111,7 @@ class CTRateVQA(datasets.GeneratorBasedBuilder):
         self.report = result.report
         classes = list(result.class_map.classes)
         if not any(result.splits.values()):
-            reasons = "; ".join(f"{s['case']}: {s['reason']}" for s in self.report.skipped[:5])
-            reasons = reasons or "no lesion passed the size threshold"
-            raise ValueError(
-                f"no case of {config.rex_dir} gave any rows ({reasons}); "
-                "check the inputs and options"
-            )
+            raise ValueError(_no_rows_message(config, result))
         return [
             datasets.SplitGenerator(
                 name=split,

@@ -247,7 +247,7 @@ def _work(
             spec.name,
             None,
             (
-                f"unexpected {type(err).__name__}: {err} (at {where.filename}:"
+                f"unexpected {type(err).__name__}: {err} (at {Path(where.filename).name}:"
                 f"{where.lineno}); please report it with this case"
             ),
         )

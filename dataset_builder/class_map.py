@@ -39,7 +39,9 @@ def load_class_map(path: str | Path | None = None) -> ClassMap:
         try:
             text = path.read_text()
         except OSError as err:
-            raise FileNotFoundError(f"class map {path} cannot be read: {err}") from err
+            raise FileNotFoundError(
+                f"class map {path} cannot be read ({err}); fix --class-map"
+            ) from err
         source = str(path)
     try:
         raw = json.loads(text)

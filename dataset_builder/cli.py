@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import typing
 from pathlib import Path
 
 from .cli_options import add_dataclass_options, dataclass_from_args
@@ -17,6 +18,22 @@ from .config import VARIANTS, BuildOptions
 from .sources import CaseError
 
 SYNTH_MARKER = "synth_complete.json"
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (exit status 2), as every user error here."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _check_ranges(args: argparse.Namespace, least: dict[str, int]) -> None:
+    """Refuse an integer option below its least value, naming the option."""
+    for name, low in least.items():
+        value = getattr(args, name)
+        if value is not None and value < low:
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag} must be >= {low}, got {value}")
 
 
 def _synth_parser(sub: argparse._SubParsersAction) -> None:
@@ -35,6 +52,7 @@ def _synth_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="512 x 512 x ~300 volumes, as CT-RATE (overrides --size/--slices).",
     )
+    p.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
 
 
 def _build_parser(sub: argparse._SubParsersAction) -> None:
@@ -86,6 +104,12 @@ def _build_parser(sub: argparse._SubParsersAction) -> None:
         help="Configs to build (default: zoom plain).",
     )
     src.add_argument("--no-progress", action="store_true", help="Hide progress bars.")
+    src.add_argument(
+        "--force",
+        action="store_true",
+        help="Write into a non-empty --out that holds no earlier build, or one inside an input "
+        "folder (files the build did not write are still never overwritten or deleted).",
+    )
     add_dataclass_options(p, BuildOptions)
 
 
@@ -105,7 +129,9 @@ def _push_parser(sub: argparse._SubParsersAction) -> None:
     )
 
 
-def _synthetic_source(out: Path, cases: int, seed: int, size: int, slices: int) -> Path:
+def _synthetic_source(
+    out: Path, cases: int, seed: int, size: int, slices: int, progress: bool
+) -> Path:
     """Synthesise once into the build cache; reuse it while its parameters are unchanged."""
     from .repo_layout import CACHE_DIR_NAME
     from .synthetic_ct import SynthConfig, synthesize
@@ -114,13 +140,18 @@ def _synthetic_source(out: Path, cases: int, seed: int, size: int, slices: int) 
     folder = out / CACHE_DIR_NAME / "synthetic" / f"n{cases}-seed{seed}-{size}x{slices}"
     marker = folder / SYNTH_MARKER
     if not marker.is_file():
-        summary = synthesize(folder, config, progress=True)
+        summary = synthesize(folder, config, progress=progress)
         marker.write_text(json.dumps(summary, indent=1, default=str))
     return folder
 
 
 def run_synth(args: argparse.Namespace) -> int:
     from .synthetic_ct import SynthConfig, synthesize
+    from .synthetic_ct.config import MIN_CASES, MIN_SIZE, MIN_SLICES
+
+    _check_ranges(args, {"cases": MIN_CASES, "seed": 0, "size": MIN_SIZE, "slices": MIN_SLICES})
+    if args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {args.out} is a file, not a folder; give a folder path")
 
     config = SynthConfig(
         cases=args.cases,
@@ -129,21 +160,41 @@ def run_synth(args: argparse.Namespace) -> int:
         slices=args.slices,
         full_size=args.full_size,
     )
-    summary = synthesize(args.out, config, progress=True)
+    summary = synthesize(args.out, config, progress=not args.no_progress)
     print(json.dumps(summary, indent=1, default=str))
     return 0
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from .repo_layout import build_repo
+    from .class_map import load_class_map
+    from .repo_layout import build_repo, check_out
+    from .synthetic_ct.config import MIN_SIZE, MIN_SLICES
 
+    _check_ranges(
+        args,
+        {
+            "synthetic": 1,
+            "synthetic_size": MIN_SIZE,
+            "synthetic_slices": MIN_SLICES,
+            "num_workers": 1,
+            "render_threads": 1,
+        },
+    )
     options = dataclass_from_args(BuildOptions, args)
     note = ""
     if args.synthetic is not None:
         if args.rex_dir or args.ctrate_dir:
-            raise SystemExit("error: give either --synthetic N or --rex-dir/--ctrate-dir")
+            raise ValueError("give either --synthetic N or --rex-dir/--ctrate-dir, not both")
+        # checked before the synthetic source is written into --out
+        check_out(args.out, force=args.force)
+        load_class_map(options.class_map)
         folder = _synthetic_source(
-            args.out, args.synthetic, options.seed, args.synthetic_size, args.synthetic_slices
+            args.out,
+            args.synthetic,
+            options.seed,
+            args.synthetic_size,
+            args.synthetic_slices,
+            progress=not args.no_progress,
         )
         args.rex_dir, args.ctrate_dir = folder / "rexgroundingct", folder / "ct-rate"
         note = (
@@ -151,7 +202,7 @@ def run_build(args: argparse.Namespace) -> int:
             "synthetic source, not patient data."
         )
     if not args.rex_dir or not args.ctrate_dir:
-        raise SystemExit("error: --rex-dir and --ctrate-dir are required (or --synthetic N)")
+        raise ValueError("--rex-dir and --ctrate-dir are required (or --synthetic N)")
     manifest = build_repo(
         args.rex_dir,
         args.ctrate_dir,
@@ -163,6 +214,7 @@ def run_build(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         render_threads=args.render_threads,
         source_note=note,
+        force=args.force,
     )
     counts = manifest["counts"]
     print(f"CT-RATE-VQA written to {args.out}")
@@ -199,7 +251,7 @@ def run_push(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="python -m dataset_builder",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -211,6 +263,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return {"synth": run_synth, "build": run_build, "push": run_push}[args.command](args)
-    except (CaseError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (CaseError, OSError, ValueError) as err:
+        print(f"error: {err}".replace("\n", " "), file=sys.stderr)
         return 2

@@ -9,11 +9,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
+
+from datasets.utils.py_utils import convert_file_size_to_int
 
 VARIANTS = ("zoom", "plain")  # the two configs; `zoom` is the default one
 CORNERS = ("upper-left", "upper-right", "lower-left", "lower-right")
 SPLITS = ("train", "test")
+MAX_LINE_PX = 64  # ours: border and box lines wider than this would cover the patch or lesion
 _NOT_ROW_OPTIONS = {"seed", "test_fraction", "source_splits", "max_shard_size", "class_map"}
 
 
@@ -206,27 +210,65 @@ class BuildOptions:
     def __post_init__(self) -> None:
         if isinstance(self.source_splits, str):
             self.source_splits = [s for s in self.source_splits.split(",") if s]
-        checks = [
-            (0.0 < self.test_fraction < 1.0, "test_fraction must lie in (0, 1)"),
-            (self.connectivity in (1, 2), "connectivity must be 1 or 2"),
-            (self.min_box_pixels >= 0, "min_box_pixels must be >= 0"),
+        floats = ("test_fraction", "window_level", "window_width", "zoom_patch_fraction",
+                  "zoom_margin_fraction", "zoom_min_crop_fraction")  # fmt: skip
+        checks = [(math.isfinite(getattr(self, n)), n, "must be a finite number") for n in floats]
+        checks += [
+            (self.seed >= 0, "seed", "must be >= 0"),
+            (0.0 < self.test_fraction < 1.0, "test_fraction", "must lie in (0, 1)"),
+            (self.connectivity in (1, 2), "connectivity", "must be 1 or 2"),
+            (self.min_box_pixels >= 0, "min_box_pixels", "must be >= 0"),
+            (self.min_box_reference_pixels >= 1, "min_box_reference_pixels", "must be >= 1"),
             (
                 self.min_box_measure in ("component_area", "box_area"),
-                "min_box_measure must be 'component_area' or 'box_area'",
+                "min_box_measure",
+                "must be 'component_area' or 'box_area'",
             ),
-            (self.slices_per_case >= 1, "slices_per_case must be >= 1"),
-            (self.image_size is None or self.image_size >= 32, "image_size must be >= 32"),
-            (0 <= self.png_compress_level <= 9, "png_compress_level must be 0-9"),
-            (self.zoom_corner in CORNERS, f"zoom_corner must be one of {CORNERS}"),
-            (0.05 <= self.zoom_patch_fraction <= 0.5, "zoom_patch_fraction must be in [0.05, 0.5]"),
-            (self.window_width > 0, "window_width must be > 0"),
-            (self.hu_clip_min < self.hu_clip_max, "hu_clip_min must be < hu_clip_max"),
+            (self.slices_per_case >= 1, "slices_per_case", "must be >= 1"),
+            (self.image_size is None or self.image_size >= 32, "image_size", "must be >= 32"),
+            (0 <= self.png_compress_level <= 9, "png_compress_level", "must be 0-9"),
+            (self.zoom_corner in CORNERS, "zoom_corner", f"must be one of {CORNERS}"),
+            (
+                0.05 <= self.zoom_patch_fraction <= 0.5,
+                "zoom_patch_fraction",
+                "must be in [0.05, 0.5]",
+            ),
+            (0.0 <= self.zoom_margin_fraction <= 5.0, "zoom_margin_fraction", "must be in [0, 5]"),
+            (
+                0.0 < self.zoom_min_crop_fraction <= 1.0,
+                "zoom_min_crop_fraction",
+                "must be in (0, 1]",
+            ),
+            (0 <= self.zoom_border_px <= MAX_LINE_PX, "zoom_border_px", f"must be 0-{MAX_LINE_PX}"),
+            (
+                1 <= self.localisation_box_px <= MAX_LINE_PX,
+                "localisation_box_px",
+                f"must be 1-{MAX_LINE_PX}",
+            ),
+            (self.window_width > 0, "window_width", "must be > 0"),
+            (self.hu_clip_min < self.hu_clip_max, "hu_clip_min", "must be < hu_clip_max"),
+            (bool(self.source_splits), "source_splits", "must name at least one split"),
         ]
-        for ok, message in checks:
+        for ok, name, rule in checks:
             if not ok:
-                raise ValueError(f"BuildOptions: {message}")
+                raise ValueError(
+                    f"BuildOptions.{name} (--{name.replace('_', '-')}) {rule}, "
+                    f"got {getattr(self, name)!r}"
+                )
+        try:
+            convert_file_size_to_int(self.max_shard_size)
+        except (ValueError, TypeError):
+            raise ValueError(
+                "BuildOptions.max_shard_size (--max-shard-size) must be a size like '500MB', "
+                f"got {self.max_shard_size!r}"
+            ) from None
         for name in ("zoom_border_color", "localisation_box_color"):
-            parse_color(getattr(self, name))
+            try:
+                parse_color(getattr(self, name))
+            except ValueError as err:
+                raise ValueError(
+                    f"BuildOptions.{name} (--{name.replace('_', '-')}): {err}"
+                ) from None
 
     @classmethod
     def docs(cls) -> dict[str, dict[str, str]]:

@@ -31,6 +31,7 @@ class BuildReport:
     cases: dict[str, int] = field(default_factory=dict)  # per split
     class_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> class -> n
     inputs: dict[str, dict[str, str]] = field(default_factory=dict)  # case -> sha256s
+    codes_seen: dict[str, int] = field(default_factory=dict)  # category code -> findings
     cache_dir: str = ""
 
 
@@ -105,6 +106,9 @@ def run_pipeline(
         split = assignment[spec.patient_id]
         splits[split].append(spec)
         class_counts[split].update(case_report.class_counts)
+    report.codes_seen = dict(
+        sorted(Counter(f.category_code for s in specs for f in s.findings).items())
+    )
     report.cases_used = sum(len(v) for v in splits.values())
     report.unused_codes = dict(sorted(unused.items()))
     for split, cases in splits.items():

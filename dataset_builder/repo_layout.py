@@ -17,15 +17,18 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import datasets
+from huggingface_hub import utils as hf_utils
 
 from hub_cards.benchmark import write_eval_yaml
 from hub_cards.dataset_card import write_dataset_card
+from hub_cards.names import MANIFEST_NAME
 
 from .builder import CTRateVQA
 from .class_map import load_class_map
@@ -33,9 +36,11 @@ from .config import SPLITS, VARIANTS, BuildOptions
 from .qa_rows import QUESTION_TEMPLATES
 from .sources import read_entries
 
-MANIFEST_NAME = "build_manifest.json"
 CACHE_DIR_NAME = ".build_cache"  # left out of pushes (see hub_cards)
 MANIFEST_FORMAT = 1
+# files the build writes at the top of OUT (the card and plot come from hub_cards)
+OUTPUT_FILES = (MANIFEST_NAME, "README.md", "eval.yaml", "class_distribution.png")
+SHARD_NAME = re.compile(rf"(?:{'|'.join(SPLITS)})-\d{{5}}-of-\d{{5}}\.parquet")
 PARALLEL_WRITE_MIN_CASES = 200  # ours: parallel Parquet writing only for builds this large
 
 
@@ -77,11 +82,18 @@ def _quiet_builder_log() -> Iterator[None]:
         logger.setLevel(level)
 
 
+def _is_shard(path: Path) -> bool:
+    """Whether ``path`` has the name of a shard this builder writes."""
+    return path.is_file() and SHARD_NAME.fullmatch(path.name) is not None
+
+
 def _place_shards(prepared: Path, out: Path, variant: str) -> dict[str, list[str]]:
-    """Move the builder's Parquet shards to ``<variant>/<split>-0000N-of-0000M.parquet``."""
-    staging = out / f".{variant}.staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    """Move the builder's Parquet shards to ``<variant>/<split>-0000N-of-0000M.parquet``.
+
+    Only shard names of ours are replaced or deleted; other files in the folder are left alone.
+    """
+    final = out / variant
+    final.mkdir(exist_ok=True)
     placed: dict[str, list[str]] = {}
     for split in SPLITS:
         shards = sorted(prepared.glob(f"*-{split}.parquet")) + sorted(
@@ -89,13 +101,95 @@ def _place_shards(prepared: Path, out: Path, variant: str) -> dict[str, list[str
         )
         names = [f"{split}-{i:05d}-of-{len(shards):05d}.parquet" for i in range(len(shards))]
         for shard, name in zip(shards, names, strict=True):
-            os.replace(shard, staging / name)
+            os.replace(shard, final / name)
         if names:
             placed[split] = [f"{variant}/{n}" for n in names]
-    final = out / variant
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(staging, final)
+    kept = {Path(n).name for names in placed.values() for n in names}
+    for old in final.iterdir():
+        if _is_shard(old) and old.name not in kept:
+            old.unlink()  # a shard of an earlier build of ours
     return placed
+
+
+def _is_our_manifest(path: Path) -> bool:
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("dataset") == "CT-RATE-VQA"
+
+
+def check_out(out: Path, inputs: tuple[Path, ...] = (), force: bool = False) -> None:
+    """Refuse an ``out`` that would destroy files this builder did not write.
+
+    ``out`` must be a folder that is missing, empty (but for our cache) or holds a build of
+    ours; ``force`` allows any other folder, and one inside an input folder, but a file this
+    builder would overwrite and did not write (README.md, ...) is refused even then.
+    """
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder; give a folder path")
+    real = out.resolve()
+    for folder in inputs:
+        if real.is_relative_to(folder.resolve()) and not force:
+            raise ValueError(
+                f"--out {out} lies inside the input folder {folder}; choose another "
+                "folder (or pass --force to write there anyway)"
+            )
+    if not out.is_dir() or _is_our_manifest(out / MANIFEST_NAME):
+        return
+    foreign = sorted(p.name for p in out.iterdir() if p.name != CACHE_DIR_NAME)
+    if foreign and not force:
+        raise ValueError(
+            f"--out {out} is not empty and holds no {MANIFEST_NAME} of a CT-RATE-VQA build "
+            f"(it holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
+            "choose a new or empty folder (or pass --force to add the build to it)"
+        )
+    clash = [n for n in OUTPUT_FILES if (out / n).exists()]
+    clash += [f"{v}/{p.name}" for v in VARIANTS if (out / v).is_dir() for p in (out / v).iterdir()
+              if _is_shard(p)]  # fmt: skip
+    if clash:
+        raise ValueError(
+            f"--out {out} holds {', '.join(clash[:3])}, which the build would overwrite and "
+            "did not write; move it away or choose another folder"
+        )
+
+
+def check_inputs(rex_dir: Path, ctrate_dir: Path, options: BuildOptions) -> int:
+    """Check the inputs before ``out`` is touched; return the number of listed cases."""
+    if not (ctrate_dir / "dataset").is_dir():
+        raise FileNotFoundError(
+            f"{ctrate_dir / 'dataset'} not found: --ctrate-dir must be the CT-RATE folder "
+            "holding dataset/train_fixed (or valid_fixed)"
+        )
+    load_class_map(options.class_map)
+    return len(read_entries(rex_dir, options.source_splits))
+
+
+def public_text(text: str, folders: tuple[Path, ...]) -> str:
+    """``text`` with each input folder's local path replaced by its bare folder name."""
+    spellings = {
+        (str(p), p.name) for f in folders for p in (f, Path(os.path.abspath(f)), f.resolve())
+    }
+    for local, name in sorted(spellings, key=lambda s: -len(s[0])):
+        text = text.replace(local, name)
+    return text
+
+
+@contextlib.contextmanager
+def _progress_bars(show: bool) -> Iterator[None]:
+    """Hide datasets' and huggingface_hub's own progress bars too when ``show`` is false."""
+    datasets_on = datasets.is_progress_bar_enabled()
+    hub_on = not hf_utils.are_progress_bars_disabled()
+    if not show:
+        datasets.disable_progress_bars()
+        hf_utils.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if datasets_on and not show:
+            datasets.enable_progress_bars()
+        if hub_on and not show:
+            hf_utils.enable_progress_bars()
 
 
 def build_repo(
@@ -109,16 +203,59 @@ def build_repo(
     progress: bool = True,
     source_note: str = "",
     render_threads: int | None = None,
+    force: bool = False,
 ) -> dict:
-    """Build every variant into ``out`` and write its manifest and card; return the manifest."""
+    """Build every variant into ``out`` and write its manifest and card; return the manifest.
+
+    The inputs and ``out`` are checked first (see ``check_out``; ``force`` as there), and an
+    earlier build in ``out`` keeps its manifest until new shards replace its own.
+    """
     options = options or BuildOptions()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out, rex_dir, ctrate_dir = Path(out), Path(rex_dir), Path(ctrate_dir)
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown config(s) {unknown}; choose from {VARIANTS}")
+    if num_workers < 1:
+        raise ValueError(f"--num-workers must be >= 1, got {num_workers}")
+    if render_threads is not None and render_threads < 1:
+        raise ValueError(f"--render-threads must be >= 1, got {render_threads}")
+    n_cases = check_inputs(rex_dir, ctrate_dir, options)
+    check_out(out, (rex_dir, ctrate_dir), force=force)
+    with _progress_bars(progress):
+        return _build(
+            rex_dir,
+            ctrate_dir,
+            out,
+            options,
+            num_workers=num_workers,
+            strict=strict,
+            variants=variants,
+            progress=progress,
+            source_note=source_note,
+            render_threads=render_threads,
+            n_cases=n_cases,
+        )
+
+
+def _build(
+    rex_dir: Path,
+    ctrate_dir: Path,
+    out: Path,
+    options: BuildOptions,
+    *,
+    num_workers: int,
+    strict: bool,
+    variants: tuple[str, ...],
+    progress: bool,
+    source_note: str,
+    render_threads: int | None,
+    n_cases: int,
+) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
     class_map = load_class_map(options.class_map)
     work_dir = out / CACHE_DIR_NAME
+    folders = (rex_dir, ctrate_dir)
+    class_map_file = None if options.class_map is None else Path(options.class_map).name
     manifest: dict = {
         "format": MANIFEST_FORMAT,
         "status": "in_progress",
@@ -128,21 +265,20 @@ def build_repo(
             "version": _package_version("medreason-r1"),
             "datasets": datasets.__version__,
         },
-        "source": {"rex_dir": str(rex_dir), "ctrate_dir": str(ctrate_dir), "note": source_note},
-        "parameters": options.to_dict(),
+        # folder names only: a published file must not reveal the builder's machine
+        "source": {"rex_dir": rex_dir.name, "ctrate_dir": ctrate_dir.name, "note": source_note},
+        "parameters": {**options.to_dict(), "class_map": class_map_file},
         "parameter_docs": BuildOptions.docs(),
         "question_templates": QUESTION_TEMPLATES,
         "class_map": {
-            "source": class_map.source,
+            "source": class_map.source if class_map_file is None else class_map_file,
             "classes": list(class_map.classes),
             "codes": class_map.codes,
         },
     }
-    write_manifest(out, manifest)
 
     # ours: below ~200 cases, starting writer processes costs more than it saves (8 full-size
     # cases: 0.7 s with one writer, 1.5 s with two)
-    n_cases = len(read_entries(Path(rex_dir), options.source_splits))
     write_procs = num_workers if num_workers > 1 and n_cases >= PARALLEL_WRITE_MIN_CASES else None
     report = None
     dataset_infos: dict[str, dict] = {}
@@ -170,6 +306,8 @@ def build_repo(
                 num_proc=write_procs,  # datasets' sharded writing, for large builds
             )
         report = report or builder.report
+        if not files:
+            write_manifest(out, manifest)  # shards of an earlier build are about to change
         files[variant] = _place_shards(prepared, out, variant)
         shutil.rmtree(prepared, ignore_errors=True)
         info = builder.info._to_yaml_dict()
@@ -192,7 +330,9 @@ def build_repo(
                 "class_counts": report.class_counts,
                 "unused_codes": report.unused_codes,
             },
-            "skipped": report.skipped,
+            "skipped": [
+                {k: public_text(str(v), folders) for k, v in s.items()} for s in report.skipped
+            ],
             "input_checksums": {
                 "dataset.json": _sha256(rex_json),
                 "class_map": hashlib.sha256(

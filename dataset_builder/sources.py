@@ -1,13 +1,14 @@
 """Read ReXGroundingCT's dataset.json and locate each case's CT-RATE volume and mask.
 
 Names come from a data file, so they are validated before they touch the file system: a name
-must be a plain file name (no folder parts, no ``..``) and its resolved path must stay inside
-its root folder.
+must be a plain file name (no folder parts, no ``..``) and its path must stay inside its root
+folder (the path itself, links not followed: a Hub cache snapshot links into blobs/).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,11 +58,10 @@ def case_id_of(name: str) -> str:
 
 
 def _inside(root: Path, path: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return False
-    return True
+    """Whether ``path`` itself lies in ``root``; symlinks are not followed, so a Hugging Face
+    cache snapshot (``snapshots/<rev>/`` links into ``blobs/``) is accepted. Names are already
+    free of ``..`` and folder parts (see ``parse_name``)."""
+    return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(root))
 
 
 def parse_name(name: object) -> re.Match:
@@ -141,7 +141,9 @@ def read_entries(rex_dir: Path, source_splits: list[str]) -> list[tuple[str, dic
         raise ValueError(f"{path}: expected an object of split lists or a list of entries")
     missing = [s for s in source_splits if s not in raw]
     if missing:
-        raise ValueError(f"{path} has no split(s) {missing}; it has {sorted(raw)}")
+        raise ValueError(
+            f"{path} has no split(s) {missing}; it has {sorted(raw)} (fix --source-splits)"
+        )
     return [(split, e) for split in source_splits for e in raw[split]]
 
 

@@ -7,14 +7,31 @@ documented by ``--help`` and can be overridden on the command line.
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
+import os
+import sys
 from dataclasses import dataclass, field
+from typing import Any
 
-from trl import GRPOConfig, ScriptArguments
+from trl import GRPOConfig, ModelConfig, ScriptArguments
 
 from .processor import PINNED_MAX_PIXELS, PINNED_MIN_PIXELS
 from .prompts import MODES, SFT_TARGETS
-from .rewards import DEFAULT_REWARD_WEIGHTS, DEFAULT_REWARDS
+from .rewards import DEFAULT_REWARD_WEIGHTS, DEFAULT_REWARDS, REWARDS
 from .scope import SCOPE_NAMES
+
+
+class ConfigError(ValueError):
+    """A recipe value this project refuses; the message is one line for the user. The stage
+    scripts print it as ``error: ...`` and exit 2."""
+
+
+def user_error(error: Exception) -> int:
+    """Print ``error: <message>`` to stderr (first line only: no traceback); return 2."""
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    print(f"error: {lines[0]}", file=sys.stderr)
+    return 2
 
 
 @dataclass
@@ -47,8 +64,10 @@ class CTRateVQAArguments(ScriptArguments):
         default="llm_mlp",
         metadata={
             "help": f"Parameters to train, one of {SCOPE_NAMES}. The paper trains 'only "
-            "the MLP layers ... following LLaVA-Med' without naming them. 'lora' uses "
-            "ModelConfig's lora_r."
+            "the MLP layers ... following LLaVA-Med' without naming them. 'lora' trains a LoRA "
+            "adapter from ModelConfig's lora_* fields (TRL's get_peft_config) on the language "
+            "model's MLP projections unless lora_target_modules names others; use_peft: true "
+            "requires it."
         },
     )
     image_min_pixels: int | None = field(
@@ -75,10 +94,29 @@ class CTRateVQAArguments(ScriptArguments):
             ("trainable_scope", self.trainable_scope, SCOPE_NAMES),
         ):
             if value not in allowed:
-                raise ValueError(f"{name}={value!r} is not one of {allowed}")
+                raise ConfigError(f"{name}={value!r} is not one of {allowed}")
+        for name in ("dataset_name", "dataset_config", "dataset_train_split"):
+            if not getattr(self, name):
+                raise ConfigError(f"{name} is required (got {getattr(self, name)!r})")
+        for name in ("dataset_limit", "image_min_pixels", "image_max_pixels"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name}={value} must be at least 1 (or unset)")
         low, high = self.image_min_pixels, self.image_max_pixels
         if low is not None and high is not None and low > high:
-            raise ValueError(f"image_min_pixels={low} exceeds image_max_pixels={high}")
+            raise ConfigError(f"image_min_pixels={low} exceeds image_max_pixels={high}")
+        # ScriptArguments fields the stages have no use for: refused rather than ignored
+        unused = {
+            "dataset_test_split": "test",
+            "dataset_streaming": False,
+            "ignore_bias_buffers": False,
+        }
+        for name, default in unused.items():
+            if getattr(self, name) != default:
+                raise ConfigError(
+                    f"{name}={getattr(self, name)!r} is not supported by the training stages "
+                    f"(they train on dataset_train_split, read without streaming); remove it"
+                )
 
 
 @dataclass
@@ -91,7 +129,124 @@ class GRPORecipe(GRPOConfig):
     )
 
     def __post_init__(self) -> None:
+        if not self.reward_funcs:
+            raise ConfigError(f"reward_funcs is empty; choose from {sorted(REWARDS)}")
+        unknown = [n for n in self.reward_funcs if n not in REWARDS]
+        if unknown:
+            raise ConfigError(f"unknown reward_funcs {unknown}; valid names: {sorted(REWARDS)}")
         if self.reward_weights is None:
             by_name = dict(zip(DEFAULT_REWARDS, DEFAULT_REWARD_WEIGHTS, strict=True))
             self.reward_weights = [by_name.get(n, 1.0) for n in self.reward_funcs]
+        if len(self.reward_weights) != len(self.reward_funcs):
+            raise ConfigError(
+                f"reward_weights has {len(self.reward_weights)} values {self.reward_weights} "
+                f"but reward_funcs names {len(self.reward_funcs)} {self.reward_funcs}: give "
+                "one weight per reward (or omit reward_weights for the paper's)"
+            )
         super().__post_init__()
+
+
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+LORA_FIELDS = (
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "lora_target_modules",
+    "lora_target_parameters",
+    "lora_modules_to_save",
+    "lora_task_type",
+    "use_rslora",
+    "use_dora",
+)
+QUANT_FIELDS = ("bnb_4bit_quant_type", "use_bnb_nested_quant", "bnb_4bit_quant_storage")
+
+
+def _changed(model_args: ModelConfig, names: tuple[str, ...]) -> list[str]:
+    """The fields of ``names`` set away from ModelConfig's defaults."""
+    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+    return [n for n in names if getattr(model_args, n) != defaults[n]]
+
+
+def check_model_config(
+    model_args: ModelConfig, args: CTRateVQAArguments, training: Any = None
+) -> None:
+    """Refuse every ModelConfig (and trainer model-loading) setting the stages would ignore or
+    cannot honour; one place, called at parse time (stage scripts, run driver) and again by
+    ``load_policy`` at stage start.
+
+    Honoured: model_name_or_path (required by ``load_policy``; unset is allowed here, for a
+    stage whose model the driver fills in), model_revision (Hub ids), dtype,
+    attn_implementation; LoRA (``trainable_scope: lora``; ``use_peft: true`` requires it) from
+    every lora_* field through TRL's ``get_peft_config``; 4/8-bit quantisation through
+    ``get_quantization_config`` where bitsandbytes is installed (LoRA only). ``training``
+    (SFTConfig / GRPOConfig), if given: ``trust_remote_code`` and ``model_init_kwargs`` are
+    refused (the policy is loaded here, as Qwen2.5-VL, never with remote code).
+
+    Raises:
+        ConfigError: the first refused setting, naming it and what to do instead.
+    """
+    m = model_args
+    revision, path = m.model_revision, m.model_name_or_path or ""
+    if revision not in (None, "main") and os.path.isdir(os.path.expanduser(path)):
+        raise ConfigError(
+            f"model_revision={revision!r} applies to Hub ids, but model_name_or_path="
+            f"{m.model_name_or_path!r} is a local folder: remove model_revision"
+        )
+    if m.dtype not in (None, *DTYPES):
+        raise ConfigError(f"dtype={m.dtype!r} is not one of {DTYPES}")
+    attn = m.attn_implementation
+    if attn is not None and attn != "eager" and "/" not in attn:
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+        known = ("eager", *ALL_ATTENTION_FUNCTIONS.valid_keys())
+        if attn not in known:
+            raise ConfigError(
+                f"attn_implementation={attn!r} is not one of {known} (or a Hub kernel 'org/repo')"
+            )
+    lora = args.trainable_scope == "lora"
+    if m.use_peft and not lora:
+        raise ConfigError(
+            f"use_peft=true trains a LoRA adapter, but trainable_scope={args.trainable_scope!r} "
+            "trains weights themselves: set trainable_scope: lora (or drop use_peft)"
+        )
+    if not lora and _changed(m, LORA_FIELDS):
+        raise ConfigError(
+            f"{_changed(m, LORA_FIELDS)} set, but trainable_scope={args.trainable_scope!r} "
+            "trains no LoRA: set trainable_scope: lora (or remove them)"
+        )
+    if lora:
+        if m.lora_r < 1 or m.lora_alpha <= 0 or not 0 <= m.lora_dropout < 1:
+            raise ConfigError(
+                f"LoRA needs lora_r >= 1, lora_alpha > 0 and 0 <= lora_dropout < 1 (got "
+                f"{m.lora_r}, {m.lora_alpha}, {m.lora_dropout})"
+            )
+        if m.lora_task_type != "CAUSAL_LM":
+            raise ConfigError(
+                f"lora_task_type={m.lora_task_type!r}: the policy is a causal LM, only "
+                "CAUSAL_LM applies"
+            )
+    if not m.load_in_4bit and _changed(m, QUANT_FIELDS):
+        raise ConfigError(f"{_changed(m, QUANT_FIELDS)} apply only with load_in_4bit: true")
+    quantised = m.load_in_4bit or m.load_in_8bit
+    if quantised:
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise ConfigError(
+                "load_in_4bit/load_in_8bit need bitsandbytes: pip install bitsandbytes"
+            )
+        if not lora:
+            raise ConfigError(
+                "load_in_4bit/load_in_8bit: quantised weights cannot be trained; use "
+                "trainable_scope: lora"
+            )
+    if training is not None:
+        if getattr(training, "trust_remote_code", False):
+            raise ConfigError(
+                "trust_remote_code=true: the policy loader is Qwen2.5-VL only and never runs "
+                "remote code; remove it"
+            )
+        if getattr(training, "model_init_kwargs", None):
+            raise ConfigError(
+                f"model_init_kwargs={training.model_init_kwargs!r} is not used (the policy is "
+                "loaded from ModelConfig's fields: dtype, attn_implementation, model_revision, "
+                "load_in_4bit ...); remove it"
+            )

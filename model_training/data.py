@@ -6,11 +6,25 @@ as their PNG bytes (never decoded and re-encoded here); TRL decodes them when it
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import datasets
 
+from .configs import ConfigError
 from .prompts import prompt_messages, sft_target
 
 IMAGES = datasets.List(datasets.Image())
+COLUMNS = ("image", "question", "answer", "options")  # what the SFT and GRPO rows read
+
+
+class DatasetError(ConfigError):
+    """The recipe's dataset cannot be read: missing folder, config, split or columns."""
+
+
+def _looks_local(path: str) -> bool:
+    """A path rather than a Hub id ``name`` / ``org/name``."""
+    return os.path.isabs(path) or path.startswith((".", "~")) or path.count("/") > 1
 
 
 def load_vqa(
@@ -20,8 +34,25 @@ def load_vqa(
     limit: int | None = None,
     revision: str | None = None,
 ) -> datasets.Dataset:
-    """One split of CT-RATE-VQA; ``limit`` keeps the first rows (for smoke runs)."""
-    ds = datasets.load_dataset(path_or_repo, config, split=split, revision=revision)
+    """One split of CT-RATE-VQA; ``limit`` keeps the first rows (for smoke runs).
+
+    Raises:
+        DatasetError: one line naming the dataset, config and split, and what exists (the
+            folder missing, the configs or splits available, the columns lacking).
+    """
+    where = f"dataset {path_or_repo!r} (config {config!r}, split {split!r})"
+    if _looks_local(path_or_repo) and not Path(path_or_repo).expanduser().is_dir():
+        raise DatasetError(f"{where}: no such folder")
+    try:
+        ds = datasets.load_dataset(path_or_repo, config, split=split, revision=revision)
+    except (ValueError, OSError) as error:  # unknown config / split, not found, unreachable
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        local = Path(path_or_repo).expanduser().is_dir()
+        hint = "" if local else " (no local folder of that name: read as a Hub dataset id)"
+        raise DatasetError(f"{where}: {lines[0]}{hint}") from error
+    missing = [c for c in COLUMNS if c not in ds.column_names]
+    if missing:
+        raise DatasetError(f"{where}: no column(s) {missing}; it has {ds.column_names}")
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
     return ds.cast_column("image", datasets.Image(decode=False))

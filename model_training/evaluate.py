@@ -1,9 +1,15 @@
-"""Evaluate a checkpoint on CT-RATE-VQA: accuracy per class, macro and micro, per prompt mode.
+r"""Evaluate a checkpoint on CT-RATE-VQA: accuracy per class, macro and micro, per prompt mode.
 
     python -m model_training.evaluate --model PATH_OR_REPO --dataset PATH_OR_REPO \
         [--config zoom] [--split test] [--mode think|no-think|both] [--limit N] --output-dir DIR
     accelerate launch --num_processes 8 -m model_training.evaluate ...      # data parallel
     python -m model_training.evaluate --backend vllm [--tensor-parallel-size N] ...
+
+Options: the fields of ``EvaluateArguments`` (``--help`` lists them), parsed by transformers'
+``HfArgumentParser``; ``--max-new-tokens`` and ``--max_new_tokens`` are the same option.
+``evaluate(EvaluateArguments(...))`` runs the same evaluation from Python. A user error (a
+path that is not a model or dataset, a bad option) exits with status 2 and one line, before
+``--output-dir`` is created.
 
 Writes into DIR: ``results.json`` (the schema ``hub_cards.model_card`` reads),
 ``predictions.parquet`` (one row per sample and mode), ``per_class_accuracy.png`` and
@@ -31,7 +37,6 @@ and ``accuracy_micro_tags_only`` report them separately.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
@@ -39,21 +44,29 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, TypeVar
 
 import datasets
 import torch
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, parse_flag_from_env
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 from tqdm.auto import tqdm
 
 from . import prompts
 from .answers import fallback_class, parse_reply
+from .cli_options import parse_options
 from .evaluation_plots import confusion_plot, per_class_bars
 from .processor import load_processor
 
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_MAX_NEW_TOKENS = 96  # enough for a short <think> and the answer
+DEFAULT_MODE = "both"  # every prompt mode (prompts.MODES)
+DEFAULT_CONFIG = "zoom"
+DEFAULT_SPLIT = "test"
 DEFAULT_BACKEND = "hf"
 BACKENDS = ("hf", "vllm")
 DEFAULT_TENSOR_PARALLEL_SIZE = 1
@@ -70,6 +83,85 @@ Batch = tuple[str, list[int]]  # (mode, dataset row indices)
 
 class EvaluationError(ValueError):
     """An evaluation that cannot go on; the message says what to change."""
+
+
+@dataclass
+class EvaluateArguments:
+    """The options of ``python -m model_training.evaluate`` (one field, one option)."""
+
+    model: str = field(metadata={"help": "checkpoint folder or Hub id of an image-text model"})
+    dataset: str = field(metadata={"help": "built CT-RATE-VQA folder or Hub dataset id"})
+    output_dir: str = field(
+        metadata={"help": "folder for results.json, predictions and plots (resumable)"}
+    )
+    config: str = field(default=DEFAULT_CONFIG, metadata={"help": "dataset config"})
+    split: str = field(default=DEFAULT_SPLIT, metadata={"help": "dataset split"})
+    mode: Literal["think", "no-think", "both"] = field(
+        default=DEFAULT_MODE, metadata={"help": "prompt mode(s) to evaluate"}
+    )
+    limit: int | None = field(
+        default=None, metadata={"help": "evaluate only the first N rows (N >= 1)"}
+    )
+    batch_size: int = field(
+        default=DEFAULT_BATCH_SIZE,
+        metadata={"help": "rows per generate call (vllm: per hand-over)"},
+    )
+    max_new_tokens: int = field(
+        default=DEFAULT_MAX_NEW_TOKENS, metadata={"help": "reply tokens per row"}
+    )
+    revision: str | None = field(default=None, metadata={"help": "dataset revision (Hub)"})
+    overwrite: bool = field(
+        default=False, metadata={"help": "discard predictions already in --output-dir"}
+    )
+    judge: str | None = field(
+        default=None,
+        metadata={
+            "help": "reasoning-answer consistency judge: a causal LM id or path, or an "
+            "OpenAI-compatible endpoint URL (http://HOST:PORT/v1)"
+        },
+    )
+    judge_model: str | None = field(
+        default=None, metadata={"help": "model name at the judge endpoint (default: its first)"}
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "run the model repo's own code (only baselines that need it; read it)"},
+    )
+    backend: Literal["hf", "vllm"] = field(
+        default=DEFAULT_BACKEND,
+        metadata={
+            "help": "hf: transformers generate (data parallel under accelerate launch); vllm: "
+            "vLLM in one process (GPU machines)"
+        },
+    )
+    tensor_parallel_size: int = field(
+        default=DEFAULT_TENSOR_PARALLEL_SIZE, metadata={"help": "vllm: GPUs per model"}
+    )
+    max_model_len: int = field(
+        default=DEFAULT_MAX_MODEL_LEN, metadata={"help": "vllm: prompt and reply tokens"}
+    )
+    gpu_memory_utilization: float = field(
+        default=DEFAULT_GPU_MEMORY_UTILIZATION,
+        metadata={"help": "vllm: share of GPU memory for weights and KV cache"},
+    )
+    progress: bool = field(default=True, metadata={"help": "progress bar (--no-progress: none)"})
+
+    def __post_init__(self) -> None:
+        for name in ("limit", "batch_size", "max_new_tokens", "tensor_parallel_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise EvaluationError(
+                    f"--{name}={value}: give a positive number of rows / tokens / GPUs"
+                )
+        if self.mode not in (*prompts.MODES, "both"):
+            raise EvaluationError(
+                f"--mode {self.mode!r}: use one of {', '.join(prompts.MODES)}, both"
+            )
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The prompt modes to evaluate."""
+        return prompts.MODES if self.mode == "both" else (self.mode,)
 
 
 def score(rows: list[dict], classes: list[str]) -> dict:
@@ -225,19 +317,41 @@ def run_batches(
 # -- progress files ----------------------------------------------------------------------------
 
 
-def _settings(
-    model_path, dataset, config, split, max_new_tokens, backend: str = DEFAULT_BACKEND
-) -> dict:
+def is_hub_id(name: str) -> bool:
+    """Whether ``name`` is spelt like a Hub repo id (``org/name`` or ``name``)."""
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def source_name(name: str) -> str:
+    """A model or dataset as recorded: a local path normalised (``./a/b/`` -> ``a/b``), a Hub
+    id as given."""
+    return os.path.normpath(name) if Path(name).exists() else name
+
+
+def _same_source(settings: dict) -> dict:
+    """``settings`` with local model and dataset paths resolved, for comparing two runs'."""
+    return {
+        **settings,
+        **{k: str(Path(settings[k]).resolve()) for k in ("model", "dataset")
+           if k in settings and Path(settings[k]).exists()},
+    }  # fmt: skip
+
+
+def _settings(options: EvaluateArguments) -> dict:
     settings = {
-        "model": str(model_path),
-        "dataset": str(dataset),
-        "config": config,
-        "split": split,
-        "max_new_tokens": max_new_tokens,
+        "model": source_name(options.model),
+        "dataset": source_name(options.dataset),
+        "config": options.config,
+        "split": options.split,
+        "max_new_tokens": options.max_new_tokens,
         "prompts": prompts.record(),
     }
-    if backend != DEFAULT_BACKEND:  # folders of hf runs stay resumable as they were
-        settings["backend"] = backend
+    if options.backend != DEFAULT_BACKEND:  # folders of hf runs stay resumable as they were
+        settings["backend"] = options.backend
     return settings
 
 
@@ -277,7 +391,7 @@ def prepare_output(output_dir: Path, settings: dict, overwrite: bool) -> None:
     elif (
         settings_file.is_file()
         and progress_files(output_dir)
-        and json.loads(settings_file.read_text()) != settings
+        and _same_source(json.loads(settings_file.read_text())) != _same_source(settings)
     ):
         raise EvaluationError(
             f"{output_dir} holds predictions of another evaluation ({settings_file}); use "
@@ -328,18 +442,24 @@ def process_state() -> PartialState:
     )
 
 
-def on_main_first(state: PartialState, action: Callable[[], None]) -> None:
-    """Run ``action`` on the main process while the others wait; an EvaluationError it raises
-    is raised in every process (so none is left waiting for the others)."""
+T = TypeVar("T")
+
+
+def on_main_first(state: PartialState, action: Callable[[], T]) -> T | None:
+    """Run ``action`` on the main process while the others wait, and return its value there
+    (None elsewhere); an EvaluationError it raises is raised in every process (so none is left
+    waiting for the others)."""
     error: list[str | None] = [None]
+    value = None
     if state.is_main_process:
         try:
-            action()
+            value = action()
         except EvaluationError as err:
             error[0] = str(err)
     broadcast_object_list(error)  # also the barrier
     if error[0] is not None:
         raise EvaluationError(error[0])
+    return value
 
 
 def check_backend(backend: str, num_processes: int) -> None:
@@ -403,11 +523,73 @@ def vllm_generator(
     return generate
 
 
-def load_split(
-    dataset: str, config: str, split: str, revision: str | None, limit: int | None
-) -> datasets.Dataset:
-    ds = datasets.load_dataset(dataset, config, split=split, revision=revision)
-    return ds.select(range(min(limit, len(ds)))) if limit is not None else ds
+def load_split(options: EvaluateArguments) -> datasets.Dataset:
+    """The rows to evaluate; a dataset, config or split that is not there is an
+    EvaluationError that says what is there."""
+    name, config, split, revision = (
+        options.dataset, options.config, options.split, options.revision
+    )  # fmt: skip
+    if not Path(name).exists() and not is_hub_id(name):
+        raise EvaluationError(
+            f"dataset {name} does not exist: pass a built CT-RATE-VQA folder "
+            "(python -m dataset_builder build) or a Hub dataset id"
+        )
+    try:
+        configs = datasets.get_dataset_config_names(name, revision=revision)
+    except (FileNotFoundError, datasets.exceptions.DatasetsError) as err:
+        kind = "folder" if Path(name).exists() else "Hub id"
+        raise EvaluationError(
+            f"dataset {name} ({kind}) could not be read ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}); pass a built CT-RATE-VQA folder "
+            "or a Hub dataset id you can access"
+        ) from None
+    if config not in configs:
+        raise EvaluationError(
+            f"dataset {name} has no config {config!r}; its configs are {', '.join(configs)}: "
+            "pass one with --config"
+        )
+    splits = datasets.get_dataset_split_names(name, config, revision=revision)
+    if split not in splits:
+        raise EvaluationError(
+            f"dataset {name} (config {config!r}) has no split {split!r}; its splits are "
+            f"{', '.join(splits)}: pass one with --split"
+        )
+    ds = datasets.load_dataset(name, config, split=split, revision=revision)
+    return ds.select(range(min(options.limit, len(ds)))) if options.limit is not None else ds
+
+
+def check_model(model: str, trust_remote_code: bool = False) -> None:
+    """Refuse a model that the evaluator cannot run, before anything is written: a path that
+    does not exist, a folder that is not a checkpoint, a model that does not read images."""
+    from transformers import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING, AutoConfig
+
+    path = Path(model)
+    if not path.exists() and not is_hub_id(model):
+        raise EvaluationError(
+            f"model {model} does not exist: pass a checkpoint folder (holding config.json) or "
+            "a Hub model id"
+        )
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise EvaluationError(
+            f"model {model} is a folder without config.json, not a checkpoint: pass the folder "
+            "that holds config.json (e.g. outputs/<run>/final)"
+        )
+    try:
+        config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise EvaluationError(
+            f"model {model} could not be read ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}); pass a checkpoint folder or a "
+            "Hub model id you can access"
+        ) from None
+    remote = "AutoModelForImageTextToText" in (getattr(config, "auto_map", None) or {})
+    if type(config) not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING and not (
+        remote and trust_remote_code
+    ):
+        raise EvaluationError(
+            f"model {model} is a {config.model_type!r} model, which does not read images: "
+            "pass an image-text-to-text checkpoint (e.g. Qwen2.5-VL)"
+        )
 
 
 def dataset_revision(dataset: str, revision: str | None = None) -> str | None:
@@ -422,68 +604,48 @@ def dataset_revision(dataset: str, revision: str | None = None) -> str | None:
         return revision
 
 
-def evaluate(
-    model_path: str,
-    dataset: str,
-    output_dir: str | Path,
-    config: str = "zoom",
-    split: str = "test",
-    modes: tuple[str, ...] = prompts.MODES,
-    limit: int | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    progress: bool = True,
-    overwrite: bool = False,
-    revision: str | None = None,
-    judge: str | None = None,
-    judge_model: str | None = None,
-    trust_remote_code: bool = False,
-    backend: str = DEFAULT_BACKEND,
-    tensor_parallel_size: int = DEFAULT_TENSOR_PARALLEL_SIZE,
-    max_model_len: int = DEFAULT_MAX_MODEL_LEN,
-    gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
-) -> dict | None:
-    """Evaluate (resuming from ``output_dir``) and write results, predictions and plots; with
-    ``judge`` (a causal LM id/path or an OpenAI-compatible URL), also the reasoning-answer
-    consistency of the ``think`` mode (see ``model_training.judge``).
+def evaluate(options: EvaluateArguments) -> dict | None:
+    """Evaluate (resuming from ``options.output_dir``) and write results, predictions and
+    plots; with ``options.judge`` (a causal LM id/path or an OpenAI-compatible URL), also the
+    reasoning-answer consistency of the ``think`` mode (see ``model_training.judge``).
 
-    Under ``accelerate launch`` every process generates its share of the missing batches; the
-    main process returns the report and the others None."""
-    for name, value in (("limit", limit), ("batch_size", batch_size),
-                        ("max_new_tokens", max_new_tokens)):  # fmt: skip
-        if value is not None and value < 1:
-            raise EvaluationError(f"{name}={value}: give a positive number of rows / tokens")
+    The model, dataset, config and split are checked before ``output_dir`` is created. Under
+    ``accelerate launch`` every process generates its share of the missing batches; the main
+    process returns the report and the others None."""
     state = process_state()
-    check_backend(backend, state.num_processes)
-    output_dir = Path(output_dir)
-    settings = _settings(model_path, dataset, config, split, max_new_tokens, backend)
-    on_main_first(state, lambda: prepare_output(output_dir, settings, overwrite))
-    with state.main_process_first():
-        ds = load_split(dataset, config, split, revision, limit)
+    check_backend(options.backend, state.num_processes)
+    output_dir = Path(options.output_dir)
+    settings = _settings(options)
+    check_model(options.model, options.trust_remote_code)
+    ds = on_main_first(state, lambda: load_split(options))  # the main process downloads
+    ds = ds if ds is not None else load_split(options)
+    on_main_first(state, lambda: prepare_output(output_dir, settings, options.overwrite))
     done = read_progress(output_dir)
     state.wait_for_everyone()  # every process has read the progress before any appends to it
-    batches = plan_batches(ds["id"], modes, done, batch_size)
+    batches = plan_batches(ds["id"], options.modes, done, options.batch_size)
     mine = shard(batches, state.process_index, state.num_processes)
     if mine:
-        if backend == "vllm":
+        if options.backend == "vllm":
             generate = vllm_generator(
-                model_path, max_new_tokens, tensor_parallel_size, max_model_len,
-                gpu_memory_utilization, trust_remote_code,
+                options.model, options.max_new_tokens, options.tensor_parallel_size,
+                options.max_model_len, options.gpu_memory_utilization, options.trust_remote_code,
             )  # fmt: skip
         else:
             generate = hf_generator(
-                *load_model(model_path, trust_remote_code, state.device), max_new_tokens
+                *load_model(options.model, options.trust_remote_code, state.device),
+                options.max_new_tokens,
             )
         path = progress_file(output_dir, state.process_index, state.num_processes)
         with progress_sink(path) as sink:
-            run_batches(generate, ds, mine, sink, progress and state.is_main_process)
+            run_batches(generate, ds, mine, sink, options.progress and state.is_main_process)
         del generate  # the model's memory is free before the judge's
     state.wait_for_everyone()
     if not state.is_main_process:
         return None
     return write_report(
-        output_dir, ds, modes, read_progress(output_dir), settings, revision, judge, judge_model
-    )
+        output_dir, ds, options.modes, read_progress(output_dir), settings, options.revision,
+        options.judge, options.judge_model,
+    )  # fmt: skip
 
 
 def write_report(
@@ -570,86 +732,13 @@ def load_model(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m model_training.evaluate",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--config", default="zoom")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--mode", default="both", choices=[*prompts.MODES, "both"])
-    parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
-    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
-    parser.add_argument("--output-dir", required=True)
-    parser.add_argument("--revision", default=None, help="dataset revision (Hub datasets)")
-    parser.add_argument(
-        "--overwrite", action="store_true", help="discard predictions already in --output-dir"
-    )
-    parser.add_argument(
-        "--judge",
-        default=None,
-        help="reasoning-answer consistency judge: a causal LM id or path, or an "
-        "OpenAI-compatible endpoint URL (http://HOST:PORT/v1)",
-    )
-    parser.add_argument(
-        "--judge-model", default=None, help="model name at the endpoint (default: its first)"
-    )
-    parser.add_argument(
-        "--trust-remote-code",
-        action="store_true",
-        help="run the model repo's own code (only for baselines that need it; read it first)",
-    )
-    parser.add_argument(
-        "--backend",
-        default=DEFAULT_BACKEND,
-        choices=BACKENDS,
-        help="hf: transformers generate (data parallel under accelerate launch); vllm: vLLM "
-        "in one process (GPU machines)",
-    )
-    parser.add_argument(
-        "--tensor-parallel-size",
-        type=int,
-        default=DEFAULT_TENSOR_PARALLEL_SIZE,
-        help="vllm: GPUs per model",
-    )
-    parser.add_argument(
-        "--max-model-len",
-        type=int,
-        default=DEFAULT_MAX_MODEL_LEN,
-        help="vllm: prompt and reply tokens",
-    )
-    parser.add_argument(
-        "--gpu-memory-utilization",
-        type=float,
-        default=DEFAULT_GPU_MEMORY_UTILIZATION,
-        help="vllm: share of GPU memory for weights and KV cache",
-    )
-    args = parser.parse_args(argv)
-    modes = prompts.MODES if args.mode == "both" else (args.mode,)
     try:
-        report = evaluate(
-            args.model,
-            args.dataset,
-            args.output_dir,
-            args.config,
-            args.split,
-            modes,
-            args.limit,
-            args.batch_size,
-            args.max_new_tokens,
-            overwrite=args.overwrite,
-            revision=args.revision,
-            judge=args.judge,
-            judge_model=args.judge_model,
-            trust_remote_code=args.trust_remote_code,
-            backend=args.backend,
-            tensor_parallel_size=args.tensor_parallel_size,
-            max_model_len=args.max_model_len,
-            gpu_memory_utilization=args.gpu_memory_utilization,
+        options, rest = parse_options(
+            EvaluateArguments, argv, "python -m model_training.evaluate", __doc__
         )
+        if rest:
+            raise EvaluationError(f"unexpected argument(s) {' '.join(rest)}: see --help")
+        report = evaluate(options)
     except EvaluationError as err:
         if PartialState().is_main_process:
             print(f"error: {err}", file=sys.stderr)

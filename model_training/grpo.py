@@ -15,7 +15,7 @@ from typing import Any
 
 from trl import GRPOTrainer, ModelConfig, TrlParser
 
-from .configs import CTRateVQAArguments, GRPORecipe
+from .configs import ConfigError, CTRateVQAArguments, GRPORecipe, check_model_config, user_error
 from .data import load_vqa, to_grpo
 from .policy import load_policy, prepare_stage, train_and_save
 from .rewards import get_rewards
@@ -30,13 +30,19 @@ def grpo_trainer(
     """(trainer, processor, summary) of the policy (weights from ``checkpoint`` if given). The
     processor pads on the left: TRL left-pads prompt ids itself but takes the image-token
     layout from the processor, so a right-padding one misplaces image positions of padded
-    prompts (TRL sets "left" only on a processor it loads itself)."""
-    model, processor, summary = load_policy(
-        model_args, args, training, checkpoint, padding_side="left"
-    )
+    prompts (TRL sets "left" only on a processor it loads itself). Sets
+    ``training.model_init_kwargs`` (refused in recipes) to pass ``model_revision`` on to TRL's
+    reference model."""
     rows = load_vqa(
         args.dataset_name, args.dataset_config, args.dataset_train_split, args.dataset_limit
     )
+    model, processor, summary = load_policy(
+        model_args, args, training, checkpoint, padding_side="left"
+    )
+    if model_args.model_revision not in (None, "main"):
+        # TRL loads the KL reference model from model.config.name_or_path (the start model)
+        # with model_init_kwargs: the same revision as the policy's
+        training.model_init_kwargs = {"revision": model_args.model_revision}
     trainer = GRPOTrainer(
         model=model,
         args=training,
@@ -65,10 +71,19 @@ def train_grpo(args: CTRateVQAArguments, training: GRPORecipe, model_args: Model
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse, check and train; a refused setting or unreadable dataset prints ``error: ...``
+    and returns 2 (no traceback)."""
     parser = TrlParser((CTRateVQAArguments, GRPORecipe, ModelConfig))
-    args, training, model_args = parser.parse_args_and_config(argv)
+    try:
+        args, training, model_args = parser.parse_args_and_config(argv)
+        check_model_config(model_args, args, training)
+    except ValueError as error:  # the dataclasses' own checks (ours and TRL's)
+        return user_error(error)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    train_grpo(args, training, model_args)
+    try:
+        train_grpo(args, training, model_args)
+    except ConfigError as error:
+        return user_error(error)
     return 0
 
 

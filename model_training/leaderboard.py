@@ -1,14 +1,22 @@
-"""Gather evaluation results into the paper's Table 1 and, optionally, a Hub results dataset.
+r"""Gather evaluation results into the paper's Table 1 and, optionally, a Hub results dataset.
 
     python -m model_training.leaderboard RESULTS... --output DIR [--per-class] [--macro] \
-        [--title T] [--push-results ORG/NAME]
+        [--title T] [--push-results ORG/NAME] [--allow-different-n]
+
+Options: the fields of ``LeaderboardArguments`` (``--help`` lists them), parsed by
+transformers' ``HfArgumentParser`` (``--per-class`` and ``--per_class`` are the same option).
+RESULTS are positional (before the options, as above) or given with ``--results A B ...``;
+both may be mixed. A boolean option takes an optional value (``--macro``, ``--macro false``),
+so put RESULTS first, not right after one.
 
 Each RESULTS is a ``results.json`` written by ``python -m model_training.evaluate``, a folder
 holding one, or a folder whose sub-folders hold one each (``outputs/demo-cpu/eval``). Writes
 ``DIR/leaderboard.md`` (one row per model: size, accuracy with and without thinking, micro, in
 %), ``DIR/leaderboard.png`` (grouped bars) and ``DIR/leaderboard.json`` (the same rows, with
 macro and per-class accuracies). All results must be on the same dataset, config and split:
-a mix is refused, naming the files, since such numbers are not comparable in one table.
+a mix is refused, naming the files, since such numbers are not comparable in one table. So are
+results of one mode on different numbers of questions (``n``, e.g. a ``--limit`` run), unless
+``--allow-different-n`` (the table then warns).
 
 ``--push-results ORG/NAME`` publishes one row per (model, mode) as the Parquet dataset repo
 ``ORG/NAME`` (``data/results.parquet`` and a dataset card). Pushing again merges: rows with the
@@ -17,12 +25,12 @@ same (model, mode, dataset, config, split) are replaced, the others kept.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -30,9 +38,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from hub_cards.names import PROMPT_MODES as MODES  # noqa: E402
 from hub_cards.publish import PublishError, check_repo_id, push_folder  # noqa: E402
 
-MODES = ("think", "no-think")
 MODE_LABELS = {"think": "with think", "no-think": "without think"}
 MISSING = "–"  # a mode that was not evaluated
 RESULTS_FILE = "results.json"
@@ -42,8 +50,35 @@ LICENSE = "cc-by-nc-sa-4.0"  # results on CC BY-NC-SA 4.0 data
 _SIZE = re.compile(r"(?:^|[^a-z0-9.])(\d+(?:\.\d+)?)b(?![a-z0-9])", re.IGNORECASE)
 
 
+DEFAULT_TITLE = "CT-RATE-VQA leaderboard"
+
+
 class LeaderboardError(ValueError):
     """Results that cannot be gathered into one table; the message says what to do."""
+
+
+@dataclass
+class LeaderboardArguments:
+    """The options of ``python -m model_training.leaderboard`` (one field, one option)."""
+
+    output: str = field(metadata={"help": "folder for leaderboard.{md,png,json}"})
+    results: list[str] = field(
+        default_factory=list,
+        metadata={"help": "results.json files or their folders (also accepted as positionals)"},
+    )
+    title: str = field(default=DEFAULT_TITLE, metadata={"help": "the table's title"})
+    per_class: bool = field(default=False, metadata={"help": "add per-class columns"})
+    macro: bool = field(default=False, metadata={"help": "add macro accuracy columns"})
+    allow_different_n: bool = field(
+        default=False,
+        metadata={
+            "help": "rank results of one mode on different numbers of questions (n) together"
+        },
+    )
+    push_results: str | None = field(
+        default=None, metadata={"help": "merge the rows into this dataset repo (ORG/NAME)"}
+    )
+    private: bool = field(default=False, metadata={"help": "create the results repo private"})
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -84,9 +119,26 @@ def load_results(path: str | Path) -> dict:
             f"(missing {missing}); re-run the evaluation"
         )
     for mode, metrics in results["modes"].items():
-        if "accuracy_micro" not in metrics:
+        if not isinstance(metrics, dict) or "accuracy_micro" not in metrics:
             raise LeaderboardError(f"{path}: mode {mode!r} has no accuracy_micro; re-evaluate")
+        values = {k: metrics[k] for k in ("accuracy_micro", "accuracy_macro", "n") if k in metrics}
+        per_class = metrics.get("per_class", {})
+        if not isinstance(per_class, dict) or not all(
+            isinstance(v, dict) for v in per_class.values()
+        ):
+            raise LeaderboardError(f"{path}: mode {mode!r} has a malformed per_class; re-evaluate")
+        values |= {f"per_class[{c!r}]": v.get("accuracy") for c, v in per_class.items()}
+        for key, value in values.items():
+            if not _is_number(value):
+                raise LeaderboardError(
+                    f"{path}: mode {mode!r} has a non-numeric {key} ({value!r}); re-evaluate, "
+                    "or correct the file"
+                )
     return results
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def model_size(results: dict) -> str:
@@ -108,8 +160,25 @@ def _pct(value: float | None) -> float | None:
     return None if value is None else round(100.0 * float(value), 2)
 
 
-def check_comparable(loaded: list[tuple[Path, dict]]) -> dict:
-    """The common dataset, config and split; refuse a mix, or the same model twice."""
+def check_same_n(loaded: list[tuple[Path, dict]]) -> None:
+    """Refuse results of one mode on different numbers of questions (``n``)."""
+    for mode in sorted({m for _, results in loaded for m in results["modes"]}):
+        counts: dict[object, list[str]] = {}
+        for path, results in loaded:
+            if mode in results["modes"]:
+                counts.setdefault(results["modes"][mode].get("n"), []).append(str(path))
+        if len(counts) > 1:
+            detail = "; ".join(f"n = {n}: {', '.join(files)}" for n, files in counts.items())
+            raise LeaderboardError(
+                f"mode {mode!r} was evaluated on different numbers of questions ({detail}); "
+                "evaluate every model on the same rows (same --limit), or pass "
+                "--allow-different-n to rank them anyway"
+            )
+
+
+def check_comparable(loaded: list[tuple[Path, dict]], allow_different_n: bool = False) -> dict:
+    """The common dataset, config and split; refuse a mix, the same model twice, or (unless
+    ``allow_different_n``) one mode on different numbers of questions."""
     groups: dict[tuple, list[str]] = {}
     for path, results in loaded:
         key = (str(results.get("dataset")), results["config"], results["split"])
@@ -133,6 +202,8 @@ def check_comparable(loaded: list[tuple[Path, dict]]) -> dict:
             )
         seen[label] = path
     dataset, config, split = next(iter(groups))
+    if not allow_different_n:
+        check_same_n(loaded)
     revisions = sorted({str(r["dataset_revision"]) for _, r in loaded if r.get("dataset_revision")})
     return {"dataset": dataset, "config": config, "split": split, "dataset_revision": revisions}
 
@@ -240,25 +311,26 @@ def plot(rows: list[dict], title: str, path: str | Path) -> Path:
     return path
 
 
-def build_leaderboard(
-    results: list[str | Path],
-    output: str | Path,
-    title: str = "CT-RATE-VQA leaderboard",
-    per_class: bool = False,
-    macro: bool = False,
-) -> dict:
-    """Write ``leaderboard.{md,png,json}`` into ``output``; the JSON's content."""
-    files = find_results(results)
+def build_leaderboard(options: LeaderboardArguments) -> dict:
+    """Write ``leaderboard.{md,png,json}`` into ``options.output``; the JSON's content."""
+    files = find_results(options.results)
     if not files:
         raise LeaderboardError("no results given: pass results.json files or their folders")
     loaded = [(path, load_results(path)) for path in files]
-    meta = check_comparable(loaded)
+    meta = check_comparable(loaded, options.allow_different_n)
     rows = table_rows(loaded)
-    output = Path(output)
+    output = Path(options.output)
     output.mkdir(parents=True, exist_ok=True)
-    (output / "leaderboard.md").write_text(markdown(rows, meta, title, per_class, macro))
-    plot(rows, title, output / "leaderboard.png")
-    board = {**meta, "title": title, "metric": "accuracy %, micro (macro also given)", "rows": rows}
+    (output / "leaderboard.md").write_text(
+        markdown(rows, meta, options.title, options.per_class, options.macro)
+    )
+    plot(rows, options.title, output / "leaderboard.png")
+    board = {
+        **meta,
+        "title": options.title,
+        "metric": "accuracy %, micro (macro also given)",
+        "rows": rows,
+    }
     (output / "leaderboard.json").write_text(json.dumps(board, indent=1, ensure_ascii=False))
     return board
 
@@ -447,25 +519,19 @@ def push_results(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m model_training.leaderboard",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    from .cli_options import parse_options
+
+    options, positionals = parse_options(
+        LeaderboardArguments, argv, "python -m model_training.leaderboard", __doc__
     )
-    parser.add_argument("results", nargs="+", help="results.json files or their folders")
-    parser.add_argument("--output", required=True, help="folder for leaderboard.{md,png,json}")
-    parser.add_argument("--title", default="CT-RATE-VQA leaderboard")
-    parser.add_argument("--per-class", action="store_true", help="add per-class columns")
-    parser.add_argument("--macro", action="store_true", help="add macro accuracy columns")
-    parser.add_argument("--push-results", metavar="REPO_ID", help="merge into this dataset repo")
-    parser.add_argument("--private", action="store_true", help="create the results repo private")
-    args = parser.parse_args(argv)
+    options.results = [*positionals, *options.results]
     try:
-        board = build_leaderboard(args.results, args.output, args.title, args.per_class, args.macro)
-        print((Path(args.output) / "leaderboard.md").read_text())
-        if args.push_results:
-            rows = [r for f in find_results(args.results) for r in results_rows(load_results(f))]
-            report = push_results(rows, args.push_results, private=args.private)
+        board = build_leaderboard(options)
+        print((Path(options.output) / "leaderboard.md").read_text())
+        if options.push_results:
+            files = find_results(options.results)
+            rows = [r for f in files for r in results_rows(load_results(f))]
+            report = push_results(rows, options.push_results, private=options.private)
             state = f"commit {report.commit}" if report.commit else "unchanged, no commit"
             print(f"results of {len(board['rows'])} models pushed to {report.url} ({state})")
     except (LeaderboardError, PublishError) as err:

@@ -13,10 +13,10 @@ import torch
 from transformers import Qwen2_5_VLForConditionalGeneration, TrainerState, TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import get_last_checkpoint
-from trl import ModelConfig
+from trl import ModelConfig, get_quantization_config
 
 from . import prompts
-from .configs import CTRateVQAArguments
+from .configs import ConfigError, CTRateVQAArguments, check_model_config
 from .processor import load_processor
 from .scope import apply_trainable_scope, count_parameters
 
@@ -123,11 +123,15 @@ def load_policy(
     With a ``checkpoint`` (and without DeepSpeed, which loads its own checkpoints), the weights
     come from it, loaded whole or refused (:func:`_check_loaded`): the Trainer's own reload of
     Qwen2.5-VL checkpoints leaves most tensors at their start values (transformers#43701).
-    ``padding_side`` is the processor's (GRPO needs "left").
+    ``padding_side`` is the processor's (GRPO needs "left"). The ModelConfig settings are
+    checked first (:func:`~model_training.configs.check_model_config`); ``model_revision``
+    reaches both the model and the processor, a 4/8-bit ``load_in_*`` goes through TRL's
+    ``get_quantization_config``.
     """
+    check_model_config(model_args, args, training)
     path = model_args.model_name_or_path
     if not path:
-        raise ValueError("model_name_or_path is required (a checkpoint folder or Hub id)")
+        raise ConfigError("model_name_or_path is required (a checkpoint folder or Hub id)")
     zero_stage = deepspeed_zero_stage(training)
     if zero_stage is not None:
         checkpoint = None  # the Trainer loads DeepSpeed checkpoints through DeepSpeed
@@ -137,6 +141,7 @@ def load_policy(
         revision=None if whole else model_args.model_revision,
         dtype=weights_dtype(model_args.dtype, zero_stage),
         attn_implementation=model_args.attn_implementation,
+        quantization_config=get_quantization_config(model_args),
         output_loading_info=True,
     )
     if whole:
@@ -149,7 +154,7 @@ def load_policy(
         image_max_pixels=args.image_max_pixels,
     )
     processor.tokenizer.padding_side = padding_side
-    model, names = apply_trainable_scope(model, args.trainable_scope, model_args.lora_r)
+    model, names = apply_trainable_scope(model, args.trainable_scope, model_args)
     if checkpoint and not whole:  # the LoRA adapter of the checkpoint
         result = model.load_adapter(checkpoint, model.active_adapter, is_trainable=True)
         _check_loaded(checkpoint, result.missing_keys, result.unexpected_keys)

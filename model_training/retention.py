@@ -1,9 +1,13 @@
-"""General-VQA retention (the paper's Table 2): ChartQA relaxed accuracy and TextVQA VQA accuracy
+r"""General-VQA retention (the paper's Table 2): ChartQA relaxed accuracy and TextVQA VQA accuracy
 of a checkpoint, and their sample-weighted average.
 
     python -m model_training.retention --model PATH_OR_REPO --benchmark chartqa|textvqa|both \
         [--chartqa-dataset ID_OR_PATH] [--textvqa-dataset ID_OR_PATH] [--split S] [--limit N] \
         [--batch-size B] --output-dir DIR
+
+Options: the fields of ``RetentionArguments`` (``--help`` lists them), parsed by transformers'
+``HfArgumentParser``; ``--batch-size`` and ``--batch_size`` are the same option. A user error (a
+model or dataset that is not there, a missing column) exits with status 2 and one line.
 
 Writes ``DIR/retention.json`` and ``DIR/retention_predictions.parquet`` (one row per question:
 benchmark, index, question, reply, the scored answer, the gold answers and the score).
@@ -14,23 +18,30 @@ Batched greedy generation with left padding. A dataset is a Hub id or a local fo
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import datasets
 from tqdm.auto import tqdm
 
 from . import vqa_metrics
-from .evaluate import greedy_replies, load_model
+from .cli_options import parse_options
+from .evaluate import (
+    DEFAULT_BATCH_SIZE,
+    EvaluationError,
+    check_model,
+    greedy_replies,
+    is_hub_id,
+    load_model,
+)
 
 # lmms-eval's short-answer post prompt (its chartqa and textvqa tasks, from LLaVA-1.5), ours to
 # use for both benchmarks.
 SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."
-DEFAULT_BATCH_SIZE = 16
 DEFAULT_MAX_NEW_TOKENS = 32  # a word or a phrase (lmms-eval: 16), with room for <answer> tags
 BENCHMARKS = ("chartqa", "textvqa")
 _ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
@@ -58,6 +69,82 @@ DEFAULTS = {
 }
 
 
+class RetentionError(ValueError):
+    """A retention run that cannot go on; the message says what to change."""
+
+
+def _column(role: str, bench: Benchmark) -> str:
+    return field(
+        default=getattr(bench, f"{role}_column"),
+        metadata={"help": f"{bench.name}: the {role} column"},
+    )
+
+
+@dataclass
+class RetentionArguments:
+    """The options of ``python -m model_training.retention`` (one field, one option)."""
+
+    model: str = field(metadata={"help": "checkpoint folder or Hub id of an image-text model"})
+    output_dir: str = field(
+        metadata={"help": "folder for retention.json and retention_predictions.parquet"}
+    )
+    benchmark: Literal["chartqa", "textvqa", "both"] = field(
+        default="both", metadata={"help": "the benchmark(s) to run"}
+    )
+    split: str | None = field(
+        default=None, metadata={"help": "split of every chosen benchmark (None: each its own)"}
+    )
+    chartqa_dataset: str = field(
+        default=DEFAULTS["chartqa"].dataset, metadata={"help": "ChartQA: Hub id or local folder"}
+    )
+    chartqa_split: str = field(
+        default=DEFAULTS["chartqa"].split, metadata={"help": "ChartQA: split"}
+    )
+    chartqa_image_column: str = _column("image", DEFAULTS["chartqa"])
+    chartqa_question_column: str = _column("question", DEFAULTS["chartqa"])
+    chartqa_answer_column: str = _column("answer", DEFAULTS["chartqa"])
+    textvqa_dataset: str = field(
+        default=DEFAULTS["textvqa"].dataset, metadata={"help": "TextVQA: Hub id or local folder"}
+    )
+    textvqa_split: str = field(
+        default=DEFAULTS["textvqa"].split,
+        metadata={"help": "TextVQA: split (test answers are hidden)"},
+    )
+    textvqa_image_column: str = _column("image", DEFAULTS["textvqa"])
+    textvqa_question_column: str = _column("question", DEFAULTS["textvqa"])
+    textvqa_answer_column: str = _column("answer", DEFAULTS["textvqa"])
+    limit: int | None = field(default=None, metadata={"help": "first N questions of each"})
+    batch_size: int = field(
+        default=DEFAULT_BATCH_SIZE, metadata={"help": "questions per generate call"}
+    )
+    max_new_tokens: int = field(
+        default=DEFAULT_MAX_NEW_TOKENS, metadata={"help": "reply tokens per question"}
+    )
+    progress: bool = field(default=True, metadata={"help": "progress bar (--no-progress: none)"})
+
+    def __post_init__(self) -> None:
+        for name in ("limit", "batch_size", "max_new_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise RetentionError(f"--{name}={value}: give a positive number")
+
+    def benchmarks(self) -> list[Benchmark]:
+        """The chosen benchmarks, with their datasets, splits and columns."""
+        names = BENCHMARKS if self.benchmark == "both" else (self.benchmark,)
+        return [
+            Benchmark(
+                name,
+                getattr(self, f"{name}_dataset"),
+                self.split or getattr(self, f"{name}_split"),
+                *(
+                    getattr(self, f"{name}_{role}_column")
+                    for role in ("image", "question", "answer")
+                ),
+            )
+            for name in names
+        ]
+
+
 def scored_text(reply: str) -> str:
     """The text inside the last ``<answer>...</answer>`` of a reply, else the whole reply."""
     if not isinstance(reply, str):
@@ -75,7 +162,17 @@ def score_one(benchmark: str, answer: str, gold: str | list[str]) -> float:
     raise ValueError(f"unknown benchmark {benchmark!r}; choose one of {BENCHMARKS}")
 
 
+def check_dataset(bench: Benchmark) -> None:
+    """Refuse a local dataset path that does not exist (before a model is loaded)."""
+    if not Path(bench.dataset).exists() and not is_hub_id(bench.dataset):
+        raise RetentionError(
+            f"{bench.name} dataset {bench.dataset} does not exist: pass a local folder or a Hub "
+            f"dataset id with --{bench.name}-dataset"
+        )
+
+
 def load_benchmark(bench: Benchmark, limit: int | None = None) -> datasets.Dataset:
+    check_dataset(bench)
     ds = datasets.load_dataset(bench.dataset, split=bench.split)
     missing = [
         column
@@ -83,7 +180,7 @@ def load_benchmark(bench: Benchmark, limit: int | None = None) -> datasets.Datas
         if column not in ds.column_names
     ]
     if missing:
-        raise ValueError(
+        raise RetentionError(
             f"{bench.name} dataset {bench.dataset} (split {bench.split}) has no column(s) "
             f"{missing}; its columns are {ds.column_names}. Name the right ones with "
             f"--{bench.name}-image-column / -question-column / -answer-column."
@@ -142,7 +239,7 @@ def run_benchmark(
     golds = [gold_answers(g) for g in ds[bench.answer_column]]
     unanswered = sum(not g for g in golds)
     if unanswered:
-        raise ValueError(
+        raise RetentionError(
             f"{bench.name} dataset {bench.dataset} (split {bench.split}): {unanswered} of "
             f"{len(golds)} rows have no gold answer in column {bench.answer_column!r} (TextVQA's "
             "test answers are hidden: use the validation split)."
@@ -176,89 +273,49 @@ def benchmark_score(name: str, summary: dict) -> float:
     return summary["relaxed_accuracy" if name == "chartqa" else "vqa_accuracy"]
 
 
-def retention(
-    model_path: str,
-    benchmarks: list[Benchmark],
-    output_dir: str | Path,
-    limit: int | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    progress: bool = True,
-) -> dict:
+def retention(options: RetentionArguments) -> dict:
     """Run the benchmarks and write retention.json and retention_predictions.parquet."""
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    model, processor = load_model(model_path)
+    try:
+        check_model(options.model)
+    except EvaluationError as err:
+        raise RetentionError(str(err)) from None
+    for bench in options.benchmarks():
+        check_dataset(bench)
+    model, processor = load_model(options.model)
     summaries, predictions = {}, []
-    for bench in benchmarks:
+    for bench in options.benchmarks():
         summary, rows = run_benchmark(
-            model, processor, bench, limit, batch_size, max_new_tokens, progress
-        )
+            model, processor, bench, options.limit, options.batch_size, options.max_new_tokens,
+            options.progress,
+        )  # fmt: skip
         summaries[bench.name] = summary
         predictions += rows
     report = {
-        "model": str(model_path),
+        "model": str(options.model),
         "prompt": SHORT_ANSWER_PROMPT,
         "benchmarks": summaries,
         "weighted_average": vqa_metrics.weighted_average(
             {name: (benchmark_score(name, s), s["n"]) for name, s in summaries.items()}
         ),
     }
+    output_dir = Path(options.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "retention.json").write_text(json.dumps(report, indent=1))
     datasets.Dataset.from_list(predictions).to_parquet(output_dir / "retention_predictions.parquet")
     return report
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m model_training.retention",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--model", required=True, help="checkpoint folder or Hub repo id")
-    parser.add_argument("--benchmark", default="both", choices=[*BENCHMARKS, "both"])
-    parser.add_argument(
-        "--split", default=None, help="split of every chosen benchmark (default: each its own)"
-    )
-    for name, bench in DEFAULTS.items():
-        parser.add_argument(
-            f"--{name}-dataset", default=bench.dataset, help=f"default: {bench.dataset}"
+    try:
+        options, rest = parse_options(
+            RetentionArguments, argv, "python -m model_training.retention", __doc__
         )
-        parser.add_argument(f"--{name}-split", default=bench.split, help=f"default: {bench.split}")
-        for role in ("image", "question", "answer"):
-            default = getattr(bench, f"{role}_column")
-            parser.add_argument(
-                f"--{name}-{role}-column", default=default, help=f"default: {default}"
-            )
-    parser.add_argument("--limit", type=int, default=None, help="first N questions of each")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
-    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
-    parser.add_argument("--output-dir", required=True)
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    names = BENCHMARKS if args.benchmark == "both" else (args.benchmark,)
-    benchmarks = []
-    for name in names:
-        option = name.replace("-", "_")
-        benchmarks.append(
-            Benchmark(
-                name,
-                getattr(args, f"{option}_dataset"),
-                args.split or getattr(args, f"{option}_split"),
-                getattr(args, f"{option}_image_column"),
-                getattr(args, f"{option}_question_column"),
-                getattr(args, f"{option}_answer_column"),
-            )
-        )
-    report = retention(
-        args.model,
-        benchmarks,
-        args.output_dir,
-        args.limit,
-        args.batch_size,
-        args.max_new_tokens,
-        progress=not args.no_progress,
-    )
+        if rest:
+            raise RetentionError(f"unexpected argument(s) {' '.join(rest)}: see --help")
+        report = retention(options)
+    except RetentionError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     for name, summary in report["benchmarks"].items():
         print(
             f"{name}: {100 * benchmark_score(name, summary):.2f} "

@@ -33,7 +33,8 @@ from pathlib import Path
 import yaml
 from trl import ModelConfig, SFTConfig, TrlParser
 
-from .configs import CTRateVQAArguments, GRPORecipe
+from .configs import CTRateVQAArguments, GRPORecipe, check_model_config
+from .evaluate import DEFAULT_BATCH_SIZE, DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODE, DEFAULT_SPLIT
 from .prompts import MODES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -144,17 +145,18 @@ class RunArguments:
         },
     )
     eval_modes: str = field(
-        default="both", metadata={"help": f"Prompt modes to evaluate: one of {MODES} or 'both'."}
+        default=DEFAULT_MODE,
+        metadata={"help": f"Prompt modes to evaluate: one of {MODES} or 'both'."},
     )
-    eval_split: str = field(default="test", metadata={"help": "Split to evaluate on."})
+    eval_split: str = field(default=DEFAULT_SPLIT, metadata={"help": "Split to evaluate on."})
     eval_limit: int | None = field(
         default=None, metadata={"help": "Evaluate on the first N rows only (smoke runs)."}
     )
     eval_batch_size: int = field(
-        default=16, metadata={"help": "Generation batch size per process."}
+        default=DEFAULT_BATCH_SIZE, metadata={"help": "Generation batch size per process."}
     )
     eval_max_new_tokens: int = field(
-        default=96, metadata={"help": "Longest reply generated at evaluation."}
+        default=DEFAULT_MAX_NEW_TOKENS, metadata={"help": "Longest reply generated at evaluation."}
     )
     eval_base_model: bool = field(
         default=True,
@@ -327,6 +329,7 @@ def _parse_stage(
         args, training, model_args, remaining = parser.parse_args_into_dataclasses(
             args=common + own, return_remaining_strings=True
         )
+        check_model_config(model_args, args, training)  # refused fields, before any stage runs
     except (ValueError, TypeError) as err:
         raise RecipeError(f"{stage} stage: {err}") from err
     unknown_own = set(_keys(remaining)) & set(_keys(own))

@@ -9,9 +9,11 @@ names its modules explicitly.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import torch
+from trl import ModelConfig, get_peft_config
 
 SCOPES = {
     # the vision-to-language projector (LLaVA-Med's stage 1 trains only its projector)
@@ -27,26 +29,45 @@ SCOPES = {
     "full": (r".",),
 }
 LORA_TARGETS = ("gate_proj", "up_proj", "down_proj")  # the language model's MLP projections
+LORA_TARGET_MODULES = rf".*language_model.*\.mlp\.({'|'.join(LORA_TARGETS)})"
 SCOPE_NAMES = (*SCOPES, "lora")
 
 
+def lora_config(model_args: ModelConfig | None = None):
+    """The ``peft.LoraConfig`` of ``model_args``' lora_* fields (TRL's ``get_peft_config``),
+    targeting the language model's MLP projections unless ``lora_target_modules`` or
+    ``lora_target_parameters`` name others. None = ModelConfig's defaults. A single module
+    name (``--lora_target_modules q_proj``, which ModelConfig turns into the string "q_proj",
+    a regex peft matches against the full module path) is kept a name."""
+    model_args = model_args or ModelConfig()
+    if model_args.lora_target_modules is None and model_args.lora_target_parameters is None:
+        model_args = dataclasses.replace(model_args, lora_target_modules=LORA_TARGET_MODULES)
+    config = get_peft_config(dataclasses.replace(model_args, use_peft=True))
+    if isinstance(config.target_modules, str) and re.fullmatch(r"\w+", config.target_modules):
+        config.target_modules = {config.target_modules}
+    return config
+
+
 def apply_trainable_scope(
-    model: torch.nn.Module, scope: str, lora_rank: int = 16
+    model: torch.nn.Module,
+    scope: str,
+    model_args: ModelConfig | None = None,
+    lora_rank: int | None = None,
 ) -> tuple[torch.nn.Module, list[str]]:
     """Freeze all but ``scope``; return the (possibly peft-wrapped) model and the names of
-    its trainable parameters."""
+    its trainable parameters. ``model_args`` configures the ``lora`` scope (:func:`lora_config`);
+    ``lora_rank`` (benchmarks/grpo_step.py) = ModelConfig's defaults with that ``lora_r``. A
+    quantised model is prepared for k-bit training first."""
+    if lora_rank is not None:
+        model_args = dataclasses.replace(model_args or ModelConfig(), lora_r=lora_rank)
     if scope == "lora":
-        from peft import LoraConfig, get_peft_model
+        from peft import get_peft_model, prepare_model_for_kbit_training
 
         for parameter in model.parameters():
             parameter.requires_grad_(False)
-        config = LoraConfig(
-            r=lora_rank,
-            lora_alpha=2 * lora_rank,
-            lora_dropout=0.0,
-            target_modules=r".*language_model.*\.mlp\.(gate_proj|up_proj|down_proj)",
-        )
-        model = get_peft_model(model, config)
+        if getattr(model, "is_quantized", False):
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        model = get_peft_model(model, lora_config(model_args))
     elif scope in SCOPES:
         patterns = [re.compile(p) for p in SCOPES[scope]]
         for name, parameter in model.named_parameters():

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser
 
-from .configs import CTRateVQAArguments
+from .configs import ConfigError, CTRateVQAArguments, check_model_config, user_error
 from .data import load_vqa, to_sft
 from .policy import load_policy, prepare_stage, train_and_save
 
@@ -23,10 +23,10 @@ def train_sft(args: CTRateVQAArguments, training: SFTConfig, model_args: ModelCo
     """Train (resuming as ``training.resume_from_checkpoint`` says) and save to
     ``training.output_dir``; return that folder."""
     checkpoint = prepare_stage(training, args)
-    model, processor, summary = load_policy(model_args, args, training, checkpoint)
     rows = load_vqa(
         args.dataset_name, args.dataset_config, args.dataset_train_split, args.dataset_limit
     )
+    model, processor, summary = load_policy(model_args, args, training, checkpoint)
     trainer = SFTTrainer(
         model=model,
         args=training,
@@ -37,10 +37,19 @@ def train_sft(args: CTRateVQAArguments, training: SFTConfig, model_args: ModelCo
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse, check and train; a refused setting or unreadable dataset prints ``error: ...``
+    and returns 2 (no traceback)."""
     parser = TrlParser((CTRateVQAArguments, SFTConfig, ModelConfig))
-    args, training, model_args = parser.parse_args_and_config(argv)
+    try:
+        args, training, model_args = parser.parse_args_and_config(argv)
+        check_model_config(model_args, args, training)
+    except ValueError as error:  # the dataclasses' own checks (ours and TRL's)
+        return user_error(error)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    train_sft(args, training, model_args)
+    try:
+        train_sft(args, training, model_args)
+    except ConfigError as error:
+        return user_error(error)
     return 0
 
 

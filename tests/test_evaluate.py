@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from dataclasses import replace
 
 import pytest
 from datasets import load_dataset
 
-from model_training.evaluate import evaluate, score
+from model_training.evaluate import EvaluateArguments, evaluate, score
 from model_training.tiny_model import build_tiny_model
 
 
@@ -31,13 +32,15 @@ def test_macro_and_micro_on_an_unbalanced_toy_set():
 def test_evaluate_writes_results_and_predictions(built_dataset, tmp_path):
     model = build_tiny_model(tmp_path / "tiny")
     report = evaluate(
-        str(model),
-        str(built_dataset),
-        tmp_path / "eval",
-        limit=6,
-        batch_size=4,
-        max_new_tokens=8,
-        progress=False,
+        EvaluateArguments(
+            str(model),
+            str(built_dataset),
+            str(tmp_path / "eval"),
+            limit=6,
+            batch_size=4,
+            max_new_tokens=8,
+            progress=False,
+        )
     )
     saved = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert saved == report and set(saved["modes"]) == {"think", "no-think"}
@@ -101,8 +104,11 @@ def test_evaluation_resumes_and_refuses_foreign_predictions(built_dataset, tmp_p
 
     model = build_tiny_model(tmp_path / "tiny")
     out = tmp_path / "eval"
-    kwargs = {"modes": ("no-think",), "batch_size": 2, "max_new_tokens": 6, "progress": False}
-    first = evaluate(str(model), str(built_dataset), out, limit=4, **kwargs)
+    options = EvaluateArguments(
+        str(model), str(built_dataset), str(out), mode="no-think", batch_size=2,
+        max_new_tokens=6, progress=False,
+    )  # fmt: skip
+    first = evaluate(replace(options, limit=4))
     lines = (out / "predictions.jsonl").read_text().splitlines()
     assert len(lines) == 4
     for name in ("per_class_accuracy.png", "confusion_no-think.png"):
@@ -118,7 +124,7 @@ def test_evaluation_resumes_and_refuses_foreign_predictions(built_dataset, tmp_p
 
     evaluation.generate_replies = counting
     try:
-        again = evaluate(str(model), str(built_dataset), out, limit=6, **kwargs)
+        again = evaluate(replace(options, limit=6))
     finally:
         evaluation.generate_replies = original
     ids = load_dataset(str(built_dataset), "zoom", split="test")["id"][:6]
@@ -132,9 +138,8 @@ def test_evaluation_resumes_and_refuses_foreign_predictions(built_dataset, tmp_p
     assert first["modes"]["no-think"]["n"] == 4
 
     with pytest.raises(evaluation.EvaluationError, match="--overwrite"):
-        evaluate(str(model), str(built_dataset), out, limit=2, **{**kwargs, "max_new_tokens": 7})
-    evaluate(str(model), str(built_dataset), out, limit=2, overwrite=True,
-             **{**kwargs, "max_new_tokens": 7})  # fmt: skip
+        evaluate(replace(options, limit=2, max_new_tokens=7))
+    evaluate(replace(options, limit=2, max_new_tokens=7, overwrite=True))
     assert len((out / "predictions.jsonl").read_text().splitlines()) == 2
 
 

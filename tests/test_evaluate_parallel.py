@@ -21,6 +21,7 @@ from datasets import load_dataset
 from model_training.evaluate import (
     PROGRESS_FILE,
     SETTINGS_FILE,
+    EvaluateArguments,
     evaluate,
     plan_batches,
     progress_file,
@@ -75,7 +76,7 @@ def reference(tiny: Path, built_dataset: Path, tmp_path_factory: pytest.TempPath
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        evaluate(str(tiny), str(built_dataset), out, progress=False, **ARGS)
+        evaluate(EvaluateArguments(str(tiny), str(built_dataset), str(out), progress=False, **ARGS))
     finally:
         torch.set_num_threads(threads)
     return out

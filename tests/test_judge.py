@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from model_training.evaluate import evaluate
+from model_training.evaluate import EvaluateArguments, evaluate
 from model_training.judge import (
     JUDGE_PROMPT_FILE,
     EndpointJudge,
@@ -173,8 +174,11 @@ def test_evaluate_with_a_tiny_judge(built_dataset, tiny_judge, tmp_path):
 
     model = build_tiny_model(tmp_path / "tiny")
     out = tmp_path / "eval"
-    kwargs = {"limit": 4, "batch_size": 4, "max_new_tokens": 8, "progress": False}
-    evaluate(str(model), str(built_dataset), out, **kwargs)
+    options = EvaluateArguments(
+        str(model), str(built_dataset), str(out), limit=4, batch_size=4, max_new_tokens=8,
+        progress=False,
+    )  # fmt: skip
+    evaluate(options)
     # the random tiny model writes no reasoning: give its think-mode predictions some (the
     # evaluator resumes from predictions.jsonl, so only the judge runs below)
     rows = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
@@ -190,7 +194,7 @@ def test_evaluate_with_a_tiny_judge(built_dataset, tiny_judge, tmp_path):
         row["correct"] = row["answer"] == row["gold"]
     (out / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
-    report = evaluate(str(model), str(built_dataset), out, judge=str(tiny_judge), **kwargs)
+    report = evaluate(replace(options, judge=str(tiny_judge)))
     assert report["judge"]["judge"] == str(tiny_judge)
     assert report["judge"]["judge_prompt"] == JUDGE_PROMPT_FILE.read_text()
     assert "consistency" not in report["modes"]["no-think"]

@@ -12,6 +12,7 @@ from huggingface_hub import DatasetCard
 
 from hub_cards.publish import push_folder
 from model_training.leaderboard import (
+    LeaderboardArguments,
     LeaderboardError,
     build_leaderboard,
     main,
@@ -71,7 +72,11 @@ def two_results(tmp_path: Path) -> list[Path]:
 
 def test_table_values_sizes_and_missing_mode(two_results, tmp_path):
     out = tmp_path / "board"
-    board = build_leaderboard([two_results[0], two_results[1].parent], out, per_class=True)
+    board = build_leaderboard(
+        LeaderboardArguments(
+            str(out), [str(two_results[0]), str(two_results[1].parent)], per_class=True
+        )
+    )
     assert (board["dataset"], board["config"], board["split"]) == (
         "org/ct-rate-vqa",
         "zoom",
@@ -123,7 +128,9 @@ def test_mixed_configs_are_refused_naming_the_files(two_results, tmp_path, capsy
         tmp_path / "plain", _results("org/m-7B", {"think": _mode(0.3, 0.3, (0.3, 0.3))}, "plain")
     )
     with pytest.raises(LeaderboardError, match="not comparable") as err:
-        build_leaderboard([*two_results, plain], tmp_path / "out")
+        build_leaderboard(
+            LeaderboardArguments(str(tmp_path / "out"), [*map(str, two_results), str(plain)])
+        )
     for path in (*two_results, plain):
         assert str(path) in str(err.value)
     assert main([str(two_results[0]), str(plain), "--output", str(tmp_path / "o")]) == 2
@@ -133,11 +140,11 @@ def test_mixed_configs_are_refused_naming_the_files(two_results, tmp_path, capsy
 
 def test_bad_inputs_name_the_file(tmp_path):
     with pytest.raises(LeaderboardError, match="neither a results.json"):
-        build_leaderboard([tmp_path / "nowhere"], tmp_path / "out")
+        build_leaderboard(LeaderboardArguments(str(tmp_path / "out"), [str(tmp_path / "nowhere")]))
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
     with pytest.raises(LeaderboardError, match=str(broken)):
-        build_leaderboard([broken], tmp_path / "out")
+        build_leaderboard(LeaderboardArguments(str(tmp_path / "out"), [str(broken)]))
 
 
 def test_results_rows(two_results):

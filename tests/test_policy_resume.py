@@ -55,7 +55,7 @@ def _sft(built_dataset, tiny_model, out: Path, max_steps: int, **overrides) -> P
             learning_rate=3e-3 if "resume_from_checkpoint" in overrides else 1e-3,
             **{**CPU, **overrides},
         ),
-        ModelConfig(model_name_or_path=str(tiny_model), lora_r=4),
+        ModelConfig(model_name_or_path=str(tiny_model), lora_r=4 if scope == "lora" else 16),
     )
 
 

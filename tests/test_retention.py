@@ -154,15 +154,19 @@ def test_one_benchmark_and_renamed_columns(tiny_benchmarks, tmp_path):
             }
         ),
     )
-    bench = retention.Benchmark("textvqa", str(renamed), "validation", "image", "prompt", "gold")
     report = retention.retention(
-        str(tiny_benchmarks["model"]),
-        [bench],
-        tmp_path / "out",
-        limit=2,
-        batch_size=2,
-        max_new_tokens=2,
-        progress=False,
+        retention.RetentionArguments(
+            str(tiny_benchmarks["model"]),
+            str(tmp_path / "out"),
+            benchmark="textvqa",
+            textvqa_dataset=str(renamed),
+            textvqa_question_column="prompt",
+            textvqa_answer_column="gold",
+            limit=2,
+            batch_size=2,
+            max_new_tokens=2,
+            progress=False,
+        )
     )
     assert set(report["benchmarks"]) == {"textvqa"}
     assert report["weighted_average"] == pytest.approx(

@@ -351,3 +351,17 @@ def test_a_hub_id_dataset_is_never_synthesised(tmp_path, monkeypatch, caplog):
         run_module.ensure_dataset(plan)  # written as a local folder, it is built, and says so
     assert run_module.build_complete(tmp_path / "org" / "CT-RATE-VQA")
     assert "PHANTOM" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--grpo.reward_funcs", "formt", "correctness"], "formt"),
+        (["--use_peft", "true", "--lora_r", "8"], "trainable_scope: lora"),
+        (["--grpo.reward_weights", "1.0"], "reward_weights"),
+    ],
+)
+def test_refused_fields_stop_the_run_before_sft(recipe, argv, message):
+    """issue 10: a misspelled reward name failed only after SFT had run; --use_peft was ignored."""
+    with pytest.raises(RecipeError, match=message):
+        parse_run(["--config", str(recipe), *argv])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from transformers import Qwen2_5_VLForConditionalGeneration
+from trl import ModelConfig
 
 from model_training.processor import load_processor
 from model_training.scope import SCOPE_NAMES, apply_trainable_scope, count_parameters
@@ -35,7 +36,7 @@ def tiny(tmp_path_factory):
 def test_only_the_scope_changes_after_a_step(tiny, scope):
     folder, batch = tiny
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(folder)
-    model, names = apply_trainable_scope(model, scope, lora_rank=4)
+    model, names = apply_trainable_scope(model, scope, ModelConfig(lora_r=4))
     assert names and all(EXPECTED[scope](n.removeprefix("base_model.model.")) for n in names)
     trainable, total = count_parameters(model)
     assert 0 < trainable <= total
