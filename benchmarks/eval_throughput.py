@@ -1,6 +1,7 @@
 """Evaluator throughput (one run each; noisy machines).
 
-Batch mode (default): the evaluator's own prediction loop (``model_training.evaluate.predict``:
+Batch mode (default): the evaluator's own prediction loop
+(``model_training.evaluation.evaluate.predict``:
 chat template, processor, greedy ``generate`` with left padding, reply parsing) over the same
 test rows with batch size 1 and with a larger batch; prints samples/s for each and their ratio.
 
@@ -9,7 +10,8 @@ test rows with batch size 1 and with a larger batch; prints samples/s for each a
         --dataset outputs/ct-rate-vqa-demo --samples 64 --batch-size 16
 Target (issue 5): >= 4x at batch 16 with the tiny model on CPU.
 
-Data-parallel mode (``--data-parallel N``): ``model_training.evaluate.evaluate`` over the same
+Data-parallel mode (``--data-parallel N``): ``model_training.evaluation.evaluate.evaluate`` over
+the same
 rows under the real launcher, with 1 process (``accelerate launch --cpu --num_processes 1``)
 and with N (``accelerate launch --multi_gpu --num_processes N``: torchrun; on the CPU it runs
 with gloo), each process on the CPU with one thread (OMP_NUM_THREADS=1, torch.set_num_threads(1),
@@ -41,7 +43,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model_training.evaluate import (  # noqa: E402
+from model_training.evaluation.evaluate import (  # noqa: E402
     DEFAULT_BATCH_SIZE,
     DEFAULT_CONFIG,
     EvaluateArguments,

@@ -148,11 +148,11 @@ PYEOF
 
 step grpo_step 240 "$PY" benchmarks/grpo_step.py --steps 2 --warmup 1 --json "$WORK/grpo_step.json"
 
-step eval 60 "$PY" -m model_training.evaluate --model "$WORK/run/final" --dataset "$WORK/ds" \
+step eval 60 "$PY" -m model_training.evaluation.evaluate --model "$WORK/run/final" --dataset "$WORK/ds" \
     --mode think --limit 32 --batch-size 16 --max-new-tokens 64 --output-dir "$WORK/eval-hf"
 
 if "$PY" -c "import vllm" 2>/dev/null; then
-    step vllm 150 "$PY" -m model_training.evaluate --backend vllm --model "$WORK/run/final" \
+    step vllm 150 "$PY" -m model_training.evaluation.evaluate --backend vllm --model "$WORK/run/final" \
         --dataset "$WORK/ds" --mode think --limit 32 --max-new-tokens 64 \
         --output-dir "$WORK/eval-vllm"
 else

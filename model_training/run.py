@@ -12,7 +12,8 @@ This is a plain driver process. Each step runs in processes of its own, started 
 
     sft        python -m model_training.sft --config OUT/recipes/sft.yaml
     grpo       python -m model_training.grpo --config OUT/recipes/grpo.yaml   (from OUT/sft)
-    eval/base  python -m model_training.evaluate --model BASE ... --output-dir OUT/eval/base
+    eval/base  python -m model_training.evaluation.evaluate --model BASE ... \
+                   --output-dir OUT/eval/base
     eval/sft, eval/grpo   the same for the trained models
     final      OUT/final/: weights, processor, card, curves, results (in the driver)
 
@@ -65,7 +66,7 @@ logger = logging.getLogger("model_training.run")
 STATE_FILE = "run_state.json"
 SUMMARY_FILE = "run_summary.json"
 STAGE_MODULES = {"sft": "model_training.sft", "grpo": "model_training.grpo"}
-EVAL_MODULE = "model_training.evaluate"
+EVAL_MODULE = "model_training.evaluation.evaluate"
 
 
 class StepFailed(RuntimeError):

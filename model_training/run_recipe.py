@@ -34,7 +34,12 @@ import yaml
 from trl import ModelConfig, SFTConfig, TrlParser
 
 from .configs import CTRateVQAArguments, GRPORecipe, check_model_config
-from .evaluate import DEFAULT_BATCH_SIZE, DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODE, DEFAULT_SPLIT
+from .evaluation.evaluate import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_MODE,
+    DEFAULT_SPLIT,
+)
 from .prompts import MODES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

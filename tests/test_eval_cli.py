@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from model_training import evaluate as evaluation
-from model_training.evaluate import EvaluateArguments, evaluate, main, parse_options
+from model_training.evaluation import evaluate as evaluation
+from model_training.evaluation.evaluate import EvaluateArguments, evaluate, main, parse_options
 from model_training.tiny_model import build_tiny_model
 
-PROG = "python -m model_training.evaluate"
+PROG = "python -m model_training.evaluation.evaluate"
 
 
 @pytest.fixture(scope="module")

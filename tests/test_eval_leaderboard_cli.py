@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from model_training.leaderboard import LeaderboardArguments, main
+from model_training.evaluation.leaderboard import LeaderboardArguments, main
 
 CLASSES = ("emphysema", "ground-glass opacity")
 

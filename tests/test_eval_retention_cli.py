@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
-from model_training import evaluate, retention
-from model_training.evaluate import parse_options
+from model_training.evaluation import evaluate, retention
+from model_training.evaluation.evaluate import parse_options
 
-PROG = "python -m model_training.retention"
+PROG = "python -m model_training.evaluation.retention"
 
 
 def test_options_dashed_and_underscored_and_shared_defaults():

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 from datasets import load_dataset
 
-from model_training.evaluate import EvaluateArguments, evaluate, score
+from model_training.evaluation.evaluate import EvaluateArguments, evaluate, score
 from model_training.tiny_model import build_tiny_model
 
 
@@ -74,7 +74,7 @@ CLASSES = ["emphysema", "pulmonary nodules/masses", "ground-glass opacity"]
     ],
 )  # fmt: skip
 def test_replies_are_read_with_tags_then_fallback(reply, answer, parsed_by, well_formed):
-    from model_training.evaluate import read_reply
+    from model_training.evaluation.evaluate import read_reply
 
     read = read_reply(reply, CLASSES)
     assert (read["answer"], read["parsed_by"], read["well_formed"]) == (
@@ -100,7 +100,7 @@ def test_fallback_answers_are_counted_separately():
 
 
 def test_evaluation_resumes_and_refuses_foreign_predictions(built_dataset, tmp_path):
-    import model_training.evaluate as evaluation
+    import model_training.evaluation.evaluate as evaluation
 
     model = build_tiny_model(tmp_path / "tiny")
     out = tmp_path / "eval"
@@ -147,7 +147,7 @@ def test_evaluation_resumes_and_refuses_foreign_predictions(built_dataset, tmp_p
     importlib.util.find_spec("vllm") is not None, reason="vLLM is installed on this machine"
 )
 def test_vllm_backend_without_vllm_fails_at_once(tmp_path, capsys):
-    from model_training.evaluate import main
+    from model_training.evaluation.evaluate import main
 
     argv = ["--model", str(tmp_path / "no-model"), "--dataset", str(tmp_path / "no-dataset"),
             "--output-dir", str(tmp_path / "eval"), "--backend", "vllm"]  # fmt: skip
@@ -163,7 +163,7 @@ def test_vllm_backend_without_vllm_fails_at_once(tmp_path, capsys):
 )  # fmt: skip
 def test_non_positive_counts_are_refused(tmp_path, capsys, flag, value):
     """issue 10: --limit 0 wrote n = 0 results that a leaderboard then ranked."""
-    from model_training.evaluate import main
+    from model_training.evaluation.evaluate import main
 
     argv = ["--model", str(tmp_path / "m"), "--dataset", str(tmp_path / "d"),
             "--output-dir", str(tmp_path / "eval"), flag, value]  # fmt: skip

@@ -18,7 +18,7 @@ import pytest
 import torch
 from datasets import load_dataset
 
-from model_training.evaluate import (
+from model_training.evaluation.evaluate import (
     PROGRESS_FILE,
     SETTINGS_FILE,
     EvaluateArguments,
@@ -50,11 +50,13 @@ def test_shards_are_whole_batches_of_the_one_process_plan():
 
 
 def launch(processes: int, model: Path, dataset: Path, out: Path, *extra: str):
-    """``accelerate launch`` of ``python -m model_training.evaluate``, one thread a process."""
+    """``accelerate launch`` of the evaluator (model_training.evaluation.evaluate), one thread
+    a process."""
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
                "--num_processes", str(processes), "--num_machines", "1", "--mixed_precision",
                "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-               "-m", "model_training.evaluate", "--model", str(model), "--dataset", str(dataset),
+               "-m", "model_training.evaluation.evaluate", "--model", str(model),
+               "--dataset", str(dataset),
                "--limit", str(ARGS["limit"]), "--batch-size", str(ARGS["batch_size"]),
                "--max-new-tokens", str(ARGS["max_new_tokens"]), "--output-dir", str(out),
                *extra]  # fmt: skip

@@ -13,8 +13,8 @@ import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from model_training.evaluate import EvaluateArguments, evaluate
-from model_training.judge import (
+from model_training.evaluation.evaluate import EvaluateArguments, evaluate
+from model_training.evaluation.judge import (
     JUDGE_PROMPT_FILE,
     EndpointJudge,
     LocalJudge,
@@ -170,7 +170,7 @@ def test_endpoint_judge_reads_tags_then_the_named_class():
 
 
 def test_evaluate_with_a_tiny_judge(built_dataset, tiny_judge, tmp_path):
-    from model_training.evaluate import read_reply
+    from model_training.evaluation.evaluate import read_reply
 
     model = build_tiny_model(tmp_path / "tiny")
     out = tmp_path / "eval"

@@ -11,7 +11,7 @@ from datasets import load_dataset
 from huggingface_hub import DatasetCard
 
 from hub_cards.publish import push_folder
-from model_training.leaderboard import (
+from model_training.evaluation.leaderboard import (
     LeaderboardArguments,
     LeaderboardError,
     build_leaderboard,

@@ -8,9 +8,9 @@ import datasets
 import pytest
 from PIL import Image
 
-from model_training import retention
+from model_training.evaluation import retention
+from model_training.evaluation.vqa_metrics import chartqa_accuracy, textvqa_accuracy
 from model_training.tiny_model import build_tiny_model
-from model_training.vqa_metrics import chartqa_accuracy, textvqa_accuracy
 
 
 def _images(n: int) -> list[Image.Image]:

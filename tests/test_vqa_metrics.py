@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from model_training.vqa_metrics import (
+from model_training.evaluation.vqa_metrics import (
     chartqa_accuracy,
     normalise_vqa_answer,
     parse_number,

@@ -2,9 +2,10 @@
 
 Self-contained (standard library only) so that this folder works when copied alone into
 ``lmms_eval/tasks/``. The reply reading mirrors ``model_training/answers.py`` and
-``model_training/evaluate.py`` of medreason-r1 (keep them in step): the class inside the last
-``<answer>...</answer>`` (normalised: case, spaces, surrounding punctuation); a reply with no
-answer tags at all is scored by a fallback, the single class whose full name appears in it.
+``model_training/evaluation/evaluate.py`` of medreason-r1 (keep them in step): the class
+inside the last ``<answer>...</answer>`` (normalised: case, spaces, surrounding punctuation); a
+reply with no answer tags at all is scored by a fallback, the single class whose full name
+appears in it.
 One addition for lmms-eval: a last ``<answer>`` left open counts as an answer block, because
 the task stops generation at ``</answer>`` and lmms-eval removes the stop string from the reply.
 The prompts mirror ``model_training/prompts.py``.

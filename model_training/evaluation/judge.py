@@ -26,9 +26,9 @@ from pathlib import Path
 
 import torch
 
-from .answers import ANSWER_RE, fallback_class, match_class
+from ..answers import ANSWER_RE, fallback_class, match_class
 
-JUDGE_PROMPT_FILE = Path(__file__).parent / "data" / "judge_prompt.txt"
+JUDGE_PROMPT_FILE = Path(__file__).parents[1] / "data" / "judge_prompt.txt"
 JUDGE_FILE = "judge.jsonl"  # judge answers by sample id, for resuming
 ENDPOINT_MAX_TOKENS = 1024  # room for a reasoning judge's own thinking before its answer
 

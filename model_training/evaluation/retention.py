@@ -1,7 +1,8 @@
 r"""General-VQA retention (the paper's Table 2): ChartQA relaxed accuracy and TextVQA VQA accuracy
 of a checkpoint, and their sample-weighted average.
 
-    python -m model_training.retention --model PATH_OR_REPO --benchmark chartqa|textvqa|both \
+    python -m model_training.evaluation.retention --model PATH_OR_REPO \
+        --benchmark chartqa|textvqa|both \
         [--chartqa-dataset ID_OR_PATH] [--textvqa-dataset ID_OR_PATH] [--split S] [--limit N] \
         [--batch-size B] --output-dir DIR
 
@@ -28,8 +29,8 @@ from typing import Literal
 import datasets
 from tqdm.auto import tqdm
 
+from ..cli_options import parse_options
 from . import vqa_metrics
-from .cli_options import parse_options
 from .evaluate import (
     DEFAULT_BATCH_SIZE,
     EvaluationError,
@@ -82,7 +83,7 @@ def _column(role: str, bench: Benchmark) -> str:
 
 @dataclass
 class RetentionArguments:
-    """The options of ``python -m model_training.retention`` (one field, one option)."""
+    """The options of ``python -m model_training.evaluation.retention`` (one field, one option)."""
 
     model: str = field(metadata={"help": "checkpoint folder or Hub id of an image-text model"})
     output_dir: str = field(
@@ -308,7 +309,7 @@ def retention(options: RetentionArguments) -> dict:
 def main(argv: list[str] | None = None) -> int:
     try:
         options, rest = parse_options(
-            RetentionArguments, argv, "python -m model_training.retention", __doc__
+            RetentionArguments, argv, "python -m model_training.evaluation.retention", __doc__
         )
         if rest:
             raise RetentionError(f"unexpected argument(s) {' '.join(rest)}: see --help")

@@ -1,9 +1,9 @@
 r"""Evaluate a checkpoint on CT-RATE-VQA: accuracy per class, macro and micro, per prompt mode.
 
-    python -m model_training.evaluate --model PATH_OR_REPO --dataset PATH_OR_REPO \
+    python -m model_training.evaluation.evaluate --model PATH_OR_REPO --dataset PATH_OR_REPO \
         [--config zoom] [--split test] [--mode think|no-think|both] [--limit N] --output-dir DIR
-    accelerate launch --num_processes 8 -m model_training.evaluate ...      # data parallel
-    python -m model_training.evaluate --backend vllm [--tensor-parallel-size N] ...
+    accelerate launch --num_processes 8 -m model_training.evaluation.evaluate ...  # data parallel
+    python -m model_training.evaluation.evaluate --backend vllm [--tensor-parallel-size N] ...
 
 Options: the fields of ``EvaluateArguments`` (``--help`` lists them), parsed by transformers'
 ``HfArgumentParser``; ``--max-new-tokens`` and ``--max_new_tokens`` are the same option.
@@ -56,11 +56,11 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 from tqdm.auto import tqdm
 
-from . import prompts
-from .answers import fallback_class, parse_reply
-from .cli_options import parse_options
-from .evaluation_plots import confusion_plot, per_class_bars
-from .processor import load_processor
+from .. import prompts
+from ..answers import fallback_class, parse_reply
+from ..cli_options import parse_options
+from ..processor import load_processor
+from .plots import confusion_plot, per_class_bars
 
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_MAX_NEW_TOKENS = 96  # enough for a short <think> and the answer
@@ -87,7 +87,7 @@ class EvaluationError(ValueError):
 
 @dataclass
 class EvaluateArguments:
-    """The options of ``python -m model_training.evaluate`` (one field, one option)."""
+    """The options of ``python -m model_training.evaluation.evaluate`` (one field, one option)."""
 
     model: str = field(metadata={"help": "checkpoint folder or Hub id of an image-text model"})
     dataset: str = field(metadata={"help": "built CT-RATE-VQA folder or Hub dataset id"})
@@ -607,7 +607,7 @@ def dataset_revision(dataset: str, revision: str | None = None) -> str | None:
 def evaluate(options: EvaluateArguments) -> dict | None:
     """Evaluate (resuming from ``options.output_dir``) and write results, predictions and
     plots; with ``options.judge`` (a causal LM id/path or an OpenAI-compatible URL), also the
-    reasoning-answer consistency of the ``think`` mode (see ``model_training.judge``).
+    reasoning-answer consistency of the ``think`` mode (see ``model_training.evaluation.judge``).
 
     The model, dataset, config and split are checked before ``output_dir`` is created. Under
     ``accelerate launch`` every process generates its share of the missing batches; the main
@@ -734,7 +734,7 @@ def load_model(
 def main(argv: list[str] | None = None) -> int:
     try:
         options, rest = parse_options(
-            EvaluateArguments, argv, "python -m model_training.evaluate", __doc__
+            EvaluateArguments, argv, "python -m model_training.evaluation.evaluate", __doc__
         )
         if rest:
             raise EvaluationError(f"unexpected argument(s) {' '.join(rest)}: see --help")

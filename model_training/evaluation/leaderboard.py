@@ -1,7 +1,7 @@
 r"""Gather evaluation results into the paper's Table 1 and, optionally, a Hub results dataset.
 
-    python -m model_training.leaderboard RESULTS... --output DIR [--per-class] [--macro] \
-        [--title T] [--push-results ORG/NAME] [--allow-different-n]
+    python -m model_training.evaluation.leaderboard RESULTS... --output DIR [--per-class] \
+        [--macro] [--title T] [--push-results ORG/NAME] [--allow-different-n]
 
 Options: the fields of ``LeaderboardArguments`` (``--help`` lists them), parsed by
 transformers' ``HfArgumentParser`` (``--per-class`` and ``--per_class`` are the same option).
@@ -9,8 +9,8 @@ RESULTS are positional (before the options, as above) or given with ``--results 
 both may be mixed. A boolean option takes an optional value (``--macro``, ``--macro false``),
 so put RESULTS first, not right after one.
 
-Each RESULTS is a ``results.json`` written by ``python -m model_training.evaluate``, a folder
-holding one, or a folder whose sub-folders hold one each (``outputs/demo-cpu/eval``). Writes
+Each RESULTS is a ``results.json`` written by ``python -m model_training.evaluation.evaluate``, a
+folder holding one, or a folder whose sub-folders hold one each (``outputs/demo-cpu/eval``). Writes
 ``DIR/leaderboard.md`` (one row per model: size, accuracy with and without thinking, micro, in
 %), ``DIR/leaderboard.png`` (grouped bars) and ``DIR/leaderboard.json`` (the same rows, with
 macro and per-class accuracies). All results must be on the same dataset, config and split:
@@ -59,7 +59,7 @@ class LeaderboardError(ValueError):
 
 @dataclass
 class LeaderboardArguments:
-    """The options of ``python -m model_training.leaderboard`` (one field, one option)."""
+    """The options of ``python -m model_training.evaluation.leaderboard`` (one field each)."""
 
     output: str = field(metadata={"help": "folder for leaderboard.{md,png,json}"})
     results: list[str] = field(
@@ -97,7 +97,8 @@ def find_results(paths: list[str | Path]) -> list[Path]:
         else:
             raise LeaderboardError(
                 f"{path} is neither a {RESULTS_FILE} file nor a folder holding one: pass the "
-                "--output-dir of `python -m model_training.evaluate` (or its results.json)"
+                "--output-dir of `python -m model_training.evaluation.evaluate` (or its "
+                "results.json)"
             )
     return found
 
@@ -115,7 +116,7 @@ def load_results(path: str | Path) -> dict:
     missing = [k for k in keys if k not in results] if isinstance(results, dict) else list(keys)
     if missing or not isinstance(results["modes"], dict):
         raise LeaderboardError(
-            f"{path} is not a results.json of `python -m model_training.evaluate` "
+            f"{path} is not a results.json of `python -m model_training.evaluation.evaluate` "
             f"(missing {missing}); re-run the evaluation"
         )
     for mode, metrics in results["modes"].items():
@@ -441,7 +442,7 @@ def results_card(rows: list[dict], repo_id: str) -> str:
 
 # {repo_id} results
 
-Evaluation results on CT-RATE-VQA written by `python -m model_training.leaderboard
+Evaluation results on CT-RATE-VQA written by `python -m model_training.evaluation.leaderboard
 --push-results {repo_id}` (medreason-r1), one row per (model, prompt mode); {len(rows)} rows.
 A new push replaces the rows with the same (model, mode, dataset, config, split).
 
@@ -519,10 +520,10 @@ def push_results(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .cli_options import parse_options
+    from ..cli_options import parse_options
 
     options, positionals = parse_options(
-        LeaderboardArguments, argv, "python -m model_training.leaderboard", __doc__
+        LeaderboardArguments, argv, "python -m model_training.evaluation.leaderboard", __doc__
     )
     options.results = [*positionals, *options.results]
     try:
