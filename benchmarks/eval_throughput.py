@@ -1,25 +1,24 @@
 """Evaluator throughput (one run each; noisy machines).
 
-Batch mode (default): the evaluator's own prediction loop
-(``model_training.evaluation.evaluate.predict``:
-chat template, processor, greedy ``generate`` with left padding, reply parsing) over the same
-test rows with batch size 1 and with a larger batch; prints samples/s for each and their ratio.
+Batch mode (default): the evaluator's own prediction loop (``evaluate.predict`` of
+model_training.evaluation: chat template, processor, greedy ``generate`` with left padding,
+reply parsing) over the same test rows with batch size 1 and with a larger batch; prints
+samples/s for each and their ratio.
 
     python benchmarks/eval_throughput.py                       # tiny model, synthetic data
     python benchmarks/eval_throughput.py --model outputs/demo-cpu/final \
         --dataset outputs/ct-rate-vqa-demo --samples 64 --batch-size 16
 Target (issue 5): >= 4x at batch 16 with the tiny model on CPU.
 
-Data-parallel mode (``--data-parallel N``): ``model_training.evaluation.evaluate.evaluate`` over
-the same
-rows under the real launcher, with 1 process (``accelerate launch --cpu --num_processes 1``)
-and with N (``accelerate launch --multi_gpu --num_processes N``: torchrun; on the CPU it runs
-with gloo), each process on the CPU with one thread (OMP_NUM_THREADS=1, torch.set_num_threads(1),
+Data-parallel mode (``--data-parallel N``): ``evaluate.evaluate`` over the same rows under the
+real launcher, with 1 process (``accelerate launch --cpu --num_processes 1``) and with N
+(``accelerate launch --multi_gpu --num_processes N``: torchrun; on the CPU it runs with gloo),
+each process on the CPU with one thread (OMP_NUM_THREADS=1, torch.set_num_threads(1),
 CUDA hidden). Times one warm evaluation (model load, generation, gathering, results and plots),
 prints samples/s for each, their ratio, and whether the predictions are identical.
 
-    python benchmarks/eval_throughput.py --data-parallel 2 --samples 92 --batch-size 8 \
-        --max-new-tokens 128
+    python benchmarks/eval_throughput.py --data-parallel 2 --cases 40 --samples 256 \
+        --batch-size 8 --max-new-tokens 128
 Target (issue 9): >= 1.7x with 2 processes on 2 idle cores. The gathering, results and plots
 run on the main process alone (~0.3 s here): give the tiny model enough rows and tokens that
 generation dominates, as it does for real models.
@@ -43,6 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hub_cards.names import PROMPT_MODES  # noqa: E402
 from model_training.evaluation.evaluate import (  # noqa: E402
     DEFAULT_BATCH_SIZE,
     DEFAULT_CONFIG,
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--max-new-tokens", type=int, default=32)
-    parser.add_argument("--mode", default="think", choices=("think", "no-think"))
+    parser.add_argument("--mode", default="think", choices=PROMPT_MODES)
     parser.add_argument(
         "--data-parallel",
         type=int,

@@ -8,16 +8,15 @@ parse recipe -> load data -> load model (trainable scope) -> GRPOTrainer -> trai
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import Any
 
-from trl import GRPOTrainer, ModelConfig, TrlParser
+from trl import GRPOTrainer, ModelConfig
 
-from .configs import ConfigError, CTRateVQAArguments, GRPORecipe, check_model_config, user_error
+from .configs import CTRateVQAArguments, GRPORecipe
 from .data import load_vqa, to_grpo
-from .policy import load_policy, prepare_stage, train_and_save
+from .policy import load_policy, prepare_stage, stage_main, train_and_save
 from .rewards import get_rewards
 
 
@@ -71,20 +70,7 @@ def train_grpo(args: CTRateVQAArguments, training: GRPORecipe, model_args: Model
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse, check and train; a refused setting or unreadable dataset prints ``error: ...``
-    and returns 2 (no traceback)."""
-    parser = TrlParser((CTRateVQAArguments, GRPORecipe, ModelConfig))
-    try:
-        args, training, model_args = parser.parse_args_and_config(argv)
-        check_model_config(model_args, args, training)
-    except ValueError as error:  # the dataclasses' own checks (ours and TRL's)
-        return user_error(error)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    try:
-        train_grpo(args, training, model_args)
-    except ConfigError as error:
-        return user_error(error)
-    return 0
+    return stage_main(argv, GRPORecipe, train_grpo)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,12 @@ import torch
 from transformers import Qwen2_5_VLForConditionalGeneration, TrainerState, TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import get_last_checkpoint
-from trl import ModelConfig, get_quantization_config
+from trl import ModelConfig, TrlParser, get_quantization_config
+
+from hub_cards.names import TRAINING_SUMMARY_NAME
 
 from . import prompts
-from .configs import ConfigError, CTRateVQAArguments, check_model_config
+from .configs import ConfigError, CTRateVQAArguments, check_model_config, user_error
 from .processor import load_processor
 from .scope import apply_trainable_scope, count_parameters
 
@@ -219,5 +222,23 @@ def train_and_save(
             "prompts": prompts.record(),
             "log_history": trainer.state.log_history,
         }
-        (out / "training_summary.json").write_text(json.dumps(record, indent=1))
+        (out / TRAINING_SUMMARY_NAME).write_text(json.dumps(record, indent=1))
     return out
+
+
+def stage_main(argv: list[str] | None, trainer_config: type, train: Callable[..., Path]) -> int:
+    """A stage script's ``main``: parse (CTRateVQAArguments, ``trainer_config``, ModelConfig),
+    check, train; a refused setting or unreadable dataset prints ``error: ...`` and returns 2
+    (no traceback)."""
+    parser = TrlParser((CTRateVQAArguments, trainer_config, ModelConfig))
+    try:
+        args, training, model_args = parser.parse_args_and_config(argv)
+        check_model_config(model_args, args, training)
+    except ValueError as error:  # the dataclasses' own checks (ours and TRL's)
+        return user_error(error)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        train(args, training, model_args)
+    except ConfigError as error:
+        return user_error(error)
+    return 0

@@ -8,15 +8,14 @@ parse recipe -> load data -> load model (trainable scope) -> SFTTrainer -> train
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
-from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser
+from trl import ModelConfig, SFTConfig, SFTTrainer
 
-from .configs import ConfigError, CTRateVQAArguments, check_model_config, user_error
+from .configs import CTRateVQAArguments
 from .data import load_vqa, to_sft
-from .policy import load_policy, prepare_stage, train_and_save
+from .policy import load_policy, prepare_stage, stage_main, train_and_save
 
 
 def train_sft(args: CTRateVQAArguments, training: SFTConfig, model_args: ModelConfig) -> Path:
@@ -37,20 +36,7 @@ def train_sft(args: CTRateVQAArguments, training: SFTConfig, model_args: ModelCo
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse, check and train; a refused setting or unreadable dataset prints ``error: ...``
-    and returns 2 (no traceback)."""
-    parser = TrlParser((CTRateVQAArguments, SFTConfig, ModelConfig))
-    try:
-        args, training, model_args = parser.parse_args_and_config(argv)
-        check_model_config(model_args, args, training)
-    except ValueError as error:  # the dataclasses' own checks (ours and TRL's)
-        return user_error(error)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    try:
-        train_sft(args, training, model_args)
-    except ConfigError as error:
-        return user_error(error)
-    return 0
+    return stage_main(argv, SFTConfig, train_sft)
 
 
 if __name__ == "__main__":

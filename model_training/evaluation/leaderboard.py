@@ -38,6 +38,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from hub_cards.names import DATA_LICENSE  # noqa: E402
 from hub_cards.names import PROMPT_MODES as MODES  # noqa: E402
 from hub_cards.publish import PublishError, check_repo_id, push_folder  # noqa: E402
 
@@ -46,7 +47,6 @@ MISSING = "–"  # a mode that was not evaluated
 RESULTS_FILE = "results.json"
 KEY_COLUMNS = ("model", "mode", "dataset", "config", "split")  # a results-repo row's identity
 PARQUET_PATH = "data/results.parquet"
-LICENSE = "cc-by-nc-sa-4.0"  # results on CC BY-NC-SA 4.0 data
 _SIZE = re.compile(r"(?:^|[^a-z0-9.])(\d+(?:\.\d+)?)b(?![a-z0-9])", re.IGNORECASE)
 
 
@@ -429,7 +429,7 @@ def results_card(rows: list[dict], repo_id: str) -> str:
     import yaml
 
     header = {
-        "license": LICENSE,
+        "license": DATA_LICENSE,
         "pretty_name": f"{repo_id.split('/')[-1]} results",
         "tags": ["medreason-r1", "ct-rate-vqa", "leaderboard", "evaluation-results", "medical"],
         "configs": [{"config_name": "default", "data_files": PARQUET_PATH}],
