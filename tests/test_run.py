@@ -365,3 +365,14 @@ def test_refused_fields_stop_the_run_before_sft(recipe, argv, message):
     """issue 10: a misspelled reward name failed only after SFT had run; --use_peft was ignored."""
     with pytest.raises(RecipeError, match=message):
         parse_run(["--config", str(recipe), *argv])
+
+
+def test_a_failed_dataset_build_stops_the_run(tmp_path):
+    """issue 10: run ignored the build's return code, then failed later with a misleading
+    "BuilderConfig 'zoom' not found"."""
+    plan = parse_run(
+        ["--dataset_name", str(tmp_path / "ds"), "--synthetic_cases", "2", "--synthetic_size",
+         "8", "--output_dir", str(tmp_path / "run")]
+    )  # fmt: skip
+    with pytest.raises(RecipeError, match="build into .* failed"):
+        run_module.ensure_dataset(plan)
