@@ -1,131 +1,157 @@
-"""``python -m dataset_builder {synth,build}``.
+"""``python -m dataset_builder {synth,build,push} [options]``.
 
 python -m dataset_builder synth --out synthetic-ct --cases 12
 python -m dataset_builder build --rex-dir REX --ctrate-dir CTRATE --out ct-rate-vqa
 python -m dataset_builder build --synthetic 24 --out ct-rate-vqa     # demo, no data access
+python -m dataset_builder push ct-rate-vqa --repo-id ORG/CT-RATE-VQA --gated
+
+Each command's options are the fields of its dataclasses (``SynthArguments``;
+``BuildArguments`` and ``BuildOptions``; ``PushArguments``), parsed by transformers'
+``HfArgumentParser``: ``python -m dataset_builder COMMAND --help`` lists them with their
+defaults; ``--num-workers`` and ``--num_workers`` are both accepted. A user error is one line
+on stderr and exit status 2.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from .cli_options import add_dataclass_options, dataclass_from_args
+from .cli_options import parse_options
 from .config import VARIANTS, BuildOptions
 from .sources import CaseError
+from .synthetic_ct.config import MIN_CASES, MIN_SIZE, MIN_SLICES, SynthConfig
 
+PROG = "python -m dataset_builder"
 SYNTH_MARKER = "synth_complete.json"
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line (exit status 2), as every user error here."""
-
-    def error(self, message: str) -> typing.NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _check_ranges(args: argparse.Namespace, least: dict[str, int]) -> None:
+def _check_ranges(args: object, least: dict[str, int]) -> None:
     """Refuse an integer option below its least value, naming the option."""
     for name, low in least.items():
         value = getattr(args, name)
         if value is not None and value < low:
-            flag = "--" + name.replace("_", "-")
-            raise ValueError(f"{flag} must be >= {low}, got {value}")
+            raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
 
 
-def _synth_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "synth",
-        help="Write synthetic CT cases in the ReXGroundingCT + CT-RATE "
-        "layout (no data access or GPU needed).",
-    )
-    p.add_argument("--out", required=True, type=Path, help="Folder to write.")
-    p.add_argument("--cases", type=int, default=12, help="Number of CT volumes (default 12).")
-    p.add_argument("--seed", type=int, default=0, help="Random seed (default 0).")
-    p.add_argument("--size", type=int, default=256, help="In-plane size H = W (default 256).")
-    p.add_argument("--slices", type=int, default=48, help="Axial slices D (default 48).")
-    p.add_argument(
-        "--full-size",
-        action="store_true",
-        help="512 x 512 x ~300 volumes, as CT-RATE (overrides --size/--slices).",
-    )
-    p.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+def _synth_field(name: str) -> Any:
+    """A SynthConfig field (default and help) as a command-line option."""
+    f = SynthConfig.__dataclass_fields__[name]
+    return field(default=f.default, metadata=f.metadata)
 
 
-def _build_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("build", help="Build CT-RATE-VQA as a Hub dataset repo folder.")
-    src = p.add_argument_group("input and output")
-    src.add_argument(
-        "--rex-dir", type=Path, help="ReXGroundingCT folder (dataset.json, segmentations/)."
+def _progress_field() -> Any:
+    return field(default=True, metadata={"help": "Show progress bars (--no-progress: none)."})
+
+
+@dataclass
+class SynthArguments:
+    """Write synthetic CT cases in the ReXGroundingCT + CT-RATE layout.
+
+    No data access or GPU needed.
+    """
+
+    out: Path = field(metadata={"help": "Folder to write."})
+    cases: int = _synth_field("cases")
+    seed: int = _synth_field("seed")
+    size: int = _synth_field("size")
+    slices: int = _synth_field("slices")
+    full_size: bool = _synth_field("full_size")
+    progress: bool = _progress_field()
+
+    def __post_init__(self) -> None:
+        least = {"cases": MIN_CASES, "seed": 0, "size": MIN_SIZE, "slices": MIN_SLICES}
+        _check_ranges(self, least)
+
+    def config(self) -> SynthConfig:
+        return SynthConfig(
+            cases=self.cases,
+            seed=self.seed,
+            size=self.size,
+            slices=self.slices,
+            full_size=self.full_size,
+        )
+
+
+@dataclass
+class BuildArguments:
+    """Build CT-RATE-VQA as a Hub dataset repo folder.
+
+    These options say where from, where to and how to run; the build parameters (recorded in
+    the manifest and the card) are the fields of ``BuildOptions``.
+    """
+
+    rex_dir: Path | None = field(
+        default=None, metadata={"help": "ReXGroundingCT folder (dataset.json, segmentations/)."}
     )
-    src.add_argument("--ctrate-dir", type=Path, help="CT-RATE folder holding dataset/.")
-    src.add_argument(
-        "--synthetic",
-        type=int,
-        metavar="N",
-        help="Synthesise N cases into OUT/.build_cache/synthetic and build from them.",
+    ctrate_dir: Path | None = field(
+        default=None, metadata={"help": "CT-RATE folder holding dataset/."}
     )
-    src.add_argument(
-        "--synthetic-size",
-        type=int,
-        default=256,
-        help="In-plane size of synthetic cases (default 256).",
-    )
-    src.add_argument(
-        "--synthetic-slices", type=int, default=48, help="Slices of synthetic cases (default 48)."
-    )
-    src.add_argument(
-        "--out",
-        type=Path,
-        default=Path("ct-rate-vqa"),
-        help="Output folder (default ./ct-rate-vqa, so that "
-        "load_dataset('ct-rate-vqa', 'zoom') finds it).",
-    )
-    src.add_argument("--num-workers", type=int, default=1, help="Processes for cases.")
-    src.add_argument(
-        "--render-threads",
-        type=int,
+    synthetic: int | None = field(
         default=None,
-        help="Image-encoding threads per worker (default: cores // workers).",
+        metadata={
+            "help": "Synthesise N cases into OUT/.build_cache/synthetic and build from them.",
+            "metavar": "N",
+        },
     )
-    src.add_argument(
-        "--strict",
-        action="store_true",
-        help="Stop at the first bad case instead of skipping and reporting it.",
+    synthetic_size: int = field(
+        default=SynthConfig.size, metadata={"help": "In-plane size of synthetic cases."}
     )
-    src.add_argument(
-        "--configs",
-        nargs="+",
-        default=list(VARIANTS),
-        choices=VARIANTS,
-        help="Configs to build (default: zoom plain).",
+    synthetic_slices: int = field(
+        default=SynthConfig.slices, metadata={"help": "Slices of synthetic cases."}
     )
-    src.add_argument("--no-progress", action="store_true", help="Hide progress bars.")
-    src.add_argument(
-        "--force",
-        action="store_true",
-        help="Write into a non-empty --out that holds no earlier build, or one inside an input "
-        "folder (files the build did not write are still never overwritten or deleted).",
+    out: Path = field(
+        default=Path("ct-rate-vqa"),
+        metadata={
+            "help": "Output folder (./ct-rate-vqa: load_dataset('ct-rate-vqa', 'zoom') finds it)."
+        },
     )
-    add_dataclass_options(p, BuildOptions)
+    num_workers: int = field(default=1, metadata={"help": "Processes for cases."})
+    render_threads: int | None = field(
+        default=None,
+        metadata={"help": "Image-encoding threads per worker (None: cores // workers)."},
+    )
+    strict: bool = field(
+        default=False,
+        metadata={"help": "Stop at the first bad case instead of skipping and reporting it."},
+    )
+    configs: list[str] = field(
+        default_factory=lambda: list(VARIANTS),
+        metadata={"help": "Configs to build.", "choices": VARIANTS},
+    )
+    progress: bool = _progress_field()
+    force: bool = field(
+        default=False,
+        metadata={
+            "help": "Write into a non-empty --out that holds no earlier build, or one inside an "
+            "input folder (files the build did not write are still never overwritten or deleted)."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        least = {"synthetic": 1, "synthetic_size": MIN_SIZE, "synthetic_slices": MIN_SLICES,
+                 "num_workers": 1, "render_threads": 1}  # fmt: skip
+        _check_ranges(self, least)
 
 
-def _push_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("push", help="Upload a built CT-RATE-VQA folder as a Hub dataset repo.")
-    p.add_argument("folder", type=Path, help="A folder written by `build`.")
-    p.add_argument("--repo-id", required=True, help="ORG/NAME of the dataset repo.")
-    p.add_argument("--private", action="store_true", help="Create the repo private.")
-    p.add_argument(
-        "--gated",
-        action="store_true",
-        help="Gate access (manual approval), as the CC BY-NC-SA sources require.",
+@dataclass
+class PushArguments:
+    """Upload a built CT-RATE-VQA folder as a Hub dataset repo."""
+
+    folder: Path = field(metadata={"help": "A folder written by `build`.", "positional": True})
+    repo_id: str = field(metadata={"help": "ORG/NAME of the dataset repo."})
+    private: bool = field(default=False, metadata={"help": "Create the repo private."})
+    gated: bool = field(
+        default=False,
+        metadata={"help": "Gate access (manual approval), as the CC BY-NC-SA sources require."},
     )
-    p.add_argument("--revision", default=None, help="Branch to push to (default: main).")
-    p.add_argument(
-        "--endpoint", default=None, help="Hub endpoint (default: HF_ENDPOINT, else the public Hub)."
+    revision: str | None = field(default=None, metadata={"help": "Branch to push to (None: main)."})
+    endpoint: str | None = field(
+        default=None, metadata={"help": "Hub endpoint (None: HF_ENDPOINT, else the public Hub)."}
     )
 
 
@@ -134,7 +160,7 @@ def _synthetic_source(
 ) -> Path:
     """Synthesise once into the build cache; reuse it while its parameters are unchanged."""
     from .repo_layout import CACHE_DIR_NAME
-    from .synthetic_ct import SynthConfig, synthesize
+    from .synthetic_ct import synthesize
 
     config = SynthConfig(cases=cases, seed=seed, size=size, slices=slices)
     folder = out / CACHE_DIR_NAME / "synthetic" / f"n{cases}-seed{seed}-{size}x{slices}"
@@ -145,45 +171,23 @@ def _synthetic_source(
     return folder
 
 
-def run_synth(args: argparse.Namespace) -> int:
-    from .synthetic_ct import SynthConfig, synthesize
-    from .synthetic_ct.config import MIN_CASES, MIN_SIZE, MIN_SLICES
+def run_synth(args: SynthArguments) -> int:
+    from .synthetic_ct import synthesize
 
-    _check_ranges(args, {"cases": MIN_CASES, "seed": 0, "size": MIN_SIZE, "slices": MIN_SLICES})
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out} is a file, not a folder; give a folder path")
-
-    config = SynthConfig(
-        cases=args.cases,
-        seed=args.seed,
-        size=args.size,
-        slices=args.slices,
-        full_size=args.full_size,
-    )
-    summary = synthesize(args.out, config, progress=not args.no_progress)
+    summary = synthesize(args.out, args.config(), progress=args.progress)
     print(json.dumps(summary, indent=1, default=str))
     return 0
 
 
-def run_build(args: argparse.Namespace) -> int:
+def run_build(args: BuildArguments, options: BuildOptions) -> int:
     from .class_map import load_class_map
     from .repo_layout import build_repo, check_out
-    from .synthetic_ct.config import MIN_SIZE, MIN_SLICES
 
-    _check_ranges(
-        args,
-        {
-            "synthetic": 1,
-            "synthetic_size": MIN_SIZE,
-            "synthetic_slices": MIN_SLICES,
-            "num_workers": 1,
-            "render_threads": 1,
-        },
-    )
-    options = dataclass_from_args(BuildOptions, args)
-    note = ""
+    rex_dir, ctrate_dir, note = args.rex_dir, args.ctrate_dir, ""
     if args.synthetic is not None:
-        if args.rex_dir or args.ctrate_dir:
+        if rex_dir or ctrate_dir:
             raise ValueError("give either --synthetic N or --rex-dir/--ctrate-dir, not both")
         # checked before the synthetic source is written into --out
         check_out(args.out, force=args.force)
@@ -194,24 +198,24 @@ def run_build(args: argparse.Namespace) -> int:
             options.seed,
             args.synthetic_size,
             args.synthetic_slices,
-            progress=not args.no_progress,
+            progress=args.progress,
         )
-        args.rex_dir, args.ctrate_dir = folder / "rexgroundingct", folder / "ct-rate"
+        rex_dir, ctrate_dir = folder / "rexgroundingct", folder / "ct-rate"
         note = (
             f"Synthetic demo build: {args.synthetic} phantom CT cases from the built-in "
             "synthetic source, not patient data."
         )
-    if not args.rex_dir or not args.ctrate_dir:
+    if not rex_dir or not ctrate_dir:
         raise ValueError("--rex-dir and --ctrate-dir are required (or --synthetic N)")
     manifest = build_repo(
-        args.rex_dir,
-        args.ctrate_dir,
+        rex_dir,
+        ctrate_dir,
         args.out,
         options,
         num_workers=args.num_workers,
         strict=args.strict,
         variants=tuple(args.configs),
-        progress=not args.no_progress,
+        progress=args.progress,
         render_threads=args.render_threads,
         source_note=note,
         force=args.force,
@@ -229,7 +233,7 @@ def run_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_push(args: argparse.Namespace) -> int:
+def run_push(args: PushArguments) -> int:
     from hub_cards.publish import push_dataset
 
     report = push_dataset(
@@ -250,19 +254,29 @@ def run_push(args: argparse.Namespace) -> int:
     return 0
 
 
+COMMANDS: dict[str, tuple[tuple[type, ...], Callable[..., int]]] = {
+    "synth": ((SynthArguments,), run_synth),
+    "build": ((BuildArguments, BuildOptions), run_build),
+    "push": ((PushArguments,), run_push),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = _OneLineParser(
-        prog="python -m dataset_builder",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    _synth_parser(sub)
-    _build_parser(sub)
-    _push_parser(sub)
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = argv[0] if argv else ""
+    if command not in COMMANDS:
+        listing = "\n".join(f"  {name:6} {types[0].__doc__.splitlines()[0]}"
+                            for name, (types, _) in COMMANDS.items())  # fmt: skip
+        if command in ("-h", "--help"):
+            print(f"usage: {PROG} {{{','.join(COMMANDS)}}} ...\n\n{__doc__}\ncommands:\n{listing}")
+            return 0
+        print(f"{PROG}: error: give a command, one of {', '.join(COMMANDS)}, got "
+              f"{command or 'none'!r} (see {PROG} --help)", file=sys.stderr)  # fmt: skip
+        return 2
+    dataclasses, run = COMMANDS[command]
     try:
-        return {"synth": run_synth, "build": run_build, "push": run_push}[args.command](args)
+        options = parse_options(dataclasses, argv[1:], f"{PROG} {command}", dataclasses[0].__doc__)
+        return run(*options)
     except (CaseError, OSError, ValueError) as err:
         print(f"error: {err}".replace("\n", " "), file=sys.stderr)
         return 2

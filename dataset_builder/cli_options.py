@@ -1,67 +1,96 @@
-"""Expose a dataclass's fields as command-line options (help text from field metadata).
+"""The project's command-line convention (as TRL's): one options dataclass per command, every
+field with its ``help``, parsed by transformers' ``HfArgumentParser`` and passed around whole.
 
-A small stand-in for transformers' ``HfArgumentParser``, which forwards every metadata key
-to argparse (our fields also carry a ``source``) and costs a transformers import.
+Beyond ``HfArgumentParser``: usage errors are one line (exit status 2), ``--help`` shows each
+option's default (and a field's ``source`` metadata: where the default comes from), a field
+with ``positional`` metadata is a positional argument, an optional field reads ``none`` as
+None, and a bool field that defaults to False also takes ``--no-<name>``.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
+import inspect
 import types
 import typing
+from collections.abc import Callable
+from types import NoneType
+from typing import NoReturn
+
+from transformers import HfArgumentParser
+
+_ARGPARSE_KEYS = ("help", "aliases", "choices", "metavar")  # metadata handed to argparse
 
 
-def _base_type(annotation: object) -> tuple[object, bool]:
-    """(type without None, whether None is allowed)."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return args[0], True
-    return annotation, False
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The description as written, and each option's default (a required one has none)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.required else super()._get_help_string(action)
 
 
-def _optional(kind: type) -> typing.Callable[[str], object]:
+def _or_none(kind: Callable[[str], object]) -> Callable[[str], object]:
     def parse(text: str) -> object:
         return None if text.lower() in ("none", "null", "") else kind(text)
 
-    parse.__name__ = kind.__name__
+    parse.__name__ = getattr(kind, "__name__", "value")  # argparse names it in its errors
     return parse
 
 
-def add_dataclass_options(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Add ``--field-name`` for every field of ``cls`` (bools get ``--no-field-name``)."""
-    hints = typing.get_type_hints(cls)
-    group = parser.add_argument_group(cls.__name__, (cls.__doc__ or "").strip().splitlines()[0])
-    for f in dataclasses.fields(cls):
-        kind, nullable = _base_type(hints[f.name])
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata.get("help", "")
-        source = f.metadata.get("source")
-        help_text += f" [default: {default}{'; ' + source if source else ''}]"
-        help_text = help_text.replace("%", "%%")
-        if kind is bool:
-            group.add_argument(
-                flag,
-                dest=f.name,
-                action=argparse.BooleanOptionalAction,
-                default=default,
-                help=help_text,
+class OptionsParser(HfArgumentParser):
+    """``HfArgumentParser`` whose usage errors are one line (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+    @staticmethod
+    def _parse_dataclass_field(parser: argparse.ArgumentParser, field: dataclasses.Field) -> None:
+        meta = field.metadata
+        help_text = meta.get("help", "") + (f" [{meta['source']}]" if "source" in meta else "")
+        field = copy.copy(field)  # HfArgumentParser narrows field.type in place
+        field.metadata = types.MappingProxyType(  # type: ignore[misc]
+            {k: v for k, v in meta.items() if k in _ARGPARSE_KEYS}
+            | {"help": help_text.replace("%", "%%")}
+        )
+        nullable = NoneType in typing.get_args(field.type) and bool not in typing.get_args(
+            field.type
+        )
+        if meta.get("positional"):
+            kind = next(
+                a for a in typing.get_args(field.type) or (field.type,) if a is not NoneType
             )
-        elif typing.get_origin(kind) is list:
-            group.add_argument(
-                flag,
-                dest=f.name,
-                nargs="+",
-                default=default,
-                type=typing.get_args(kind)[0],
-                help=help_text,
+            parser.add_argument(field.name, type=kind, help=field.metadata["help"])
+            return
+        HfArgumentParser._parse_dataclass_field(parser, field)
+        action = next(a for a in reversed(parser._actions) if a.dest == field.name)
+        if nullable and action.type is not None:
+            action.type = _or_none(action.type)
+        if field.type is bool and field.default is False:
+            parser.add_argument(
+                f"--no_{field.name}",
+                f"--no-{field.name.replace('_', '-')}",
+                action="store_false",
+                dest=field.name,
+                help=argparse.SUPPRESS,
             )
-        else:
-            parse = _optional(kind) if nullable else kind
-            group.add_argument(flag, dest=f.name, type=parse, default=default, help=help_text)
 
 
-def dataclass_from_args(cls: type, args: argparse.Namespace) -> object:
-    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+def parse_options(
+    options: type | tuple[type, ...], argv: list[str] | None, prog: str, doc: str | None
+) -> tuple[object, ...]:
+    """One instance of each options dataclass, parsed from ``argv`` (default: ``sys.argv``).
+    An unknown option or a surplus argument is a usage error; an invalid value a dataclass
+    refuses (``ValueError`` from its ``__post_init__``) propagates."""
+    parser = OptionsParser(
+        options,
+        prog=prog,
+        description=inspect.cleandoc(doc or ""),
+        allow_abbrev=False,
+        formatter_class=_HelpFormatter,
+    )
+    *parsed, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if rest:
+        parser.error(f"unrecognized argument(s) {' '.join(rest)}")
+    return tuple(parsed)
