@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cli_options import parse_options
+from hub_cards.cli_options import parse_options
+
 from .config import VARIANTS, BuildOptions
 from .sources import CaseError
 from .synthetic_ct.config import MIN_CASES, MIN_SIZE, MIN_SLICES, SynthConfig

@@ -2,23 +2,47 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
+from dataclasses import dataclass, field
 
+from .cli_options import parse_options
 from .publish import PublishError, push_model
+
+COMMANDS = {"push-model": "Upload a checkpoint folder as a Hub model repo."}
+
+
+@dataclass
+class PushModelArguments:
+    """The options of ``python -m hub_cards push-model``."""
+
+    folder: str = field(
+        metadata={
+            "positional": True,
+            "help": "Checkpoint folder (config.json and *.safetensors, as save_pretrained "
+            "writes it).",
+        }
+    )
+    repo_id: str = field(metadata={"help": "ORG/NAME of the model repo."})
+    private: bool = field(default=False, metadata={"help": "Create the repo private."})
+    revision: str | None = field(default=None, metadata={"help": "Branch to push to; unset: main."})
+    endpoint: str | None = field(
+        default=None, metadata={"help": "Hub endpoint; unset: HF_ENDPOINT, else the Hub."}
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hub_cards", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("push-model", help="Upload a checkpoint folder as a Hub model repo.")
-    p.add_argument("folder", type=Path)
-    p.add_argument("--repo-id", required=True, help="ORG/NAME of the model repo.")
-    p.add_argument("--private", action="store_true")
-    p.add_argument("--revision", default=None, help="Branch (default: main).")
-    p.add_argument("--endpoint", default=None, help="Hub endpoint (default: HF_ENDPOINT).")
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] not in COMMANDS:
+        if argv and argv[0] in ("-h", "--help"):
+            print(__doc__ + "\n" + "\n".join(f"  {k}: {v}" for k, v in COMMANDS.items()))
+            return 0
+        print(
+            f"error: give a command, one of {', '.join(COMMANDS)} (see python -m hub_cards "
+            "--help)",
+            file=sys.stderr,
+        )
+        return 2
+    (args,) = parse_options(PushModelArguments, argv[1:], "python -m hub_cards push-model", __doc__)
     try:
         report = push_model(
             args.folder,

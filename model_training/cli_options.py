@@ -1,38 +1,23 @@
-"""One command-line convention for the evaluation commands (as TRL's): one options dataclass
-per command, every field with its help, parsed by ``HfArgumentParser`` and passed around whole.
+"""One command-line convention for every command (as TRL's): one options dataclass per
+command, every field with its help, parsed by ``HfArgumentParser`` and passed around whole. The
+parser is the project's one (``hub_cards.cli_options``); the evaluation commands also take
+positional arguments (the leaderboard's RESULTS).
 """
 
 from __future__ import annotations
 
-import argparse
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
-from transformers import HfArgumentParser
+from hub_cards.cli_options import parse_options as _parse
 
 Options = TypeVar("Options")
-
-
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and each option's default."""
-
-
-class OptionsParser(HfArgumentParser):
-    """``HfArgumentParser`` of one options dataclass whose usage errors are one line (exit 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def parse_options(
     options: type[Options], argv: list[str] | None, prog: str, doc: str | None
 ) -> tuple[Options, list[str]]:
     """The options dataclass parsed from ``argv`` (default: ``sys.argv``), and the arguments
-    that are not options (positionals); an option it does not know is a usage error."""
-    parser = OptionsParser(
-        options, prog=prog, description=doc, allow_abbrev=False, formatter_class=_HelpFormatter
-    )
-    parsed, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
-    unknown = [a for a in rest if a.startswith("-")]
-    if unknown:
-        parser.error(f"unknown option(s) {' '.join(unknown)}")
+    that are not options (positionals); an option it does not know is a usage error (one
+    line, exit 2)."""
+    parsed, rest = _parse(options, argv, prog, doc, positionals=True)
     return parsed, rest

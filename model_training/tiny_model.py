@@ -10,9 +10,10 @@ like a Hub checkpoint. Same seed -> byte-identical weights and tokenizer files.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import tokenizers
@@ -356,25 +357,42 @@ def build_tiny_model(
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m model_training.tiny_model",
-        description="Write a tiny random Qwen2.5-VL checkpoint folder (offline, deterministic).",
-    )
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
-    parser.add_argument(
-        "--min-pixels", type=int, default=MIN_PIXELS, help="image processor min_pixels"
-    )
-    parser.add_argument(
-        "--max-pixels", type=int, default=MAX_PIXELS, help="image processor max_pixels"
-    )
-    args = parser.parse_args(argv)
+@dataclass
+class TinyModelArguments:
+    """The options of ``python -m model_training.tiny_model``."""
+
+    out: str = field(metadata={"help": "Output folder of the checkpoint."})
+    seed: int = field(default=0, metadata={"help": "Weight initialisation seed."})
+    min_pixels: int = field(default=MIN_PIXELS, metadata={"help": "Image processor min_pixels."})
+    max_pixels: int = field(default=MAX_PIXELS, metadata={"help": "Image processor max_pixels."})
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_pixels <= self.max_pixels:
+            raise ValueError(
+                f"--min-pixels {self.min_pixels} and --max-pixels {self.max_pixels}: need "
+                "0 < min <= max"
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from hub_cards.cli_options import parse_options
+
+    try:
+        (args,) = parse_options(
+            TinyModelArguments,
+            argv,
+            "python -m model_training.tiny_model",
+            "Write a tiny random Qwen2.5-VL checkpoint folder (offline, deterministic).",
+        )
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     out = build_tiny_model(
         args.out, seed=args.seed, min_pixels=args.min_pixels, max_pixels=args.max_pixels
     )
     print(out)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -8,8 +8,8 @@ import dataclasses
 import pytest
 
 from dataset_builder.cli import COMMANDS, PushArguments, main
-from dataset_builder.cli_options import parse_options
 from dataset_builder.config import BuildOptions
+from hub_cards.cli_options import parse_options
 
 
 def _parse(argv: list[str]) -> BuildOptions:
@@ -83,3 +83,24 @@ def test_invalid_values_are_refused_with_the_option_named():
         BuildOptions(zoom_corner="middle")
     with pytest.raises(ValueError, match="colour"):
         BuildOptions(zoom_border_color="green")
+
+
+@pytest.mark.parametrize("command", ["hub_cards", "tiny_model"])
+def test_other_commands_document_every_option(command, capsys):
+    """issue 10: `python -m <command> --help` documents every option (one convention)."""
+    if command == "hub_cards":
+        from hub_cards.__main__ import PushModelArguments as options
+        from hub_cards.__main__ import main as run
+
+        argv = ["push-model", "--help"]
+    else:
+        from model_training.tiny_model import TinyModelArguments as options
+        from model_training.tiny_model import main as run
+
+        argv = ["--help"]
+    with pytest.raises(SystemExit) as stop:
+        run(argv)
+    assert stop.value.code == 0
+    shown = capsys.readouterr().out
+    for item in dataclasses.fields(options):
+        assert item.name in shown and item.metadata["help"].split()[0] in shown

@@ -78,11 +78,16 @@ class OptionsParser(HfArgumentParser):
 
 
 def parse_options(
-    options: type | tuple[type, ...], argv: list[str] | None, prog: str, doc: str | None
+    options: type | tuple[type, ...],
+    argv: list[str] | None,
+    prog: str,
+    doc: str | None,
+    positionals: bool = False,
 ) -> tuple[object, ...]:
     """One instance of each options dataclass, parsed from ``argv`` (default: ``sys.argv``).
-    An unknown option or a surplus argument is a usage error; an invalid value a dataclass
-    refuses (``ValueError`` from its ``__post_init__``) propagates."""
+    An unknown option is a usage error, and so is a surplus argument unless ``positionals``
+    (then the list of them comes last); an invalid value a dataclass refuses (``ValueError``
+    from its ``__post_init__``) propagates."""
     parser = OptionsParser(
         options,
         prog=prog,
@@ -91,6 +96,7 @@ def parse_options(
         formatter_class=_HelpFormatter,
     )
     *parsed, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
-    if rest:
-        parser.error(f"unrecognized argument(s) {' '.join(rest)}")
-    return tuple(parsed)
+    surplus = [a for a in rest if a.startswith("-")] if positionals else rest
+    if surplus:
+        parser.error(f"unrecognized argument(s) {' '.join(surplus)}")
+    return (*parsed, rest) if positionals else tuple(parsed)
