@@ -174,9 +174,15 @@ def _synthetic_source(
 
 def run_synth(args: SynthArguments) -> int:
     from .synthetic_ct import synthesize
+    from .synthetic_ct.writer import MARKER_NAME
 
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out} is a file, not a folder; give a folder path")
+    if args.out.is_dir() and any(args.out.iterdir()) and not (args.out / MARKER_NAME).is_file():
+        raise ValueError(
+            f"--out {args.out} is not empty and holds no synthetic source of ours (no "
+            f"{MARKER_NAME}): synth would overwrite its files; give an empty or new folder"
+        )
     summary = synthesize(args.out, args.config(), progress=args.progress)
     print(json.dumps(summary, indent=1, default=str))
     return 0

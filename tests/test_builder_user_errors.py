@@ -265,3 +265,19 @@ def test_published_files_hold_no_local_path(hand_made, tmp_path):
             assert str(tmp_path) not in text and str(tmp_path.resolve()) not in text, path
     assert manifest["source"]["rex_dir"] == "rexgroundingct"
     assert manifest["class_map"]["source"] == "my_classes.json"
+
+
+def test_synth_refuses_a_folder_of_someone_elses_files(tmp_path, capsys):
+    """synth wrote rexgroundingct/dataset.json over whatever was there (a real source, say)."""
+    real = tmp_path / "my-data"
+    (real / "rexgroundingct").mkdir(parents=True)
+    (real / "rexgroundingct" / "dataset.json").write_text('{"train": ["mine"]}')
+    argv = ["synth", "--out", str(real), "--cases", "2", "--size", "64", "--slices", "16"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not empty" in err
+    assert (real / "rexgroundingct" / "dataset.json").read_text() == '{"train": ["mine"]}'
+    fresh = tmp_path / "phantoms"
+    assert main([*argv[:2], str(fresh), *argv[3:]]) == 0  # a new folder, then again: ours
+    assert main([*argv[:2], str(fresh), *argv[3:]]) == 0
+    assert json.loads((fresh / "SYNTHETIC_PHANTOM_DATA.json").read_text())["phantom"] is True

@@ -21,6 +21,7 @@ from dataset_builder.synthetic_ct import (
     synthesize,
 )
 from dataset_builder.synthetic_ct.plan import PAD_VALUE, PAD_VALUE_ALT, _plan
+from dataset_builder.synthetic_ct.writer import MARKER_NAME
 
 CASES, SEED, SIZE, SLICES = 14, 5, 128, 24
 NAME = re.compile(r"^(train|valid)_(\d+)_([a-h])_(\d+)\.nii\.gz$")
@@ -78,7 +79,7 @@ def test_layout_has_exactly_the_expected_files(source):
     assert summary["ctrate_dir"] == str(out / "ct-rate")
     names = [e["name"] for e in _entries(source)]
     assert len(names) == len(set(names)) == CASES == summary["cases"]
-    expected = {Path("rexgroundingct/dataset.json")}
+    expected = {Path("rexgroundingct/dataset.json"), Path(MARKER_NAME)}  # + "ours, phantom"
     for name in names:
         expected.add(Path("rexgroundingct/segmentations") / name)
         parts = name.removesuffix(".nii.gz").split("_")

@@ -24,6 +24,8 @@ from .tissues import LUNG, TISSUES
 # --------------------------------------------------------------------------------------------
 REX_DIRNAME = "rexgroundingct"
 CTRATE_DIRNAME = "ct-rate"
+# written first into every folder synthesize() fills: the mark that its files are ours
+MARKER_NAME = "SYNTHETIC_PHANTOM_DATA.json"
 PROTOCOL = "protocol1"  # the "protocol" field of every dataset.json entry
 
 # --------------------------------------------------------------------------------------------
@@ -166,11 +168,15 @@ def synthesize(
     "ctrate_dir": str}.
 
     ``findings`` and ``codes`` count over all volumes (entries), so reconstructions of one scan
-    each count their findings. Existing files of the same names are overwritten.
+    each count their findings. Existing files of the same names are overwritten (the command
+line refuses a folder that holds files of anything else: ``MARKER_NAME`` marks ours).
     """
     config.validate()
     out = Path(out_dir)
     rex_dir, ctrate_dir = out / REX_DIRNAME, out / CTRATE_DIRNAME
+    out.mkdir(parents=True, exist_ok=True)
+    marker = {"phantom": True, "note": "synthetic phantom chest CTs, not patient data"}
+    (out / MARKER_NAME).write_text(json.dumps({**marker, "config": repr(config)}, indent=1))
     size = FULL_SIZE if config.full_size else config.size
     plan = _plan(config)
     results: list[tuple[_Volume, dict]] = []
