@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import PartialState
 from transformers import Qwen2_5_VLForConditionalGeneration, TrainerState, TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import get_last_checkpoint
@@ -241,4 +242,6 @@ def stage_main(argv: list[str] | None, trainer_config: type, train: Callable[...
         train(args, training, model_args)
     except ConfigError as error:
         return user_error(error)
+    finally:  # leave the process group before exit (gloo's threads abort an unclean exit)
+        PartialState().destroy_process_group()
     return 0

@@ -743,6 +743,8 @@ def main(argv: list[str] | None = None) -> int:
         if PartialState().is_main_process:
             print(f"error: {err}", file=sys.stderr)
         return 2
+    finally:  # leave the process group before exit (gloo's threads abort an unclean exit)
+        PartialState().destroy_process_group()
     if report is not None:  # the main process
         print_report(report)
     return 0
