@@ -163,3 +163,13 @@ def test_the_same_model_spelt_two_ways_resumes(tiny, built_dataset, tmp_path, mo
 
 def test_hub_ids_are_kept_as_given():
     assert evaluation.source_name("Qwen/Qwen2.5-VL-3B-Instruct") == "Qwen/Qwen2.5-VL-3B-Instruct"
+
+
+def test_vllm_options_without_the_vllm_backend_are_refused(tmp_path, capsys):
+    """An option accepted and ignored is a bug: vLLM's settings need --backend vllm."""
+    argv = ["--model", str(tmp_path / "m"), "--dataset", str(tmp_path / "d"),
+            "--output-dir", str(tmp_path / "eval"), "--tensor-parallel-size", "4"]  # fmt: skip
+    assert evaluation.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--tensor-parallel-size applies to --backend vllm" in err
+    assert not (tmp_path / "eval").exists()

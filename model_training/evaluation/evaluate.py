@@ -157,6 +157,17 @@ class EvaluateArguments:
             raise EvaluationError(
                 f"--mode {self.mode!r}: use one of {', '.join(prompts.MODES)}, both"
             )
+        vllm_only = {
+            "tensor_parallel_size": DEFAULT_TENSOR_PARALLEL_SIZE,
+            "max_model_len": DEFAULT_MAX_MODEL_LEN,
+            "gpu_memory_utilization": DEFAULT_GPU_MEMORY_UTILIZATION,
+        }
+        changed = [k for k, default in vllm_only.items() if getattr(self, k) != default]
+        if self.backend != "vllm" and changed:  # accepted and ignored otherwise
+            raise EvaluationError(
+                f"--{changed[0].replace('_', '-')} applies to --backend vllm only; drop it or "
+                "add --backend vllm"
+            )
 
     @property
     def modes(self) -> tuple[str, ...]:
