@@ -39,7 +39,7 @@ def test_dashed_and_underscored_options_are_the_same():
     driver = ["--model", "m", "--dataset", "d", "--config", "plain", "--split", "validation",
               "--mode", "think", "--max-new-tokens", "12", "--output-dir", "o", "--limit", "3",
               "--batch-size", "5", "--overwrite"]  # fmt: skip
-    options, rest = parse_options(EvaluateArguments, driver, PROG, None)
+    options, rest = parse_options(EvaluateArguments, driver, PROG, None, positionals=True)
     assert rest == []
     assert options == EvaluateArguments(
         "m", "d", "o", config="plain", split="validation", mode="think", limit=3, batch_size=5,

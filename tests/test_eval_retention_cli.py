@@ -16,7 +16,7 @@ def test_options_dashed_and_underscored_and_shared_defaults():
     argv = ["--model", "m", "--output-dir", "o", "--benchmark", "textvqa",
             "--textvqa-dataset", "d", "--textvqa_question_column", "prompt",
             "--batch-size", "3", "--no-progress"]  # fmt: skip
-    options, rest = parse_options(retention.RetentionArguments, argv, PROG, None)
+    options, rest = parse_options(retention.RetentionArguments, argv, PROG, None, positionals=True)
     assert rest == [] and options.batch_size == 3 and options.progress is False
     (bench,) = options.benchmarks()
     assert bench == retention.Benchmark("textvqa", "d", "validation", "image", "prompt", "answers")

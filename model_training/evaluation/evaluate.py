@@ -56,9 +56,10 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 from tqdm.auto import tqdm
 
+from hub_cards.cli_options import parse_options
+
 from .. import prompts
 from ..answers import fallback_class, parse_reply
-from ..cli_options import parse_options
 from ..processor import load_processor
 from .plots import confusion_plot, per_class_bars
 
@@ -744,11 +745,9 @@ def load_model(
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        options, rest = parse_options(
+        (options,) = parse_options(
             EvaluateArguments, argv, "python -m model_training.evaluation.evaluate", __doc__
         )
-        if rest:
-            raise EvaluationError(f"unexpected argument(s) {' '.join(rest)}: see --help")
         report = evaluate(options)
     except EvaluationError as err:
         if PartialState().is_main_process:

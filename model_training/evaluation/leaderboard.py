@@ -520,10 +520,14 @@ def push_results(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..cli_options import parse_options
+    from hub_cards.cli_options import parse_options
 
     options, positionals = parse_options(
-        LeaderboardArguments, argv, "python -m model_training.evaluation.leaderboard", __doc__
+        LeaderboardArguments,
+        argv,
+        "python -m model_training.evaluation.leaderboard",
+        __doc__,
+        positionals=True,
     )
     options.results = [*positionals, *options.results]
     try:

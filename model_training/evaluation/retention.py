@@ -29,7 +29,8 @@ from typing import Literal
 import datasets
 from tqdm.auto import tqdm
 
-from ..cli_options import parse_options
+from hub_cards.cli_options import parse_options
+
 from . import vqa_metrics
 from .evaluate import (
     DEFAULT_BATCH_SIZE,
@@ -308,11 +309,9 @@ def retention(options: RetentionArguments) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        options, rest = parse_options(
+        (options,) = parse_options(
             RetentionArguments, argv, "python -m model_training.evaluation.retention", __doc__
         )
-        if rest:
-            raise RetentionError(f"unexpected argument(s) {' '.join(rest)}: see --help")
         report = retention(options)
     except RetentionError as err:
         print(f"error: {err}", file=sys.stderr)
