@@ -11,6 +11,11 @@ Inputs (written by training and evaluation):
 
 Outputs: the card's ``model-index`` (``huggingface_hub.EvalResult``) and
 ``.eval_results/ct-rate-vqa.yaml`` (``huggingface_hub.EvalResultEntry``), with values in %.
+
+Both are written only for a dataset id that is a Hub repo id (``dataset_id``: the recipe's
+``card_dataset_id``, or the Hub dataset that was evaluated): the Hub attaches a result only to a
+dataset repo that exists, carries the Benchmark tag and declares the ``task_id`` in its
+``eval.yaml``. Results on a local build are reported in the card's text, which says so.
 """
 
 from __future__ import annotations
@@ -41,9 +46,37 @@ def _percent(value: float) -> float:
     return round(100.0 * float(value), 2)
 
 
-def eval_result_entries(results: dict, dataset_id: str | None = None) -> list[EvalResultEntry]:
+def hub_dataset_id(results: dict | None, dataset_id: str | None = None) -> str | None:
+    """The Hub dataset id results can be attached to: ``dataset_id`` when given, else the
+    evaluated dataset when it is a Hub id; None for a local build."""
+    if dataset_id is not None:
+        if not HUB_ID_RE.match(dataset_id):
+            raise ValueError(
+                f"dataset id {dataset_id!r} is not a Hub repo id (ORG/NAME): evaluation results "
+                "attach only to a dataset on the Hub"
+            )
+        return dataset_id
+    evaluated = (results or {}).get("dataset")
+    return evaluated if isinstance(evaluated, str) and _is_hub_id(evaluated) else None
+
+
+def _is_hub_id(name: str) -> bool:
+    """A name that reads as ORG/NAME and is not a local folder (results record local builds
+    by their path, e.g. ``outputs/ct-rate-vqa-demo``)."""
+    return bool(HUB_ID_RE.match(name)) and not Path(name).exists()
+
+
+def dataset_label(results: dict | None, dataset_id: str | None) -> str:
+    """How the card names the evaluated data: the Hub id, or a local build's folder name (never
+    a local path)."""
+    if dataset_id:
+        return f"`{dataset_id}`"
+    name = Path(str((results or {}).get("dataset") or "CT-RATE-VQA")).name
+    return f"a local build of CT-RATE-VQA (`{name}`), not a Hub dataset"
+
+
+def eval_result_entries(results: dict, dataset_id: str) -> list[EvalResultEntry]:
     """One ``.eval_results`` entry per mode: micro accuracy (%) on the task = the config."""
-    dataset_id = dataset_id or results["dataset"]
     return [
         EvalResultEntry(
             dataset_id=dataset_id,
@@ -64,9 +97,8 @@ def write_eval_results(folder: str | Path, entries: list[EvalResultEntry]) -> Pa
     return path
 
 
-def model_index_results(results: dict, dataset_id: str | None = None) -> list[EvalResult]:
+def model_index_results(results: dict, dataset_id: str) -> list[EvalResult]:
     """The legacy ``model-index`` form of the same results (still read by the Hub)."""
-    dataset_id = dataset_id or results["dataset"]
     out = []
     for mode, metrics in results["modes"].items():
         for kind in ("micro", "macro"):
@@ -122,21 +154,34 @@ def model_card(
     dataset_id: str | None = None,
     model_name: str = "MedReason-R1",
 ) -> ModelCard:
-    """The model card of a checkpoint, from its training summary and evaluation results."""
-    dataset_id = dataset_id or (results or {}).get("dataset") or training["datasets"][0]
+    """The model card of a checkpoint, from its training summary and evaluation results.
+
+    ``model-index`` results only for a Hub dataset id (see :func:`hub_dataset_id`)."""
+    hub_id = hub_dataset_id(results, dataset_id)
     card_data = ModelCardData(
         model_name=model_name,
         license=LICENSE,
         base_model=(_hub_ids([training["base_model"]]) or [None])[0],
-        datasets=_hub_ids(training.get("datasets", [dataset_id])),
+        datasets=_hub_ids([*training.get("datasets", []), *([hub_id] if hub_id else [])]),
         language=["en"],
         library_name="transformers",
         pipeline_tag="image-text-to-text",
         tags=["medical", "radiology", "chest-ct", "medreason-r1", "grpo", "trl"],
-        eval_results=model_index_results(results, dataset_id) if results else None,
+        eval_results=model_index_results(results, hub_id) if results and hub_id else None,
     )
     plots = "\n".join(f"![{Path(p).stem}]({p})" for p in training.get("plots", []))
     evaluation = _results_table(results) if results else "Not evaluated yet."
+    if results:
+        evaluation = f"On {dataset_label(results, hub_id)}, {results['split']} split.\n\n" + (
+            evaluation
+        )
+        if hub_id is None:
+            evaluation += (
+                "\n\nThese results come from a local build, so the card lists no Hub evaluation "
+                "results (`model-index`, `.eval_results/`): the Hub attaches results only to a "
+                "dataset repo with a Benchmark `eval.yaml`. Push the dataset "
+                "(`python -m dataset_builder push`) and set `card_dataset_id` to its repo."
+            )
     scope = training.get("trainable_scope", "unknown")
     counts = ""
     if training.get("trainable_parameters") and training.get("total_parameters"):
@@ -153,7 +198,7 @@ fine-tuning, then GRPO with format, validity and correctness rewards, on CT-RATE
 **For research only. Not a medical device; never use it for clinical decisions.**
 
 - Base model: `{training["base_model"]}`
-- Dataset: `{dataset_id}`
+- Dataset: {dataset_label(results, hub_id) if results or hub_id else "CT-RATE-VQA"}
 - Trainable scope: `{scope}`{counts}
 
 ## Training
@@ -183,9 +228,11 @@ weights are released under CC BY-NC-SA 4.0 as well, on top of the base model's o
 def write_model_card(
     folder: str | Path, training: dict, results: dict | None = None, dataset_id: str | None = None
 ) -> ModelCard:
-    """Write README.md and, with results, ``.eval_results/ct-rate-vqa.yaml`` into ``folder``."""
+    """Write README.md and, with results on a Hub dataset, ``.eval_results/ct-rate-vqa.yaml``
+    into ``folder``."""
     card = model_card(training, results, dataset_id)
     card.save(Path(folder) / "README.md")
-    if results:
-        write_eval_results(folder, eval_result_entries(results, dataset_id))
+    hub_id = hub_dataset_id(results, dataset_id)
+    if results and hub_id:
+        write_eval_results(folder, eval_result_entries(results, hub_id))
     return card

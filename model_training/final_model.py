@@ -56,7 +56,7 @@ def assemble_final(
     card_training: dict,
     results: dict | None,
     run_summary: dict,
-    dataset_id: str,
+    dataset_id: str | None,
 ) -> Path:
     """Write the final folder from the last trained stage and the run's records."""
     final_dir = Path(final_dir)

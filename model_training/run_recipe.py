@@ -33,6 +33,8 @@ from pathlib import Path
 import yaml
 from trl import ModelConfig, SFTConfig, TrlParser
 
+from hub_cards.model_card import HUB_ID_RE
+
 from .configs import CTRateVQAArguments, GRPORecipe, check_model_config
 from .evaluation.evaluate import (
     DEFAULT_BATCH_SIZE,
@@ -122,8 +124,10 @@ class RunArguments:
     card_dataset_id: str | None = field(
         default=None,
         metadata={
-            "help": "Dataset id named in the model card and .eval_results (leaderboards read "
-            "it). Default: dataset_name when it is a Hub id, else the local folder's name."
+            "help": "Hub dataset id (ORG/NAME) the model card's evaluation results "
+            "(model-index, .eval_results) are attached to, e.g. the repo you pushed the built "
+            "dataset to. Default: dataset_name when it is a Hub id; for a local build the card "
+            "reports the results without attaching them."
         },
     )
     synthetic_cases: int | None = field(
@@ -173,6 +177,11 @@ class RunArguments:
             raise RecipeError(f"stage={self.stage!r} is not one of {STAGE_CHOICES}")
         if self.eval_modes not in (*MODES, "both"):
             raise RecipeError(f"eval_modes={self.eval_modes!r} is not one of {MODES} or 'both'")
+        if self.card_dataset_id is not None and not HUB_ID_RE.match(str(self.card_dataset_id)):
+            raise RecipeError(
+                f"card_dataset_id={self.card_dataset_id!r} is not a Hub dataset id (ORG/NAME): "
+                "name the Hub repo the dataset was pushed to, or leave it unset"
+            )
         if isinstance(self.push_to_hub, bool) or str(self.push_to_hub).lower() in ("true", "false"):
             raise RecipeError(
                 "push_to_hub takes the repo id to publish to (ORG/NAME), not true/false"

@@ -100,16 +100,18 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def card_inputs(plan: RunPlan, logs: dict[str, dict]) -> tuple[dict, str]:
-    """(the hub_cards ``training`` dict, the dataset id named in the card)."""
+def card_inputs(plan: RunPlan, logs: dict[str, dict]) -> tuple[dict, str | None]:
+    """(the hub_cards ``training`` dict, the Hub dataset id the card's evaluation results are
+    attached to: ``card_dataset_id``, else the trained-on dataset when it is a Hub id; None
+    for a local build, whose results the card reports without attaching them)."""
     first = plan.stages[STAGES[0]]
     dataset = first.args.dataset_name
-    dataset_id = plan.run.card_dataset_id or hub_id_or_none(dataset) or Path(dataset).name
+    dataset_id = plan.run.card_dataset_id or hub_id_or_none(dataset)
     base = first.model_args.model_name_or_path
     last = logs[list(logs)[-1]] if logs else {}
     training = {
         "base_model": hub_id_or_none(base) or Path(base).name,
-        "datasets": [dataset_id],
+        "datasets": [dataset_id] if dataset_id else [],
         "stages": [
             {"name": name.upper(), "hyperparameters": stage_hyperparameters(plan.stages[name])}
             for name in logs

@@ -63,18 +63,43 @@ def test_eval_results_yaml_round_trip(tmp_path):
     results = _results()
     card = write_model_card(tmp_path, TRAINING, results)
     raw = yaml.safe_load((tmp_path / EVAL_RESULTS_DIR / EVAL_RESULTS_FILE).read_text())
-    assert parse_eval_result_entries(raw) == eval_result_entries(results)
+    assert parse_eval_result_entries(raw) == eval_result_entries(results, "org/ct-rate-vqa")
     assert [e["value"] for e in raw] == [pytest.approx(58.33), pytest.approx(41.67)]
     assert all(
         e["dataset"]["id"] == "org/ct-rate-vqa" and e["dataset"]["task_id"] == "zoom" for e in raw
     )
     loaded = ModelCard.load(tmp_path / "README.md")
-    assert loaded.data.eval_results == model_index_results(results)
+    assert loaded.data.eval_results == model_index_results(results, "org/ct-rate-vqa")
     assert loaded.data.license == "cc-by-nc-sa-4.0"
     assert loaded.data.base_model == TRAINING["base_model"]
     assert "research only" in loaded.text.lower() and "clinical" in loaded.text
     assert "| nodule | 10 | 50.0 | 40.0 |" in card.text
     assert "**macro average**" in card.text and "1,000 of 5,000" in card.text
+
+
+def test_results_on_a_local_build_are_reported_but_not_attached(tmp_path):
+    """A local dataset folder is no Hub Benchmark: no model-index, no .eval_results, and the
+    card names the build by its folder name only, saying why nothing is attached."""
+    local = tmp_path / "outputs" / "ct-rate-vqa-demo"
+    local.mkdir(parents=True)
+    results = {**_results(), "dataset": str(local)}
+    training = {**TRAINING, "datasets": []}
+    card = write_model_card(tmp_path / "final", training, results)
+    assert not (tmp_path / "final" / EVAL_RESULTS_DIR).exists()
+    loaded = ModelCard.load(tmp_path / "final" / "README.md")
+    assert loaded.data.eval_results is None and loaded.data.datasets is None
+    assert "a local build of CT-RATE-VQA (`ct-rate-vqa-demo`)" in card.text
+    assert "card_dataset_id" in card.text and str(tmp_path) not in card.text
+    assert "| nodule | 10 | 50.0 | 40.0 |" in card.text  # the figures are still reported
+
+    # naming the Hub repo the build was pushed to attaches the same results to it
+    write_model_card(tmp_path / "named", training, results, dataset_id="org/ct-rate-vqa")
+    raw = yaml.safe_load((tmp_path / "named" / EVAL_RESULTS_DIR / EVAL_RESULTS_FILE).read_text())
+    assert {e["dataset"]["id"] for e in raw} == {"org/ct-rate-vqa"}
+    named = ModelCard.load(tmp_path / "named" / "README.md")
+    assert named.data.datasets == ["org/ct-rate-vqa"] and named.data.eval_results
+    with pytest.raises(ValueError, match="not a Hub repo id"):
+        write_model_card(tmp_path / "bad", training, results, dataset_id="ct-rate-vqa-demo")
 
 
 def test_model_card_without_results(tmp_path):

@@ -141,6 +141,7 @@ def test_stage_recipes_parse_alone(recipe, tmp_path):
         ({}, ["--sft.num_generations", "4"], "num_generations"),
         ({}, ["--stage", "train"], "stage"),
         ({"push_to_hub": True}, [], "repo id"),
+        ({"card_dataset_id": "ct-rate-vqa-demo"}, [], "card_dataset_id"),
     ],
 )
 def test_bad_recipes_name_the_field(tmp_path, recipe, edit, argv, message):
@@ -252,7 +253,8 @@ def test_whole_run_then_resume_then_push(recipe, tmp_path, local_hub, capsys):
             "sft_loss.png", "grpo_loss.png", "grpo_reward.png"} <= names  # fmt: skip
     assert not any(n.endswith((".bin", ".pt", ".pkl")) for n in names)  # safetensors only
     assert not any(p.is_dir() and p.name.startswith("checkpoint") for p in final.iterdir())
-    assert (final / ".eval_results" / "ct-rate-vqa.yaml").is_file()
+    # a local dataset folder: results in the card's text, none attached to a Hub dataset
+    assert not (final / ".eval_results").exists()
     for png in final.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     recorded = yaml.safe_load((final / "recipe.yaml").read_text())
@@ -260,7 +262,8 @@ def test_whole_run_then_resume_then_push(recipe, tmp_path, local_hub, capsys):
     results = json.loads((final / "results.json").read_text())
     assert results["model"] == str(run_dir / "grpo")
     card = ModelCard.load(final / "README.md")
-    assert card.data.license == "cc-by-nc-sa-4.0" and card.data.eval_results
+    assert card.data.license == "cc-by-nc-sa-4.0" and card.data.eval_results is None
+    assert "a local build of CT-RATE-VQA" in card.text and str(tmp_path) not in card.text
     assert "SFT" in card.text and "GRPO" in card.text and "grpo_reward.png" in card.text
     logs = json.loads((final / "training_logs.json").read_text())
     assert set(logs) == {"sft", "grpo"} and logs["sft"]["trainable_scope"] == "full"
@@ -292,13 +295,16 @@ def test_whole_run_then_resume_then_push(recipe, tmp_path, local_hub, capsys):
     # eval re-evaluates only the changed GRPO model, then publishes the final folder
     os.environ.pop("HF_TOKEN", None)
     kept = {p: p.stat().st_mtime_ns for p in run_dir.glob("eval/[bs]*/results.json")}
-    argv = ["--config", str(recipe), "--resume", "--stage", "eval", "--push-to-hub", "org/tiny-run"]
+    argv = ["--config", str(recipe), "--resume", "--stage", "eval", "--push-to-hub", "org/tiny-run",
+            "--card_dataset_id", "org/ct-rate-vqa"]  # fmt: skip
     assert run_module.main(argv + ["--grpo.max_steps", "3"]) == 0
     assert kept == {p: p.stat().st_mtime_ns for p in kept}
     results = json.loads((run_dir / "eval" / "grpo" / "results.json").read_text())
     assert (run_dir / "eval" / "grpo" / "results.json").stat().st_mtime_ns > max(kept.values())
     pushed = local_hub.files("org/tiny-run")
     assert "model.safetensors" in pushed and ".eval_results/ct-rate-vqa.yaml" in pushed
+    card = ModelCard.load(run_dir / "final" / "README.md")
+    assert [r.dataset_type for r in card.data.eval_results][:1] == ["org/ct-rate-vqa"]
     assert "recipe.yaml" in pushed and "grpo_reward.png" in pushed
     assert Qwen2_5_VLForConditionalGeneration.from_pretrained("org/tiny-run") is not None
 
