@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .class_map import ClassMap
 from .config import BuildOptions
-from .lesions import LesionCandidate, finding_candidates, sample_uniformly
+from .lesions import LesionCandidate, cap_candidates, finding_candidates
 from .render import RenderedSlice, render_slice
 from .sources import CaseError, CaseSpec
 from .volumes import load_case_volumes
@@ -119,7 +119,7 @@ def process_case(
         for c in finding_candidates(volumes.masks[index], index, options, occupied[index])
     ]
     report.candidates = len(candidates)
-    chosen = sample_uniformly(candidates, options.slices_per_case)
+    chosen = cap_candidates(candidates, options.slices_per_case, options.slice_cap_unit)
 
     def render(candidate: LesionCandidate) -> RenderedSlice:
         return render_slice(volumes.ct[:, :, candidate.slice_index], candidate.box, options)

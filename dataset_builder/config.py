@@ -17,13 +17,23 @@ from datasets.utils.py_utils import convert_file_size_to_int
 VARIANTS = ("zoom", "plain")  # the two configs; `zoom` is the default one
 CORNERS = ("upper-left", "upper-right", "lower-left", "lower-right")
 SPLITS = ("train", "test")
+SLICE_CAP_UNITS = ("finding", "volume")  # what `slices_per_case` caps
+SPLIT_STRATEGIES = ("stratified", "random")  # how patients are assigned to the splits
 MAX_LINE_PX = 64  # ours: border and box lines wider than this would cover the patch or lesion
-_NOT_ROW_OPTIONS = {"seed", "test_fraction", "source_splits", "max_shard_size", "class_map"}
+_NOT_ROW_OPTIONS = {
+    "seed",
+    "test_fraction",
+    "split_strategy",
+    "source_splits",
+    "max_shard_size",
+    "class_map",
+}
 
 
-def _help(text: str, source: str = "ours") -> dict:
-    """Field metadata: help text (argparse, card) and where the default comes from."""
-    return {"help": text, "source": source}
+def _help(text: str, source: str = "ours", choices: tuple[str, ...] | None = None) -> dict:
+    """Field metadata: help text (argparse, card), where the default comes from, and the
+    allowed values of a text option."""
+    return {"help": text, "source": source, **({"choices": choices} if choices else {})}
 
 
 @dataclass
@@ -37,7 +47,21 @@ class BuildOptions:
     test_fraction: float = field(
         default=0.2,  # paper: 8:2 split at patient level
         metadata=_help(
-            "Share of PATIENTS put in the test split.", "paper: 8:2 split at patient level"
+            "Share put in the test split: of each class's rows (split_strategy 'stratified') "
+            "or of the patients ('random'); a patient is never in both splits.",
+            "paper: 8:2 split at patient level",
+        ),
+    )
+    split_strategy: str = field(
+        default="stratified",  # ours: the paper says only "8:2 at patient level"
+        metadata=_help(
+            "'stratified': patients are assigned (seeded greedy start, then moves and "
+            "exchanges of patients) so that about test_fraction of EACH class's rows, and of "
+            "the patients, is in test; 'random': a seeded shuffle of patients, "
+            "round(n * test_fraction) of them in test, classes ignored.",
+            'ours: the paper says only "8:2 at patient level", which both honour; stratified '
+            "keeps rare classes in both splits",
+            SPLIT_STRATEGIES,
         ),
     )
     source_splits: list[str] = field(
@@ -113,8 +137,20 @@ class BuildOptions:
     slices_per_case: int = field(
         default=20,  # paper: at most 20 uniformly sampled slices per case
         metadata=_help(
-            "Cap on rows per case; candidates are sampled uniformly (evenly spaced).",
+            "Cap on rows per case (see slice_cap_unit); candidates are sampled uniformly "
+            "(evenly spaced).",
             "paper: at most 20 uniformly sampled slices per case",
+        ),
+    )
+    slice_cap_unit: str = field(
+        default="finding",  # ours: paper's 84,088 rows / 3,042 volumes = 27.6 per volume > 20
+        metadata=_help(
+            "What slices_per_case caps: 'finding' (one mask channel = one report sentence of "
+            "ReXGroundingCT; each finding keeps up to slices_per_case slices) or 'volume' (all "
+            "findings of a CT volume together).",
+            "ours: reading of the paper's 84,088 rows / 3,042 volumes = 27.6 rows per volume, "
+            "more than a per-volume cap of 20 allows",
+            SLICE_CAP_UNITS,
         ),
     )
     # --- rendering ---
@@ -225,6 +261,16 @@ class BuildOptions:
                 "must be 'component_area' or 'box_area'",
             ),
             (self.slices_per_case >= 1, "slices_per_case", "must be >= 1"),
+            (
+                self.slice_cap_unit in SLICE_CAP_UNITS,
+                "slice_cap_unit",
+                f"must be one of {SLICE_CAP_UNITS}",
+            ),
+            (
+                self.split_strategy in SPLIT_STRATEGIES,
+                "split_strategy",
+                f"must be one of {SPLIT_STRATEGIES}",
+            ),
             (self.image_size is None or self.image_size >= 32, "image_size", "must be >= 32"),
             (0 <= self.png_compress_level <= 9, "png_compress_level", "must be 0-9"),
             (self.zoom_corner in CORNERS, "zoom_corner", f"must be one of {CORNERS}"),

@@ -60,10 +60,26 @@ def finding_candidates(
     return out
 
 
+def _slice_order(candidate: LesionCandidate) -> tuple[int, int]:
+    return candidate.slice_index, candidate.finding_index
+
+
 def sample_uniformly(candidates: list[LesionCandidate], cap: int) -> list[LesionCandidate]:
     """At most ``cap`` candidates, evenly spaced in (slice, finding) order (deterministic)."""
-    ordered = sorted(candidates, key=lambda c: (c.slice_index, c.finding_index))
+    ordered = sorted(candidates, key=_slice_order)
     if len(ordered) <= cap:
         return ordered
     picks = np.linspace(0, len(ordered) - 1, cap).round().astype(int)
     return [ordered[i] for i in picks]
+
+
+def cap_candidates(candidates: list[LesionCandidate], cap: int, unit: str) -> list[LesionCandidate]:
+    """The rows a case keeps, in (slice, finding) order: at most ``cap`` evenly spaced
+    candidates per finding (``unit`` 'finding') or for the whole volume ('volume')."""
+    if unit == "volume":
+        return sample_uniformly(candidates, cap)
+    per_finding: dict[int, list[LesionCandidate]] = {}
+    for candidate in candidates:
+        per_finding.setdefault(candidate.finding_index, []).append(candidate)
+    kept = [c for group in per_finding.values() for c in sample_uniformly(group, cap)]
+    return sorted(kept, key=_slice_order)

@@ -14,7 +14,7 @@ from .case_processing import CaseCache, prepare_cases
 from .class_map import ClassMap, load_class_map
 from .config import SPLITS, BuildOptions
 from .sources import CaseSpec, load_cases
-from .splits import split_patients
+from .splits import assign_splits
 
 
 @dataclass
@@ -76,7 +76,15 @@ def run_pipeline(
         progress=progress,
         render_threads=render_threads,
     )
-    assignment = split_patients({s.patient_id for s in specs}, options.seed, options.test_fraction)
+    # per-patient class rows are known only now: a stratified split needs them
+    patient_rows: dict[str, Counter[str]] = {s.patient_id: Counter() for s in specs}
+    for spec in specs:
+        case_report = prepared.reports.get(spec.name)
+        if case_report is not None:
+            patient_rows[spec.patient_id].update(case_report.class_counts)
+    assignment = assign_splits(
+        patient_rows, options.split_strategy, options.seed, options.test_fraction
+    )
 
     report = BuildReport(
         cases_listed=len(specs) + len(refused),

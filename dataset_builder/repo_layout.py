@@ -4,6 +4,8 @@
     OUT/<config>/<split>-0000N-of-0000M.parquet   image bytes embedded
     OUT/class_distribution.png
     OUT/build_manifest.json            parameters, versions, checksums, counts, skipped cases
+    OUT/<config>_inspect/test-0000N-of-0000M.parquet   the test rows with the image as a
+                                       data-URI string, for Inspect (eval.yaml's tasks)
     OUT/eval.yaml                      the Hub Benchmark declaration (tasks zoom, plain)
     OUT/.build_cache/                  per-case cache that lets a killed build resume
 
@@ -24,9 +26,19 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datasets.utils.py_utils import convert_file_size_to_int
 from huggingface_hub import utils as hf_utils
 
-from hub_cards.benchmark import write_eval_yaml
+from hub_cards.benchmark import (
+    EVAL_FILE,
+    IMAGE_URI_COLUMN,
+    TEST_SPLIT,
+    data_uri,
+    inspect_config,
+    write_eval_yaml,
+)
 from hub_cards.dataset_card import write_dataset_card
 from hub_cards.names import MANIFEST_NAME
 
@@ -39,9 +51,10 @@ from .sources import read_entries
 CACHE_DIR_NAME = ".build_cache"  # left out of pushes (see hub_cards)
 MANIFEST_FORMAT = 1
 # files the build writes at the top of OUT (the card and plot come from hub_cards)
-OUTPUT_FILES = (MANIFEST_NAME, "README.md", "eval.yaml", "class_distribution.png")
+OUTPUT_FILES = (MANIFEST_NAME, "README.md", EVAL_FILE, "class_distribution.png")
 SHARD_NAME = re.compile(rf"(?:{'|'.join(SPLITS)})-\d{{5}}-of-\d{{5}}\.parquet")
 PARALLEL_WRITE_MIN_CASES = 200  # ours: parallel Parquet writing only for builds this large
+INSPECT_BATCH_ROWS = 64  # ours: rows converted to data URIs at a time (as the builder's batches)
 
 
 def _package_version(name: str) -> str:
@@ -111,6 +124,101 @@ def _place_shards(prepared: Path, out: Path, variant: str) -> dict[str, list[str
     return placed
 
 
+def _inspect_features(features: datasets.Features) -> datasets.Features:
+    """``features`` with the ``image`` column replaced, in place, by its data-URI string."""
+    return datasets.Features(
+        {
+            (IMAGE_URI_COLUMN if name == "image" else name): (
+                datasets.Value("string") if name == "image" else feature
+            )
+            for name, feature in features.items()
+        }
+    )
+
+
+def _drop_shards(folder: Path) -> None:
+    """Delete the shards of ours in ``folder`` (an Inspect config this build has no rows for)."""
+    if folder.is_dir():
+        for old in folder.iterdir():
+            if _is_shard(old):
+                old.unlink()
+
+
+def _write_inspect_config(
+    out: Path,
+    variant: str,
+    test_files: list[str],
+    features: datasets.Features,
+    max_shard_size: str,
+    work_dir: Path,
+) -> tuple[list[str], dict, dict]:
+    """Write ``<variant>_inspect``: the variant's test rows with the image as a data URI.
+
+    Inspect's Hub tasks take an image only as a ``data:image/png;base64,...`` string column.
+    The rows are read back from the variant's test shards in batches (a full-scale split does
+    not have to fit in memory) and written in shards bounded by ``max_shard_size``.
+    Returns the shard paths, the config's ``dataset_info`` (features, splits) and its sizes.
+    """
+    name = inspect_config(variant)
+    features = _inspect_features(features)
+    schema = features.arrow_schema
+    limit = convert_file_size_to_int(max_shard_size)
+    staging = work_dir / "prepared" / name
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    writers: list[pq.ParquetWriter] = []
+    rows = png_bytes = uri_bytes = num_bytes = shard_bytes = 0
+    try:
+        for file in test_files:
+            for batch in pq.ParquetFile(out / file).iter_batches(batch_size=INSPECT_BATCH_ROWS):
+                images = batch.column("image").field("bytes").to_pylist()
+                uris = [data_uri(image) for image in images]
+                columns = [
+                    pa.array(uris, pa.string()) if n == IMAGE_URI_COLUMN else batch.column(n)
+                    for n in features
+                ]
+                table = pa.Table.from_arrays(columns, schema=schema)
+                row_bytes = table.nbytes / table.num_rows
+                start = 0
+                while start < table.num_rows:  # as many rows as the open shard has room for
+                    first = table.slice(start, 1).nbytes
+                    if not writers or shard_bytes and shard_bytes + first > limit:
+                        if writers:
+                            writers[-1].close()
+                        path = staging / f"{name}-{TEST_SPLIT}-{len(writers):05d}-of-NNNNN.parquet"
+                        writers.append(pq.ParquetWriter(path, schema))
+                        shard_bytes = 0
+                    take = max(1, int((limit - shard_bytes) // row_bytes))
+                    chunk = table.slice(start, take)
+                    while chunk.num_rows > 1 and shard_bytes + chunk.nbytes > limit:
+                        chunk = table.slice(start, chunk.num_rows - 1)  # rows differ in size
+                    writers[-1].write_table(chunk)
+                    shard_bytes += chunk.nbytes
+                    start += chunk.num_rows
+                num_bytes += table.nbytes
+                rows += len(images)
+                png_bytes += sum(len(image) for image in images)
+                uri_bytes += sum(len(uri) for uri in uris)
+    finally:
+        for writer in writers:
+            writer.close()
+    for path in sorted(staging.glob("*-of-NNNNN.parquet")):
+        path.rename(path.with_name(path.name.replace("NNNNN", f"{len(writers):05d}")))
+    placed = _place_shards(staging, out, name).get(TEST_SPLIT, [])
+    shutil.rmtree(staging, ignore_errors=True)
+    splits = datasets.SplitDict()
+    splits.add(datasets.SplitInfo(name=TEST_SPLIT, num_bytes=num_bytes, num_examples=rows))
+    info = datasets.DatasetInfo(features=features, splits=splits)._to_yaml_dict()
+    sizes = {
+        "config": name,
+        "rows": rows,
+        "png_bytes_mean": png_bytes / rows,
+        "data_uri_bytes_mean": uri_bytes / rows,
+        "parquet_bytes": sum((out / p).stat().st_size for p in placed),
+    }
+    return placed, {k: info[k] for k in ("features", "splits")}, sizes
+
+
 def _is_our_manifest(path: Path) -> bool:
     try:
         manifest = json.loads(path.read_text())
@@ -145,7 +253,8 @@ def check_out(out: Path, inputs: tuple[Path, ...] = (), force: bool = False) -> 
             "choose a new or empty folder (or pass --force to add the build to it)"
         )
     clash = [n for n in OUTPUT_FILES if (out / n).exists()]
-    clash += [f"{v}/{p.name}" for v in VARIANTS if (out / v).is_dir() for p in (out / v).iterdir()
+    folders = [d for v in VARIANTS for d in (v, inspect_config(v))]
+    clash += [f"{d}/{p.name}" for d in folders if (out / d).is_dir() for p in (out / d).iterdir()
               if _is_shard(p)]  # fmt: skip
     if clash:
         raise ValueError(
@@ -283,6 +392,10 @@ def _build(
     report = None
     dataset_infos: dict[str, dict] = {}
     files: dict[str, dict[str, list[str]]] = {}
+    # `<variant>_inspect` configs: their shards, dataset_info and measured sizes (for the card)
+    inspect_files: dict[str, dict[str, list[str]]] = {}
+    inspect_infos: dict[str, dict] = {}
+    companions: dict[str, dict] = {}
     for variant in variants:
         builder = CTRateVQA(
             config_name=variant,
@@ -312,14 +425,31 @@ def _build(
         shutil.rmtree(prepared, ignore_errors=True)
         info = builder.info._to_yaml_dict()
         dataset_infos[variant] = {k: info[k] for k in ("features", "splits") if k in info}
+        name = inspect_config(variant)  # the same pass writes the variant's Inspect config
+        if files[variant].get(TEST_SPLIT):
+            placed, inspect_infos[name], companions[variant] = _write_inspect_config(
+                out,
+                variant,
+                files[variant][TEST_SPLIT],
+                builder.info.features,
+                options.max_shard_size,
+                work_dir,
+            )
+            inspect_files[name] = {TEST_SPLIT: placed}
+        else:
+            _drop_shards(out / name)  # no test rows: no Inspect config (and no eval.yaml task)
 
     assert report is not None
     rex_json = Path(rex_dir) / "dataset.json"
     manifest.update(
         {
             "status": "complete",
-            "configs": {v: {"default": v == "zoom", "data_files": files[v]} for v in variants},
-            "dataset_info": dataset_infos,
+            "configs": {
+                **{v: {"default": v == "zoom", "data_files": files[v]} for v in variants},
+                **{c: {"default": False, "data_files": f} for c, f in inspect_files.items()},
+            },
+            "dataset_info": {**dataset_infos, **inspect_infos},
+            "inspect": companions,
             "counts": {
                 "cases_listed": report.cases_listed,
                 "cases_used": report.cases_used,
@@ -345,6 +475,9 @@ def _build(
         }
     )
     write_dataset_card(out, manifest)
-    write_eval_yaml(out, manifest)
+    if companions:
+        write_eval_yaml(out, manifest)
+    else:  # no test rows: Inspect has nothing to run; an earlier build's eval.yaml would mislead
+        (out / EVAL_FILE).unlink(missing_ok=True)
     write_manifest(out, manifest)
     return manifest

@@ -14,6 +14,7 @@ from datasets.info import DatasetInfo, DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from .benchmark import inspect_card_text
 from .names import DATA_LICENSE as LICENSE
 
 PLOT_NAME = "class_distribution.png"
@@ -59,7 +60,12 @@ DIFFERENCES = [
     "(marked `ours`).",
     "The paper's dataset has 68,581 train / 15,507 test slices from 3,042 volumes; counts here "
     "depend on the inputs and options of this build.",
-    "The split is 8:2 by patient with the seed above; the paper's patient assignment is unknown.",
+    "The paper caps each case at 20 slices yet reports 84,088 slices from 3,042 volumes (27.6 "
+    "per volume, more than 20), so this project reads its case as one finding (a mask channel, "
+    "one ReXGroundingCT report sentence): `slice_cap_unit` `finding` (`volume` caps the volume).",
+    "The split is 8:2 by patient with the seed above; the paper's patient assignment is unknown. "
+    "`split_strategy` `stratified` (this project's choice) assigns patients so that about "
+    "`test_fraction` of each class's rows is in test; `random` shuffles patients instead.",
     "Both variants (`zoom`, `plain`) are published; the paper trained on the zoom variant and "
     "used the plain one as an ablation.",
 ]
@@ -211,6 +217,7 @@ requires accepting both sources' terms.
 - `zoom` (default): the lesion is outlined in red and a magnified patch with a green border is
   pasted into a corner (upper-left unless the lesion lies there; `zoom_corner` says which).
 - `plain`: the same slices without patch or outline.
+{inspect_card_text(manifest)}
 
 ```python
 from datasets import load_dataset
@@ -231,11 +238,13 @@ channel), `lesion_pixels` (lesion area on the native slice), `spacing_mm` (voxel
    come from the CT header; masks are indexed on the CT voxel grid (their identity affine is
    ignored); single-finding masks may be 3-D.
 2. Per finding (mask channel) and axial slice: 2-D connected components; the largest component
-   above the size threshold gives the lesion box. At most `slices_per_case` candidates per case,
-   evenly spaced in (slice, finding) order.
+   above the size threshold gives the lesion box. At most `slices_per_case` candidates per
+   {manifest["parameters"].get("slice_cap_unit", "volume")} (`slice_cap_unit`), evenly spaced
+   in (slice, finding) order.
 3. Category codes map to the seven classes through `{manifest["class_map"]["source"]}`.
 4. HU are clipped, windowed and written as RGB PNG, in both variants.
-5. Split by patient ({splits}); no patient is in both splits.
+5. Split by patient ({splits}), `split_strategy`
+   `{manifest["parameters"].get("split_strategy", "random")}`; no patient is in both splits.
 
 ### Parameters
 

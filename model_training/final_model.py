@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from hub_cards.model_card import write_model_card
-from hub_cards.names import TRAINING_SUMMARY_NAME
+from hub_cards.names import RUN_RECIPE_NAME, TRAINING_LOGS_NAME, TRAINING_SUMMARY_NAME
 
 from .curves import plot_stage
 
@@ -64,8 +64,8 @@ def assemble_final(
         shutil.rmtree(final_dir)
     copy_model_files(Path(model_dir), final_dir)
     header = f"# The recipe this model was trained with (from {recipe_source} + command line)\n"
-    (final_dir / "recipe.yaml").write_text(header + yaml.safe_dump(recipe, sort_keys=False))
-    (final_dir / "training_logs.json").write_text(json.dumps(training_logs, indent=1))
+    (final_dir / RUN_RECIPE_NAME).write_text(header + yaml.safe_dump(recipe, sort_keys=False))
+    (final_dir / TRAINING_LOGS_NAME).write_text(json.dumps(training_logs, indent=1))
     plots = []
     for stage, log in training_logs.items():
         plots += [p.name for p in plot_stage(stage, log.get("log_history", []), final_dir)]

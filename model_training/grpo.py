@@ -64,6 +64,7 @@ def train_grpo(args: CTRateVQAArguments, training: GRPORecipe, model_args: Model
         summary,
         checkpoint,
         stage="grpo",
+        dataset_config=args.dataset_config,
         reward_funcs=training.reward_funcs,
         reward_weights=training.reward_weights,
     )

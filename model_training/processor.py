@@ -1,17 +1,22 @@
-"""The Qwen2.5-VL processor (image processor + tokenizer + chat template), with or without
-torchvision.
+"""The Qwen2.5-VL and Qwen2-VL processors (image processor + tokenizer + chat template), with
+or without torchvision.
 
-In transformers 5 the stock ``Qwen2_5_VLProcessor`` insists on a video processor, and every video
-processor needs torchvision, which cannot be installed next to torch 2.13 here. So:
+In transformers 5 the stock ``Qwen2_5_VLProcessor`` and ``Qwen2VLProcessor`` insist on a video
+processor, and every video processor needs torchvision, which cannot be installed next to torch
+2.13 here. So:
 
 - with torchvision, :func:`load_processor` is ``AutoProcessor.from_pretrained`` (the stock class);
-- without it, :class:`Qwen2_5_VLImageTextProcessor` (the stock class minus the video processor)
-  loads the same folder or Hub repo. It is registered with ``AutoProcessor`` for Qwen2.5-VL
-  configs, so ``AutoProcessor.from_pretrained`` picks it for a folder that names no other
-  processor class (the folders it saves name none).
+- without it, :class:`Qwen2_5_VLImageTextProcessor` / :class:`Qwen2VLImageTextProcessor` (the
+  stock class minus the video processor) load the same folder or Hub repo. They are registered
+  with ``AutoProcessor`` for Qwen2.5-VL / Qwen2-VL configs, so ``AutoProcessor.from_pretrained``
+  picks them for a folder that names no other processor class (the folders they save name none).
 
-Either way the folder is laid out like ``Qwen/Qwen2.5-VL-7B-Instruct``: ``preprocessor_config.json``
-(and/or a v5 ``processor_config.json``), tokenizer files, and the chat template.
+Either way the folder is laid out like ``Qwen/Qwen2.5-VL-7B-Instruct`` (or
+``Qwen/Qwen2-VL-2B-Instruct``): ``preprocessor_config.json`` (and/or a v5
+``processor_config.json``), tokenizer files, and the chat template. The two families share the
+image processor (``Qwen2VLImageProcessor``: 14 px patches, 2x2 merge) and, for the Instruct
+models, the chat template; they differ in the model (Qwen2.5-VL's vision tower has window
+attention).
 """
 
 from __future__ import annotations
@@ -21,7 +26,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoProcessor, BatchFeature, Qwen2_5_VLConfig, Qwen2_5_VLProcessor
+from transformers import (
+    AutoProcessor,
+    BatchFeature,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLProcessor,
+    Qwen2VLConfig,
+    Qwen2VLProcessor,
+)
 from transformers.image_utils import SizeDict
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import IMAGE_PROCESSOR_NAME, PROCESSOR_NAME, cached_file
@@ -30,6 +42,8 @@ from transformers.utils.import_utils import is_torchvision_available
 __all__ = [
     "PINNED_MAX_PIXELS",
     "PINNED_MIN_PIXELS",
+    "IMAGE_TEXT_PROCESSORS",
+    "Qwen2VLImageTextProcessor",
     "Qwen2_5_VLImageTextProcessor",
     "has_video_support",
     "load_processor",
@@ -43,12 +57,22 @@ PINNED_MIN_PIXELS = 504 * 504
 PINNED_MAX_PIXELS = 512 * 512
 
 
-class Qwen2_5_VLImageTextProcessor(Qwen2_5_VLProcessor):
-    """``Qwen2_5_VLProcessor`` for images and text, without the video processor (so without
-    torchvision).
+def _has_media(value: Any) -> bool:
+    """False for None and for an empty list or tuple (no media given)."""
+    return value is not None and not (isinstance(value, (list, tuple)) and len(value) == 0)
+
+
+def _stock_class(cls: type) -> type:
+    """The transformers processor class that ``cls`` (one of ours) derives from."""
+    return next(c for c in cls.__mro__ if c.__module__.startswith("transformers."))
+
+
+class _ImageTextOnly:
+    """The stock Qwen-VL processor minus its video processor (so without torchvision): mixed in
+    before ``Qwen2_5_VLProcessor`` or ``Qwen2VLProcessor``.
 
     Same image tokens, chat template and outputs as the stock class for image + text inputs;
-    ``videos`` are refused. It saves the Hub layout of the Qwen2.5-VL repos and names no processor
+    ``videos`` are refused. It saves the Hub layout of the Qwen repos and names no processor
     class, so the stock class loads its folders where torchvision is installed.
     """
 
@@ -59,7 +83,7 @@ class Qwen2_5_VLImageTextProcessor(Qwen2_5_VLProcessor):
         chat_template: str | dict[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
-        # The stock __init__ minus the video processor; the video token ids are kept so that
+        # The stock __init__s minus the video processor; the video token ids are kept so that
         # token-type ids still tell video placeholders apart.
         self.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
         self.video_token = getattr(tokenizer, "video_token", None) or "<|video_pad|>"
@@ -81,11 +105,16 @@ class Qwen2_5_VLImageTextProcessor(Qwen2_5_VLProcessor):
         audio: Any = None,
         **kwargs: Any,
     ) -> BatchFeature:
+        # Empty media lists mean "none" (lmms-eval's chat models pass videos=[] and audios=[])
+        videos = videos if _has_media(videos) else None
+        audio = audio if _has_media(audio) else None
+        if not _has_media(kwargs.get("audios")):
+            kwargs.pop("audios", None)
         if videos is not None:
             raise ValueError(
                 f"{type(self).__name__} processes images and text only (it has no video "
                 "processor because torchvision is not installed); install torchvision and use "
-                "Qwen2_5_VLProcessor for videos."
+                f"{_stock_class(type(self)).__name__} for videos."
             )
         return super().__call__(images=images, text=text, audio=audio, **kwargs)
 
@@ -94,7 +123,7 @@ class Qwen2_5_VLImageTextProcessor(Qwen2_5_VLProcessor):
     ) -> list[str]:
         """Write ``preprocessor_config.json``, the tokenizer files and ``chat_template.jinja``.
 
-        That is the layout of the Qwen2.5-VL Hub repos: the stock class reads both its image and
+        That is the layout of the Qwen-VL Hub repos: the stock class reads both its image and
         its video processor from ``preprocessor_config.json``. No file names a processor class,
         so ``AutoProcessor`` chooses by the model type of ``config.json``: the stock class where
         torchvision is installed, this one where this module registered it.
@@ -119,26 +148,48 @@ class Qwen2_5_VLImageTextProcessor(Qwen2_5_VLProcessor):
         return files
 
 
+class Qwen2_5_VLImageTextProcessor(_ImageTextOnly, Qwen2_5_VLProcessor):
+    """``Qwen2_5_VLProcessor`` for images and text, without the video processor (so without
+    torchvision); see ``_ImageTextOnly``."""
+
+
+class Qwen2VLImageTextProcessor(_ImageTextOnly, Qwen2VLProcessor):
+    """``Qwen2VLProcessor`` (Qwen2-VL: MedVLM-R1, Med-R1) for images and text, without the video
+    processor (so without torchvision); see ``_ImageTextOnly``."""
+
+
+# config model type -> (config class, our image-text processor class)
+IMAGE_TEXT_PROCESSORS: dict[str, tuple[type, type[ProcessorMixin]]] = {
+    "qwen2_5_vl": (Qwen2_5_VLConfig, Qwen2_5_VLImageTextProcessor),
+    "qwen2_vl": (Qwen2VLConfig, Qwen2VLImageTextProcessor),
+}
+_FAMILY_NAMES = {"qwen2_5_vl": "Qwen2.5-VL", "qwen2_vl": "Qwen2-VL"}
+
+
 def has_video_support() -> bool:
     """True where the stock ``Qwen2_5_VLProcessor`` (with its video processor) can be built."""
     return is_torchvision_available()
 
 
 if not has_video_support():
-    # The stock class cannot be built here: AutoProcessor uses ours for Qwen2.5-VL configs.
-    AutoProcessor.register(Qwen2_5_VLConfig, Qwen2_5_VLImageTextProcessor, exist_ok=True)
+    # The stock classes cannot be built here: AutoProcessor uses ours for these configs.
+    for _config_class, _processor_class in IMAGE_TEXT_PROCESSORS.values():
+        AutoProcessor.register(_config_class, _processor_class, exist_ok=True)
 
 
 def load_processor(
     path_or_repo: str | os.PathLike,
     image_min_pixels: int | None = None,
     image_max_pixels: int | None = None,
+    model_type: str = "qwen2_5_vl",
     **kwargs: Any,
 ) -> ProcessorMixin:
-    """The processor of a Qwen2.5-VL checkpoint folder or Hub repo id.
+    """The processor of a Qwen2.5-VL (``model_type="qwen2_5_vl"``) or Qwen2-VL
+    (``model_type="qwen2_vl"``) checkpoint folder or Hub repo id.
 
-    With torchvision: ``AutoProcessor.from_pretrained`` (the stock ``Qwen2_5_VLProcessor``).
-    Without: ``Qwen2_5_VLImageTextProcessor.from_pretrained``. ``kwargs`` go to
+    With torchvision: ``AutoProcessor.from_pretrained`` (the stock class). Without:
+    ``Qwen2_5_VLImageTextProcessor`` / ``Qwen2VLImageTextProcessor.from_pretrained``, whatever
+    processor class the repo's files name. ``kwargs`` go to
     ``from_pretrained`` (``revision``, ``local_files_only``...). Remote code is never run.
     ``image_min_pixels`` / ``image_max_pixels`` replace the image processor's resize bounds
     (its ``size``: ``shortest_edge`` / ``longest_edge``); None keeps the checkpoint's.
@@ -149,21 +200,26 @@ def load_processor(
     """
     if kwargs.pop("trust_remote_code", False):
         raise ValueError("load_processor never runs remote code: do not pass trust_remote_code")
+    if model_type not in IMAGE_TEXT_PROCESSORS:
+        raise ValueError(
+            f"load_processor reads {' and '.join(IMAGE_TEXT_PROCESSORS)} checkpoints, not "
+            f"{model_type!r}: use AutoProcessor for other models"
+        )
     source = str(path_or_repo)
     looks_local = os.path.isabs(source) or source.startswith((".", "~"))
     if looks_local and not Path(source).expanduser().is_dir():
         raise FileNotFoundError(f"{source}: no such checkpoint folder")
-    loader = AutoProcessor if has_video_support() else Qwen2_5_VLImageTextProcessor
+    loader = AutoProcessor if has_video_support() else IMAGE_TEXT_PROCESSORS[model_type][1]
     try:
         processor = loader.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as error:
         missing = _missing_parts(source, **kwargs)
         if missing:
-            raise ValueError(_missing_message(source, missing)) from error
+            raise ValueError(_missing_message(source, missing, model_type)) from error
         raise
     if not isinstance(processor, ProcessorMixin):
         raise ValueError(
-            _missing_message(source, _missing_parts(source, **kwargs))
+            _missing_message(source, _missing_parts(source, **kwargs), model_type)
             + f" (a {type(processor).__name__} loaded, not a processor)"
         )
     missing = [
@@ -175,7 +231,7 @@ def load_processor(
         if getattr(processor, attribute, None) is None
     ]
     if missing:
-        raise ValueError(_missing_message(source, missing))
+        raise ValueError(_missing_message(source, missing, model_type))
     if image_min_pixels is not None or image_max_pixels is not None:
         size = processor.image_processor.size
         processor.image_processor.size = SizeDict(
@@ -185,10 +241,11 @@ def load_processor(
     return processor
 
 
-def _missing_message(source: str, missing: list[str]) -> str:
+def _missing_message(source: str, missing: list[str], model_type: str = "qwen2_5_vl") -> str:
     what = " and ".join(missing) or "a processor"
+    family = _FAMILY_NAMES[model_type]
     return (
-        f"{source} is not a Qwen2.5-VL processor: it lacks {what}. A Qwen2.5-VL checkpoint holds "
+        f"{source} is not a {family} processor: it lacks {what}. A {family} checkpoint holds "
         f"{IMAGE_PROCESSOR_NAME} (or a {PROCESSOR_NAME} with an 'image_processor' entry), "
         f"{' or '.join(TOKENIZER_FILES)}, and its chat template; build one with "
         "model_training.tiny_model or save a processor there."

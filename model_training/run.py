@@ -39,7 +39,7 @@ from pathlib import Path
 
 import yaml
 
-from hub_cards.names import MANIFEST_NAME
+from hub_cards.names import FINAL_DIR_NAME, MANIFEST_NAME, STAGE_RECIPES_DIR
 
 from .final_model import assemble_final
 from .run_recipe import (
@@ -290,7 +290,7 @@ def train_stage(plan: RunPlan, state: RunState, name: str) -> None:
     if decision == "fresh":
         _clear(out)
     (out / STAGE_DONE_FILE).unlink(missing_ok=True)  # unfinished until the model is saved
-    recipe_file = Path(plan.run.output_dir) / "recipes" / f"{name}.yaml"
+    recipe_file = Path(plan.run.output_dir) / STAGE_RECIPES_DIR / f"{name}.yaml"
     recipe_file.parent.mkdir(parents=True, exist_ok=True)
     recipe_file.write_text(
         f"# {name} stage of {plan.recipe_path} (written by model_training.run)\n"
@@ -332,6 +332,9 @@ def evaluate_model(plan: RunPlan, state: RunState, label: str, model: str) -> di
     ]  # fmt: skip
     if run.eval_limit is not None:
         args += ["--limit", str(run.eval_limit)]
+    for flag, value in (("--judge", run.eval_judge), ("--judge-model", run.eval_judge_model)):
+        if value is not None:
+            args += [flag, value]
     inputs = [label] if label in STAGES else []
     decision, key, inputs_hash = plan_step(state, run, step, out, args, inputs)
     if decision != "skip":
@@ -353,7 +356,7 @@ def finish(plan: RunPlan, state: RunState, reports: dict[str, dict]) -> dict:
     trained = [name for name in STAGES if name in logs and stage_done(
         state, plan.stages[name].training.output_dir, name)]  # fmt: skip
     if trained:
-        final = Path(plan.run.output_dir) / "final"
+        final = Path(plan.run.output_dir) / FINAL_DIR_NAME
         check_ours(state, "final", final)  # assemble_final replaces the folder
         state.record("final", key=None, inputs=None, status="running")
         training, dataset_id = card_inputs(plan, logs)

@@ -171,12 +171,31 @@ class RunArguments:
         default=True,
         metadata={"help": "Also evaluate the starting model ('before SFT' in the summary)."},
     )
+    eval_judge: str | None = field(
+        default=None,
+        metadata={
+            "help": "Reasoning-answer consistency judge of the think mode (the paper's Fig. 3), "
+            "as the evaluator's --judge: a causal LM id or path, an OpenAI-compatible URL, or "
+            "'keyword' (no model). Unset: no consistency is measured."
+        },
+    )
+    eval_judge_model: str | None = field(
+        default=None,
+        metadata={"help": "Model name at an eval_judge endpoint (the evaluator's --judge-model)."},
+    )
 
     def __post_init__(self) -> None:
         if self.stage not in STAGE_CHOICES:
             raise RecipeError(f"stage={self.stage!r} is not one of {STAGE_CHOICES}")
         if self.eval_modes not in (*MODES, "both"):
             raise RecipeError(f"eval_modes={self.eval_modes!r} is not one of {MODES} or 'both'")
+        if self.eval_judge_model is not None and not str(self.eval_judge).startswith(
+            ("http://", "https://")
+        ):
+            raise RecipeError(
+                "eval_judge_model names the model at a judge endpoint: set eval_judge to its "
+                "http(s)://.../v1 URL, or drop eval_judge_model"
+            )
         if self.card_dataset_id is not None and not HUB_ID_RE.match(str(self.card_dataset_id)):
             raise RecipeError(
                 f"card_dataset_id={self.card_dataset_id!r} is not a Hub dataset id (ORG/NAME): "

@@ -17,6 +17,7 @@ from .run_recipe import STAGES, RunPlan, stage_hyperparameters
 
 EVAL_LABELS = {"base": "before SFT", "sft": "after SFT", "grpo": "after GRPO"}
 SUMMARY_METRICS = ("n", "accuracy_micro", "accuracy_macro", "format_rate", "validity_rate")
+JUDGE_METRICS = ("consistency", "consistency_judged")  # think mode, with eval_judge
 
 
 def hub_id_or_none(name: str) -> str | None:
@@ -39,7 +40,11 @@ def run_summary(plan: RunPlan, reports: dict[str, dict], logs: dict[str, dict]) 
         EVAL_LABELS[label]: {
             "model": report["model"],
             **{
-                mode: {key: metrics[key] for key in SUMMARY_METRICS}
+                mode: {
+                    key: metrics[key]
+                    for key in (*SUMMARY_METRICS, *JUDGE_METRICS)
+                    if key in SUMMARY_METRICS or key in metrics
+                }
                 for mode, metrics in report["modes"].items()
             },
         }
@@ -85,6 +90,13 @@ def format_summary(summary: dict) -> str:
                 for m in modes
             )
             lines.append(f"  {label:<12}{cells}")
+        judged = {k: v["think"]["consistency"] for k, v in evaluations.items()
+                  if "consistency" in v.get("think", {})}  # fmt: skip
+        if judged:
+            lines.append(
+                "reasoning-answer consistency (think): "
+                + ", ".join(f"{k} {100 * v:.1f} %" for k, v in judged.items())
+            )
     trend = summary.get("grpo_reward") or {}
     if trend:
         parts = ", ".join(

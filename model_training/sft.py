@@ -32,7 +32,15 @@ def train_sft(args: CTRateVQAArguments, training: SFTConfig, model_args: ModelCo
         processing_class=processor,
         train_dataset=to_sft(rows, args.prompt_mode, args.sft_target),
     )
-    return train_and_save(trainer, processor, training.output_dir, summary, checkpoint, stage="sft")
+    return train_and_save(
+        trainer,
+        processor,
+        training.output_dir,
+        summary,
+        checkpoint,
+        stage="sft",
+        dataset_config=args.dataset_config,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

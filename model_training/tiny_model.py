@@ -1,11 +1,16 @@
-"""A tiny, randomly initialised Qwen2.5-VL checkpoint, built offline, for tests and CPU demos.
+"""A tiny, randomly initialised Qwen2.5-VL (or Qwen2-VL) checkpoint, built offline, for tests and
+CPU demos.
 
 ``build_tiny_model(out_dir)`` writes a real ``Qwen2_5_VLForConditionalGeneration`` folder laid out
 like ``Qwen/Qwen2.5-VL-7B-Instruct`` (config, safetensors weights, generation config, tokenizer
 with Qwen's special tokens and chat template, image processor), loadable with ``from_pretrained``
 like a Hub checkpoint. Same seed -> byte-identical weights and tokenizer files.
+``build_tiny_model(out_dir, architecture="qwen2_vl")`` writes a ``Qwen2VLForConditionalGeneration``
+folder laid out like ``Qwen/Qwen2-VL-2B-Instruct`` (the family of the MedVLM-R1 and Med-R1
+baselines): same tokenizer, chat template and image processor, Qwen2-VL's vision tower (no window
+attention, a LayerNorm/quick-GELU ViT whose width is ``embed_dim``).
 
-    python -m model_training.tiny_model --out DIR [--seed S]
+    python -m model_training.tiny_model --out DIR [--seed S] [--architecture qwen2_vl]
 """
 
 from __future__ import annotations
@@ -27,19 +32,25 @@ from transformers import (
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
     Qwen2Tokenizer,
+    Qwen2VLConfig,
+    Qwen2VLForConditionalGeneration,
     Qwen2VLImageProcessorPil,
 )
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
-from .processor import Qwen2_5_VLImageTextProcessor
+from .processor import IMAGE_TEXT_PROCESSORS
 
 __all__ = [
+    "ARCHITECTURES",
     "BUILD_INFO_FILE",
+    "CHAT_TEMPLATES",
     "CLASS_NAMES",
+    "DEFAULT_ARCHITECTURE",
     "QWEN2_5_VL_CHAT_TEMPLATE",
     "build_tiny_model",
     "corpus",
     "tiny_config",
+    "tiny_qwen2_vl_config",
     "train_tokenizer",
 ]
 
@@ -64,6 +75,11 @@ TEMPORAL_PATCH_SIZE = 2  # an image is repeated to 2 frames, as the real model
 WINDOW_SIZE = 112  # window attention span in pixels, as the real model
 FULLATT_BLOCK_INDEXES = (VISION_DEPTH - 1,)  # the last block attends globally, as the real model
 TOKENS_PER_SECOND = 2  # video temporal position scale, as Qwen2.5-VL-7B
+# -- Qwen2-VL's vision tower (Qwen2-VL-2B: depth 32, embed_dim 1280, 16 heads, mlp_ratio 4,
+# quick_gelu; its "hidden_size" is the merger's output, the LLM width) --
+QWEN2_VL_VISION_EMBED_DIM = 32  # ViT width, as VISION_HIDDEN_SIZE (2 heads of 16)
+QWEN2_VL_VISION_MLP_RATIO = 2  # ViT MLP width = 2 x embed_dim, as VISION_INTERMEDIATE_SIZE
+QWEN2_VL_VISION_ACT = "quick_gelu"  # Qwen2-VL's ViT activation
 INITIALIZER_RANGE = 0.02  # transformers' default init std
 # A random lm_head (std 0.02) gives near-uniform logits and MLP-only SFT plateaus at loss ~5;
 # x25 (std 0.5) was seen to let it reach ~0.04 (stack-notes, "lm_head scaling").
@@ -111,7 +127,10 @@ EXTRA_SPECIAL_TOKENS = [token for token, _ in QWEN_ADDED_TOKENS[1:14]]
 
 # Qwen/Qwen2.5-VL-7B-Instruct chat_template.json, byte for byte. It is identical to TRL's
 # trl/chat_templates/qwen2_5_vl.jinja, which is how TRL recognises it (and swaps in its
-# {% generation %} training template for assistant_only_loss).
+# {% generation %} training template for assistant_only_loss). Qwen/Qwen2-VL-2B-Instruct and
+# -7B-Instruct ship the same template (same "You are a helpful assistant." default system turn,
+# added only when the first message is not a system message); the base Qwen2-VL-2B's template
+# drops roles, and so any system prompt.
 QWEN2_5_VL_CHAT_TEMPLATE = (
     "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
     "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
@@ -127,6 +146,14 @@ QWEN2_5_VL_CHAT_TEMPLATE = (
     "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
     "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+
+# the model classes and chat templates by architecture (config model_type)
+ARCHITECTURES = {
+    "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration,
+    "qwen2_vl": Qwen2VLForConditionalGeneration,
+}
+DEFAULT_ARCHITECTURE = "qwen2_5_vl"  # the paper's model family
+CHAT_TEMPLATES = {"qwen2_5_vl": QWEN2_5_VL_CHAT_TEMPLATE, "qwen2_vl": QWEN2_5_VL_CHAT_TEMPLATE}
 
 # the seven MedReason-R1 classes
 CLASS_NAMES = (
@@ -184,9 +211,9 @@ _CORPUS_SENTENCES = (
 )
 
 
-def tiny_config(vocab_size: int, token_ids: dict[str, int]) -> Qwen2_5_VLConfig:
-    """The tiny ``Qwen2_5_VLConfig`` whose special token ids are the tokenizer's."""
-    text_config = {
+def _tiny_text_config(vocab_size: int, token_ids: dict[str, int]) -> dict:
+    """The tiny language model's config (the same for both architectures)."""
+    return {
         "vocab_size": vocab_size,
         "hidden_size": TEXT_HIDDEN_SIZE,
         "intermediate_size": TEXT_INTERMEDIATE_SIZE,
@@ -207,6 +234,19 @@ def tiny_config(vocab_size: int, token_ids: dict[str, int]) -> Qwen2_5_VLConfig:
         "eos_token_id": token_ids[EOS_TOKEN],
         "pad_token_id": token_ids[PAD_TOKEN],
     }
+
+
+def _vision_token_ids(token_ids: dict[str, int]) -> dict[str, int]:
+    return {
+        "image_token_id": token_ids["<|image_pad|>"],
+        "video_token_id": token_ids["<|video_pad|>"],
+        "vision_start_token_id": token_ids["<|vision_start|>"],
+        "vision_end_token_id": token_ids["<|vision_end|>"],
+    }
+
+
+def tiny_config(vocab_size: int, token_ids: dict[str, int]) -> Qwen2_5_VLConfig:
+    """The tiny ``Qwen2_5_VLConfig`` whose special token ids are the tokenizer's."""
     vision_config = {
         "depth": VISION_DEPTH,
         "hidden_size": VISION_HIDDEN_SIZE,
@@ -224,15 +264,40 @@ def tiny_config(vocab_size: int, token_ids: dict[str, int]) -> Qwen2_5_VLConfig:
         "initializer_range": INITIALIZER_RANGE,
     }
     return Qwen2_5_VLConfig(
-        text_config=text_config,
+        text_config=_tiny_text_config(vocab_size, token_ids),
         vision_config=vision_config,
-        image_token_id=token_ids["<|image_pad|>"],
-        video_token_id=token_ids["<|video_pad|>"],
-        vision_start_token_id=token_ids["<|vision_start|>"],
-        vision_end_token_id=token_ids["<|vision_end|>"],
+        **_vision_token_ids(token_ids),
         tie_word_embeddings=False,
         dtype=DTYPE,
     )
+
+
+def tiny_qwen2_vl_config(vocab_size: int, token_ids: dict[str, int]) -> Qwen2VLConfig:
+    """The tiny ``Qwen2VLConfig`` (same language model as :func:`tiny_config`; Qwen2-VL's vision
+    tower: no window attention) whose special token ids are the tokenizer's."""
+    vision_config = {
+        "depth": VISION_DEPTH,
+        "embed_dim": QWEN2_VL_VISION_EMBED_DIM,
+        "hidden_size": TEXT_HIDDEN_SIZE,  # Qwen2-VL: the merger's output width
+        "mlp_ratio": QWEN2_VL_VISION_MLP_RATIO,
+        "num_heads": VISION_HEADS,
+        "hidden_act": QWEN2_VL_VISION_ACT,
+        "in_channels": 3,
+        "patch_size": PATCH_SIZE,
+        "spatial_merge_size": SPATIAL_MERGE_SIZE,
+        "temporal_patch_size": TEMPORAL_PATCH_SIZE,
+        "initializer_range": INITIALIZER_RANGE,
+    }
+    return Qwen2VLConfig(
+        text_config=_tiny_text_config(vocab_size, token_ids),
+        vision_config=vision_config,
+        **_vision_token_ids(token_ids),
+        tie_word_embeddings=False,
+        dtype=DTYPE,
+    )
+
+
+_CONFIGS = {"qwen2_5_vl": tiny_config, "qwen2_vl": tiny_qwen2_vl_config}
 
 
 def corpus() -> list[str]:
@@ -297,21 +362,25 @@ def build_tiny_model(
     seed: int = 0,
     min_pixels: int = MIN_PIXELS,
     max_pixels: int = MAX_PIXELS,
+    architecture: str = DEFAULT_ARCHITECTURE,
 ) -> Path:
-    """Write the tiny Qwen2.5-VL checkpoint folder to ``out_dir`` and return its path.
+    """Write the tiny checkpoint folder to ``out_dir`` and return its path: a Qwen2.5-VL
+    (``architecture="qwen2_5_vl"``) or a Qwen2-VL (``"qwen2_vl"``).
 
     Offline and deterministic: the tokenizer depends only on the built-in corpus, the weights
     only on ``seed``. ``min_pixels`` / ``max_pixels`` bound the image processor's resizing.
     """
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture {architecture!r}: use one of {', '.join(ARCHITECTURES)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tokenizer()
     token_ids = {token: tokenizer.convert_tokens_to_ids(token) for token, _ in QWEN_ADDED_TOKENS}
-    config = tiny_config(len(tokenizer), token_ids)
+    config = _CONFIGS[architecture](len(tokenizer), token_ids)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = Qwen2_5_VLForConditionalGeneration(config).to(DTYPE)
+        model = ARCHITECTURES[architecture](config).to(DTYPE)
     with torch.no_grad():
         model.lm_head.weight.mul_(LM_HEAD_SCALE)
     model.generation_config = GenerationConfig(
@@ -329,15 +398,16 @@ def build_tiny_model(
         temporal_patch_size=TEMPORAL_PATCH_SIZE,
         merge_size=SPATIAL_MERGE_SIZE,
     )
-    processor = Qwen2_5_VLImageTextProcessor(
+    processor = IMAGE_TEXT_PROCESSORS[architecture][1](
         image_processor=image_processor,
         tokenizer=tokenizer,
-        chat_template=QWEN2_5_VL_CHAT_TEMPLATE,
+        chat_template=CHAT_TEMPLATES[architecture],
     )
     processor.save_pretrained(out)
 
     info = {
         "builder": "model_training.tiny_model.build_tiny_model",
+        "architecture": architecture,
         "seed": seed,
         "parameters": sum(p.numel() for p in model.parameters()),
         "lm_head_scale": LM_HEAD_SCALE,
@@ -365,6 +435,14 @@ class TinyModelArguments:
     seed: int = field(default=0, metadata={"help": "Weight initialisation seed."})
     min_pixels: int = field(default=MIN_PIXELS, metadata={"help": "Image processor min_pixels."})
     max_pixels: int = field(default=MAX_PIXELS, metadata={"help": "Image processor max_pixels."})
+    architecture: str = field(
+        default=DEFAULT_ARCHITECTURE,
+        metadata={
+            "help": "Model family (config model_type): qwen2_5_vl (the paper's) or qwen2_vl "
+            "(the MedVLM-R1 / Med-R1 baselines').",
+            "choices": list(ARCHITECTURES),
+        },
+    )
 
     def __post_init__(self) -> None:
         if not 0 < self.min_pixels <= self.max_pixels:
@@ -382,13 +460,18 @@ def main(argv: list[str] | None = None) -> int:
             TinyModelArguments,
             argv,
             "python -m model_training.tiny_model",
-            "Write a tiny random Qwen2.5-VL checkpoint folder (offline, deterministic).",
+            "Write a tiny random Qwen2.5-VL or Qwen2-VL checkpoint folder (offline, "
+            "deterministic).",
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     out = build_tiny_model(
-        args.out, seed=args.seed, min_pixels=args.min_pixels, max_pixels=args.max_pixels
+        args.out,
+        seed=args.seed,
+        min_pixels=args.min_pixels,
+        max_pixels=args.max_pixels,
+        architecture=args.architecture,
     )
     print(out)
     return 0

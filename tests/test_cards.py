@@ -115,4 +115,4 @@ def test_dataset_card_and_eval_yaml_round_trip(built_dataset):
     spec = yaml.safe_load((built_dataset / EVAL_FILE).read_text())
     assert spec["evaluation_framework"] == "inspect-ai"
     assert {t["id"] for t in spec["tasks"]} == {"zoom", "plain"}
-    assert all(t["split"] == "test" and t["config"] == t["id"] for t in spec["tasks"])
+    assert all(t["split"] == "test" and t["config"] == f"{t['id']}_inspect" for t in spec["tasks"])

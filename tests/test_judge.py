@@ -20,6 +20,7 @@ from model_training.evaluation.judge import (
     LocalJudge,
     judge_consistency,
     judge_prompt,
+    load_judge,
 )
 from model_training.tiny_model import CLASS_NAMES, build_tiny_model, train_tokenizer
 
@@ -106,6 +107,20 @@ def test_consistency_counts_and_resumes(tmp_path):
     other.name = "another judge"
     assert judge_consistency(rows, options, other, tmp_path)["consistency"] == pytest.approx(1 / 4)
     assert other.calls == 3  # another judge is asked again
+
+
+def test_keyword_judge_names_the_single_class_in_the_reasoning(tmp_path):
+    """The model-free judge: the one class the reasoning spells out, none for zero or two."""
+    judge = load_judge("keyword")
+    rows = [
+        {"id": "a", "think": f"Thick bronchial walls: {OPTIONS[0]}.", "answer": OPTIONS[0]},
+        {"id": "b", "think": f"{OPTIONS[0]} or {OPTIONS[1]}?", "answer": OPTIONS[0]},
+        {"id": "c", "think": "nothing named", "answer": OPTIONS[1]},
+        {"id": "d", "think": f"looks like {OPTIONS[1].upper()}", "answer": OPTIONS[0]},
+    ]
+    metrics = judge_consistency(rows, {r["id"]: OPTIONS for r in rows}, judge, tmp_path)
+    assert [r["judge_answer"] for r in rows] == [OPTIONS[0], None, None, OPTIONS[1]]
+    assert metrics["consistency"] == pytest.approx(1 / 4) and metrics["judge"] == "keyword"
 
 
 class _ChatServer(BaseHTTPRequestHandler):

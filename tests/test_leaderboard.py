@@ -15,6 +15,7 @@ from model_training.evaluation.leaderboard import (
     LeaderboardArguments,
     LeaderboardError,
     build_leaderboard,
+    human_size,
     main,
     model_size,
     push_results,
@@ -41,7 +42,7 @@ def _mode(micro: float, macro: float, per_class: tuple[float, float], n: int = 4
 def _results(model: str, modes: dict, config: str = "zoom", **extra) -> dict:
     return {
         "model": model,
-        "dataset": "org/ct-rate-vqa",
+        "dataset": extra.pop("dataset", "org/ct-rate-vqa"),
         "config": config,
         "split": "test",
         "dataset_revision": None,
@@ -114,6 +115,49 @@ def test_model_size_from_name(model, size):
     assert model_size({"model": model}) == size
 
 
+@pytest.mark.parametrize(
+    ("parameters", "text"),
+    [(8_292_166_656, "8.29B"), (234_848, "235K"), (381_000, "381K"), (72_000_000_000, "72B"),
+     (1_500_000, "1.5M"), (999_999, "1M"), (512, "512"), (0, "0")],
+)  # fmt: skip
+def test_human_size(parameters, text):
+    assert human_size(parameters) == text
+
+
+def test_model_size_prefers_the_recorded_parameter_count():
+    recorded = {"model": "Qwen/Qwen2.5-VL-7B-Instruct", "model_parameters": 8_292_166_656}
+    assert model_size(recorded) == "8.29B"  # measured, not the name's "7B"
+    assert model_size({"model": "outputs/run/final", "model_parameters": 234_848}) == "235K"
+    assert model_size({"model": "outputs/run/final", "model_parameters": None}) == "?"
+    assert model_size({"model": "org/m-3B", "model_parameters": None}) == "3B"  # old: the name
+
+
+def test_published_rows_carry_no_local_paths(tmp_path):
+    dataset = tmp_path / "built" / "ct-rate-vqa"
+    dataset.mkdir(parents=True)
+    model = tmp_path / "outputs" / "demo-cpu" / "final"
+    trained = _results(str(model), {"think": _mode(0.5, 0.5, (0.5, 0.5))},
+                       display_name="demo-cpu (SFT+GRPO)", model_parameters=234_848,
+                       dataset=str(dataset))  # fmt: skip
+    old = _results(
+        str(model.parent / "sft"), {"think": _mode(0.4, 0.4, (0.4, 0.4))}, dataset=str(dataset)
+    )  # fmt: skip  (an old results.json: no display_name)
+    rows = results_rows(trained) + results_rows(old)
+    assert [(r["model"], r["dataset"], r["model_size"]) for r in rows] == [
+        ("demo-cpu (SFT+GRPO)", "ct-rate-vqa", "235K"),
+        ("sft", "ct-rate-vqa", "?"),
+    ]
+    assert rows[0]["model_parameters"] == 234_848
+    assert str(tmp_path) not in json.dumps(rows)
+    hub = results_rows(
+        _results("Qwen/Qwen2.5-VL-7B-Instruct", {"think": _mode(0.2, 0.2, (0.2, 0.2))})
+    )
+    assert (hub[0]["model"], hub[0]["dataset"]) == (
+        "Qwen/Qwen2.5-VL-7B-Instruct",
+        "org/ct-rate-vqa",
+    )
+
+
 def test_cli_writes_markdown_and_png(two_results, tmp_path, capsys):
     out = tmp_path / "cli"
     assert main([str(tmp_path / "eval"), "--output", str(out), "--title", "Table 1"]) == 0
@@ -152,8 +196,9 @@ def test_results_rows(two_results):
     assert [r["mode"] for r in rows] == ["think", "no-think"]
     think = rows[0]
     assert think == {
-        "model": "outputs/medreason-r1/final",
+        "model": "MedReason-R1",  # a local checkpoint goes by its display name, not its path
         "model_size": "7B",
+        "model_parameters": None,
         "mode": "think",
         "dataset": "org/ct-rate-vqa",
         "config": "zoom",
@@ -181,7 +226,7 @@ def test_push_results_then_merge(local_hub, two_results, tmp_path):
     )
     loaded = _loaded(REPO)
     assert len(loaded) == 3
-    assert loaded[("outputs/medreason-r1/final", "think")] == rows[0]
+    assert loaded[("MedReason-R1", "think")] == rows[0]
     card = DatasetCard.load(REPO, repo_type="dataset")
     assert card.data.license == "cc-by-nc-sa-4.0"
     assert card.data.to_dict()["configs"] == [
@@ -199,7 +244,7 @@ def test_push_results_then_merge(local_hub, two_results, tmp_path):
     assert len(loaded) == 4  # 72B gained its think row; its no-think row was replaced
     assert loaded[("Qwen/Qwen2.5-VL-72B-Instruct", "no-think")]["accuracy_micro"] == 0.2
     assert loaded[("Qwen/Qwen2.5-VL-72B-Instruct", "think")]["accuracy_micro"] == 0.2142
-    assert loaded[("outputs/medreason-r1/final", "no-think")]["accuracy_micro"] == 0.5168
+    assert loaded[("MedReason-R1", "no-think")]["accuracy_micro"] == 0.5168
     assert local_hub.commit_count(REPO, repo_type="dataset") == 2
 
 

@@ -5,42 +5,22 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
-import yaml
 from datasets import load_dataset
 
 from model_training import answers, prompts
 from model_training.answers import parse_reply
 
-TASK_DIR = Path(__file__).resolve().parents[1] / "lmms_eval_tasks" / "ct_rate_vqa"
-FUNCTION_KEYS = ("doc_to_visual", "doc_to_text", "doc_to_target", "process_results")
+from .lmms_task_files import TASK_DIR, TASK_FILES, Function, load_task
 
-
-class _Function:
-    """What lmms-eval makes of ``!function module.name``: a reference into the task folder."""
-
-    def __init__(self, reference: str):
-        self.module, _, self.name = reference.rpartition(".")
-
-
-class TaskLoader(yaml.SafeLoader):
-    """A safe YAML loader that keeps lmms-eval's ``!function`` tags as :class:`_Function`."""
-
-
-TaskLoader.add_constructor(
-    "!function", lambda loader, node: _Function(loader.construct_scalar(node))
+FUNCTION_KEYS = (
+    "doc_to_messages",
+    "doc_to_visual",
+    "doc_to_text",
+    "doc_to_target",
+    "process_results",
 )
-
-
-def load_task(name: str) -> dict:
-    """A task YAML with its ``include:`` merged in (a shallow update, as lmms-eval does)."""
-    config = yaml.load((TASK_DIR / name).read_text(), Loader=TaskLoader)
-    included = config.pop("include", None)
-    if included is None:
-        return config
-    return {**load_task(included), **config}
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +31,6 @@ def utils():
     spec.loader.exec_module(module)
     yield module
     sys.modules.pop(spec.name, None)
-
-
-TASK_FILES = sorted(path.name for path in TASK_DIR.glob("*.yaml"))
 
 
 def test_the_task_files():
@@ -69,11 +46,11 @@ def test_every_function_resolves_to_a_callable(name, utils):
     references = [config[key] for key in FUNCTION_KEYS] + [
         metric["aggregation"]
         for metric in config["metric_list"]
-        if isinstance(metric["aggregation"], _Function)
+        if isinstance(metric["aggregation"], Function)
     ]
     assert len(references) == len(FUNCTION_KEYS) + 2  # micro and macro accuracy
     for reference in references:
-        assert isinstance(reference, _Function) and reference.module == "utils"
+        assert isinstance(reference, Function) and reference.module == "utils"
         assert callable(getattr(utils, reference.name)), reference.name
     better = {m["metric"]: m["higher_is_better"] for m in config["metric_list"]}
     assert better == {
@@ -88,14 +65,27 @@ def test_every_function_resolves_to_a_callable(name, utils):
     assert "version" in config["metadata"]
 
 
-def test_yaml_prompts_are_the_ones_in_utils(utils):
-    think = load_task("ct_rate_vqa.yaml")["lmms_eval_specific_kwargs"]["default"]
-    no_think = load_task("ct_rate_vqa_no_think.yaml")["lmms_eval_specific_kwargs"]["default"]
-    assert think["post_prompt"] == utils.THINK_POST_PROMPT
-    assert no_think["post_prompt"] == utils.NO_THINK_POST_PROMPT
-    # and they say what the training prompts say (model_training/prompts.py)
-    assert utils.THINK_POST_PROMPT.strip() in prompts.SYSTEM_PROMPTS["think"]
-    assert utils.NO_THINK_POST_PROMPT.strip() in prompts.SYSTEM_PROMPTS["no-think"]
+def test_yaml_modes_and_prompts_are_the_training_ones(utils):
+    modes = {
+        name: load_task(name)["lmms_eval_specific_kwargs"]["default"]["prompt_mode"]
+        for name in TASK_FILES
+    }
+    assert modes == {
+        "ct_rate_vqa.yaml": "think",
+        "ct_rate_vqa_no_think.yaml": "no-think",
+        "ct_rate_vqa_plain.yaml": "think",
+    }
+    # the folder's copy of the system prompts is model_training/prompts.py's, byte for byte
+    assert utils.SYSTEM_PROMPTS == prompts.SYSTEM_PROMPTS
+    assert utils.prompt_mode(None) == utils.DEFAULT_MODE == "think"
+    with pytest.raises(ValueError, match="prompt_mode 'cot' is not one of think, no-think"):
+        utils.prompt_mode({"prompt_mode": "cot"})
+
+
+@pytest.mark.parametrize("name", TASK_FILES)
+def test_replies_are_scored_whole(name):
+    # lmms-eval strips <think>...</think> before process_results unless the task says "none"
+    assert load_task(name)["reasoning_tags"] == "none"
 
 
 def test_the_folder_imports_nothing_from_the_project():
@@ -111,22 +101,25 @@ def test_rows(built_dataset) -> list[dict]:
     return [ds[i] for i in range(len(ds))]
 
 
-def test_doc_hooks_on_real_rows(utils, test_rows):
+@pytest.mark.parametrize("mode", list(prompts.SYSTEM_PROMPTS))
+def test_doc_hooks_on_real_rows(utils, test_rows, mode):
     doc = test_rows[0]
     (image,) = utils.doc_to_visual(doc)
     assert image.mode == "RGB" and image.size == doc["image"].size
     assert utils.doc_to_target(doc) == doc["answer"] in doc["options"]
-    text = utils.doc_to_text(doc)
-    assert text == doc["question"].strip() + utils.THINK_POST_PROMPT  # it names the options
-    assert all(option in text for option in doc["options"])
-    kwargs = {"pre_prompt": "PRE ", "post_prompt": utils.NO_THINK_POST_PROMPT}
-    assert (
-        utils.doc_to_text(doc, kwargs) == f"PRE {doc['question'].strip()}" + kwargs["post_prompt"]
-    )
-    bare = {**doc, "question": "Which abnormality?"}
-    assert utils.doc_to_text(bare, {"post_prompt": ""}) == (
-        f"Which abnormality? Choose one of: {'; '.join(doc['options'])}."
-    )
+    kwargs = {"prompt_mode": mode}
+    messages = utils.doc_to_messages(doc, kwargs)
+    # the conversation our evaluator sends (prompts.prompt_messages), with the image in place
+    ours = prompts.prompt_messages(doc, mode)
+    assert [m["role"] for m in messages] == [m["role"] for m in ours] == ["system", "user"]
+    assert messages[0] == ours[0]
+    (image_block, text_block) = messages[1]["content"]
+    assert image_block["type"] == "image" and image_block["url"].tobytes() == image.tobytes()
+    assert [{"type": "image"}, text_block] == ours[1]["content"]
+    assert text_block == {"type": "text", "text": doc["question"]}
+    assert all(option in doc["question"] for option in doc["options"])  # it names the options
+    # models without chat support: the question, then the instruction
+    assert utils.doc_to_text(doc, kwargs) == f"{doc['question']}\n{prompts.SYSTEM_PROMPTS[mode]}"
 
 
 def test_parsing_agrees_with_the_training_parser(utils, test_rows):

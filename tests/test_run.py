@@ -34,6 +34,7 @@ TINY_RUN = {
     "eval_limit": 4,
     "eval_batch_size": 4,
     "eval_max_new_tokens": 12,
+    "eval_judge": "keyword",
     "sft": {
         "sft_target": "finding",
         "max_steps": 2,
@@ -142,6 +143,7 @@ def test_stage_recipes_parse_alone(recipe, tmp_path):
         ({}, ["--stage", "train"], "stage"),
         ({"push_to_hub": True}, [], "repo id"),
         ({"card_dataset_id": "ct-rate-vqa-demo"}, [], "card_dataset_id"),
+        ({"eval_judge_model": "judge-20b"}, [], "eval_judge_model"),
     ],
 )
 def test_bad_recipes_name_the_field(tmp_path, recipe, edit, argv, message):
@@ -243,6 +245,7 @@ def test_whole_run_then_resume_then_push(recipe, tmp_path, local_hub, capsys):
     assert list(summary["evaluations"]) == ["before SFT", "after SFT", "after GRPO"]
     for result in summary["evaluations"].values():
         assert {"think", "no-think"} <= set(result) and result["think"]["n"] == 4
+        assert result["think"]["consistency_judged"] <= 4  # the keyword judge ran
     assert summary["chance_accuracy"] == pytest.approx(1 / 7)
     assert set(summary["grpo_reward"]["components"]) == {"format", "validity", "correctness"}
 

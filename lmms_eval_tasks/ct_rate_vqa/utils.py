@@ -7,8 +7,10 @@ inside the last ``<answer>...</answer>`` (normalised: case, spaces, surrounding 
 reply with no answer tags at all is scored by a fallback, the single class whose full name
 appears in it.
 One addition for lmms-eval: a last ``<answer>`` left open counts as an answer block, because
-the task stops generation at ``</answer>`` and lmms-eval removes the stop string from the reply.
-The prompts mirror ``model_training/prompts.py``.
+the task asks to stop at ``</answer>`` and the models that honour stop strings remove it from the
+reply (lmms-eval's ``huggingface`` chat class, like our evaluator, ignores them).
+The prompts mirror ``model_training/prompts.py``: chat models get the conversation our
+evaluator sends (``doc_to_messages``: system prompt, then the image and the question).
 """
 
 from __future__ import annotations
@@ -16,17 +18,21 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-# mirrors model_training/prompts.py SYSTEM_PROMPTS (lmms-eval sends no system prompt by
-# default, so the instruction follows the question in the user turn)
-THINK_POST_PROMPT = (
-    "\nFirst reason about the image inside <think> </think> tags, then give your final answer "
-    "inside <answer> </answer> tags. The answer must be exactly one of the class names offered "
-    "in the question."
-)
-NO_THINK_POST_PROMPT = (
-    "\nGive your final answer inside <answer> </answer> tags, with no explanation. The answer "
-    "must be exactly one of the class names offered in the question."
-)
+# mirrors model_training/prompts.py SYSTEM_PROMPTS (byte for byte: keep them in step). Chat
+# models get the mode's prompt as the system turn (doc_to_messages), as our evaluator sends it.
+SYSTEM_PROMPTS = {
+    "think": (
+        "You are a radiologist reading a chest CT slice. First reason about the image inside "
+        "<think> </think> tags, then give your final answer inside <answer> </answer> tags. "
+        "The answer must be exactly one of the class names offered in the question."
+    ),
+    "no-think": (
+        "You are a radiologist reading a chest CT slice. Give your final answer inside "
+        "<answer> </answer> tags, with no explanation. The answer must be exactly one of the "
+        "class names offered in the question."
+    ),
+}
+DEFAULT_MODE = "think"  # the task YAMLs choose theirs with lmms_eval_specific_kwargs prompt_mode
 
 # mirrors model_training/answers.py
 ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
@@ -86,21 +92,42 @@ def parse_answer(reply: object, classes: list[str]) -> tuple[str | None, str | N
 # -- lmms-eval hooks ---------------------------------------------------------------------------
 
 
+def prompt_mode(lmms_eval_specific_kwargs: dict | None = None) -> str:
+    """The prompt mode the task asks for (``prompt_mode`` in lmms_eval_specific_kwargs)."""
+    mode = (lmms_eval_specific_kwargs or {}).get("prompt_mode", DEFAULT_MODE)
+    if mode not in SYSTEM_PROMPTS:
+        raise ValueError(
+            f"ct_rate_vqa task: prompt_mode {mode!r} is not one of {', '.join(SYSTEM_PROMPTS)}; "
+            "fix lmms_eval_specific_kwargs in the task YAML"
+        )
+    return mode
+
+
 def doc_to_visual(doc: dict) -> list:
     return [doc["image"].convert("RGB")]
 
 
+def doc_to_messages(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> list[dict]:
+    """The conversation chat models get, as our evaluator builds it
+    (model_training/prompts.py ``prompt_messages``): the mode's system prompt, then the user
+    turn with the image and the question (which names the options)."""
+    system = SYSTEM_PROMPTS[prompt_mode(lmms_eval_specific_kwargs)]
+    return [
+        {"role": "system", "content": [{"type": "text", "text": system}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "image", "url": doc_to_visual(doc)[0]},
+                {"type": "text", "text": doc["question"]},
+            ],
+        },
+    ]
+
+
 def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
-    """The question (which names the options in CT-RATE-VQA; any option it leaves out is
-    listed after it), then the post prompt (default: the think instruction)."""
-    kwargs = lmms_eval_specific_kwargs or {}
-    question = doc["question"].strip()
-    options = list(doc.get("options") or [])
-    if any(option not in question for option in options):
-        question += f" Choose one of: {'; '.join(options)}."
-    pre_prompt = kwargs.get("pre_prompt", "")
-    post_prompt = kwargs.get("post_prompt", THINK_POST_PROMPT)
-    return f"{pre_prompt}{question}{post_prompt}"
+    """For models without chat support (no system turn): the question, then the mode's
+    system prompt as the instruction."""
+    return f"{doc['question']}\n{SYSTEM_PROMPTS[prompt_mode(lmms_eval_specific_kwargs)]}"
 
 
 def doc_to_target(doc: dict) -> str:

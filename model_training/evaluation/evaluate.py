@@ -57,6 +57,13 @@ from huggingface_hub.utils import validate_repo_id
 from tqdm.auto import tqdm
 
 from hub_cards.cli_options import parse_options
+from hub_cards.names import (
+    FINAL_DIR_NAME,
+    RUN_RECIPE_NAME,
+    STAGE_LABELS,
+    STAGE_RECIPES_DIR,
+    TRAINING_LOGS_NAME,
+)
 
 from .. import prompts
 from ..answers import fallback_class, parse_reply
@@ -117,8 +124,9 @@ class EvaluateArguments:
     judge: str | None = field(
         default=None,
         metadata={
-            "help": "reasoning-answer consistency judge: a causal LM id or path, or an "
-            "OpenAI-compatible endpoint URL (http://HOST:PORT/v1)"
+            "help": "reasoning-answer consistency judge: a causal LM id or path, an "
+            "OpenAI-compatible endpoint URL (http://HOST:PORT/v1), or 'keyword' (no model: the "
+            "single class the reasoning names; offline, for the CPU miniatures)"
         },
     )
     judge_model: str | None = field(
@@ -168,6 +176,11 @@ class EvaluateArguments:
             raise EvaluationError(
                 f"--{changed[0].replace('_', '-')} applies to --backend vllm only; drop it or "
                 "add --backend vllm"
+            )
+        if self.judge_model is not None and not str(self.judge).startswith(("http://", "https://")):
+            raise EvaluationError(
+                "--judge-model names the model at a judge endpoint: give --judge http(s)://.../v1 "
+                "or drop --judge-model"
             )
 
     @property
@@ -660,6 +673,167 @@ def evaluate(options: EvaluateArguments) -> dict | None:
     )  # fmt: skip
 
 
+# -- what results.json records about the model: size, readable name, training ------------------
+
+SAFETENSORS_INDEX = "model.safetensors.index.json"  # a sharded checkpoint's weight map
+SAFETENSORS_WEIGHTS = "model.safetensors"  # a single-file checkpoint's weights
+
+
+def _json_or_none(path: Path) -> dict | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _yaml_or_empty(path: Path) -> dict:
+    import yaml
+
+    try:
+        value = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def checkpoint_folder(model: str) -> Path | None:
+    """The folder of ``model``'s files: a local folder, or a Hub model's snapshot already in the
+    local cache (never downloaded here); None when there is none."""
+    if Path(model).is_dir():
+        return Path(model)
+    if not is_hub_id(model):
+        return None
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(model, local_files_only=True))
+    except Exception:  # noqa: BLE001  (not in the cache: the size stays unknown)
+        return None
+
+
+def parameter_count(model: str) -> int | None:
+    """The number of parameters in ``model``'s safetensors weights (read from their headers:
+    no tensor is loaded); None for a checkpoint without them (or not in the local cache)."""
+    from safetensors import safe_open
+
+    folder = checkpoint_folder(model)
+    if folder is None:
+        return None
+    index = _json_or_none(folder / SAFETENSORS_INDEX)
+    names = sorted(set(index.get("weight_map", {}).values())) if index else [SAFETENSORS_WEIGHTS]
+    files = [folder / name for name in names]
+    if not files or not all(path.is_file() for path in files):
+        return None
+    total = 0
+    for path in files:
+        with safe_open(str(path), "pt") as weights:
+            for key in weights.keys():  # noqa: SIM118  (safe_open is not a mapping)
+                shape = weights.get_slice(key).get_shape()
+                total += int(torch.Size(shape).numel())
+    return total
+
+
+def _default_dataset_config() -> str:
+    from ..configs import CTRateVQAArguments
+
+    return CTRateVQAArguments.__dataclass_fields__["dataset_config"].default
+
+
+def _stage_record(stage: str, summary: dict, dataset_config: object) -> dict:
+    record = {"stage": stage, "dataset_config": dataset_config or _default_dataset_config()}
+    for key in ("reward_funcs", "reward_weights", "trainable_scope"):
+        if summary.get(key) is not None:
+            record[key] = summary[key]
+    return record
+
+
+def _final_stages(folder: Path) -> list[dict]:
+    """The stages a run's ``final/`` folder was trained with (training_logs.json, recipe.yaml)."""
+    logs = _json_or_none(folder / TRAINING_LOGS_NAME) or {}
+    recipe = _yaml_or_empty(folder / RUN_RECIPE_NAME)
+    stages: list[dict] = []
+    for stage, summary in logs.items():
+        if stage not in STAGE_LABELS or not isinstance(summary, dict):
+            continue
+        section = recipe.get(stage) if isinstance(recipe.get(stage), dict) else {}
+        if stages and "model_name_or_path" in section:  # started from another model
+            stages = []
+        config = section.get("dataset_config", recipe.get("dataset_config"))
+        stages.append(_stage_record(stage, summary, config))
+    return stages
+
+
+def _stage_folder_stages(folder: Path, depth: int = 0) -> list[dict]:
+    """The stages a stage folder (``<run>/sft``, ``<run>/grpo`` or a stage script's output) was
+    trained with: its training_summary.json, and the run's stage recipe where there is one
+    (whose model_name_or_path leads to the stage it started from)."""
+    from hub_cards.names import TRAINING_SUMMARY_NAME
+
+    summary = _json_or_none(folder / TRAINING_SUMMARY_NAME)
+    if not summary or summary.get("stage") not in STAGE_LABELS:
+        return []
+    stage = summary["stage"]
+    recipe = _yaml_or_empty(folder.parent / STAGE_RECIPES_DIR / f"{stage}.yaml")
+    if Path(str(recipe.get("output_dir", ""))).name != folder.name:
+        recipe = {}  # the recipes/ folder next to it is not this stage's
+    earlier: list[dict] = []
+    start, out = recipe.get("model_name_or_path"), recipe.get("output_dir")
+    if start and out and depth < len(STAGE_LABELS):
+        started_from = (folder / os.path.relpath(str(start), str(out))).resolve()
+        if started_from.is_dir() and started_from != folder.resolve():
+            earlier = _stage_folder_stages(started_from, depth + 1)
+    config = summary.get("dataset_config", recipe.get("dataset_config"))
+    return [*earlier, _stage_record(stage, summary, config)]
+
+
+def training_record(model: str) -> dict | None:
+    """What a local checkpoint folder records about its training, for results.json: the run's
+    name, the stages in order, the training data config of the first stage (and of each), the
+    GRPO reward names and weights. None for a Hub model or a folder without training records."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return None
+    stages = _final_stages(folder) or _stage_folder_stages(folder)
+    if not stages:
+        return None
+    named = folder.resolve()
+    generic = named.name == FINAL_DIR_NAME or named.name in STAGE_LABELS
+    record = {
+        "run": named.parent.name if generic else named.name,
+        "stages": [s["stage"] for s in stages],
+        "dataset_config": stages[0]["dataset_config"],
+        "dataset_configs": {s["stage"]: s["dataset_config"] for s in stages},
+    }
+    grpo = [s for s in stages if s["stage"] == "grpo"]
+    if grpo:
+        record |= {k: grpo[-1][k] for k in ("reward_funcs", "reward_weights") if k in grpo[-1]}
+    if "trainable_scope" in stages[-1]:
+        record["trainable_scope"] = stages[-1]["trainable_scope"]
+    return record
+
+
+def display_name(model: str, training: dict | None) -> str:
+    """A readable name: a Hub id as it is; a trained local checkpoint as ``<run> (SFT+GRPO)``;
+    another local folder by its name. Never a local path."""
+    if not Path(model).exists():
+        return model
+    if training:
+        return f"{training['run']} ({'+'.join(STAGE_LABELS[s] for s in training['stages'])})"
+    return Path(model).resolve().name
+
+
+def model_record(model: str) -> dict:
+    """The results.json keys about the evaluated model: ``display_name``,
+    ``model_parameters`` (None when unknown) and, for a trained checkpoint, ``training``."""
+    training = training_record(model)
+    record = {
+        "display_name": display_name(model, training),
+        "model_parameters": parameter_count(model),
+    }
+    return record | ({"training": training} if training else {})
+
+
 def write_report(
     output_dir: Path,
     ds: datasets.Dataset,
@@ -684,6 +858,7 @@ def write_report(
     results = {m: score([r for r in predictions if r["mode"] == m], classes) for m in modes}
     report = {
         "model": settings["model"],
+        **model_record(settings["model"]),
         "dataset": settings["dataset"],
         "config": settings["config"],
         "split": settings["split"],
@@ -715,12 +890,16 @@ def write_report(
 
 
 def load_chat_processor(model_path: str, trust_remote_code: bool = False):
-    """The processor (chat template, image processor) of a checkpoint."""
+    """The processor (chat template, image processor) of a checkpoint: for Qwen2.5-VL and
+    Qwen2-VL configs (our checkpoints, MedVLM-R1, Med-R1) ``load_processor``, which works
+    without torchvision whatever processor class the repo names."""
     from transformers import AutoConfig, AutoProcessor
 
+    from ..processor import IMAGE_TEXT_PROCESSORS
+
     config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
-    if config.model_type == "qwen2_5_vl" and not trust_remote_code:
-        return load_processor(model_path)  # works without torchvision
+    if config.model_type in IMAGE_TEXT_PROCESSORS and not trust_remote_code:
+        return load_processor(model_path, model_type=config.model_type)
     return AutoProcessor.from_pretrained(model_path, trust_remote_code=trust_remote_code)
 
 

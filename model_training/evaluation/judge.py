@@ -8,6 +8,10 @@ Judges:
   option as the continuation of the judge prompt and picks the most probable one (log
   probability per byte of the option, as lm-evaluation-harness's ``acc_norm``), so it always
   names a class and is deterministic;
+- ``keyword`` (ours, no model): the single class whose full name the reasoning contains, as
+  the evaluator's fallback reads a reply without tags; None when it names none or several.
+  Offline and deterministic, for the CPU miniatures, where no language model is at hand; a
+  weaker judge than an LLM (it does not read paraphrases);
 - an OpenAI-compatible endpoint (``http(s)://HOST/v1``, e.g. a vLLM server running
   gpt-oss-20b), asked through ``huggingface_hub.InferenceClient``; its reply is read like a
   model's (``<answer>`` tags, else the single class named). A key, if the server needs one,
@@ -85,6 +89,18 @@ class LocalJudge:
         return options[max(range(len(options)), key=scores.__getitem__)]
 
 
+KEYWORD_JUDGE = "keyword"  # the --judge value of the model-free judge
+
+
+class KeywordJudge:
+    """Names the single class the reasoning spells out (no model, no prompt)."""
+
+    name = KEYWORD_JUDGE
+
+    def choose_from_reasoning(self, reasoning: str, options: list[str]) -> str | None:
+        return fallback_class(reasoning, options)
+
+
 class EndpointJudge:
     """An OpenAI-compatible chat endpoint (vLLM, TGI, ...), greedy."""
 
@@ -124,7 +140,11 @@ class EndpointJudge:
         return fallback_class(text, options)
 
 
-def load_judge(judge: str, judge_model: str | None = None) -> LocalJudge | EndpointJudge:
+def load_judge(
+    judge: str, judge_model: str | None = None
+) -> LocalJudge | EndpointJudge | KeywordJudge:
+    if judge == KEYWORD_JUDGE:
+        return KeywordJudge()
     if judge.startswith(("http://", "https://")):
         return EndpointJudge(judge, judge_model)
     return LocalJudge(judge)
@@ -159,8 +179,11 @@ def judge_consistency(
                 row["judge_answer"] = None
                 continue
             if row["id"] not in done:
-                prompt = judge_prompt(reasoning, options[row["id"]], template)
-                done[row["id"]] = judge.choose(prompt, options[row["id"]])
+                if isinstance(judge, KeywordJudge):
+                    done[row["id"]] = judge.choose_from_reasoning(reasoning, options[row["id"]])
+                else:
+                    prompt = judge_prompt(reasoning, options[row["id"]], template)
+                    done[row["id"]] = judge.choose(prompt, options[row["id"]])
                 record = {"id": row["id"], "judge": judge.name, "prompt": template}
                 sink.write(json.dumps({**record, "judge_answer": done[row["id"]]}) + "\n")
                 sink.flush()

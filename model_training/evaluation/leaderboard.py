@@ -1,7 +1,9 @@
-r"""Gather evaluation results into the paper's Table 1 and, optionally, a Hub results dataset.
+r"""Gather evaluation results into the paper's tables and, optionally, a Hub results dataset.
 
     python -m model_training.evaluation.leaderboard RESULTS... --output DIR [--per-class] \
         [--macro] [--title T] [--push-results ORG/NAME] [--allow-different-n]
+    python -m model_training.evaluation.leaderboard RESULTS... --output DIR \
+        --layout table1|table3|table4|fig3 [--paper-figures FILE]
 
 Options: the fields of ``LeaderboardArguments`` (``--help`` lists them), parsed by
 transformers' ``HfArgumentParser`` (``--per-class`` and ``--per_class`` are the same option).
@@ -10,17 +12,40 @@ both may be mixed. A boolean option takes an optional value (``--macro``, ``--ma
 so put RESULTS first, not right after one.
 
 Each RESULTS is a ``results.json`` written by ``python -m model_training.evaluation.evaluate``, a
-folder holding one, or a folder whose sub-folders hold one each (``outputs/demo-cpu/eval``). Writes
-``DIR/leaderboard.md`` (one row per model: size, accuracy with and without thinking, micro, in
-%), ``DIR/leaderboard.png`` (grouped bars) and ``DIR/leaderboard.json`` (the same rows, with
-macro and per-class accuracies). All results must be on the same dataset, config and split:
-a mix is refused, naming the files, since such numbers are not comparable in one table. So are
-results of one mode on different numbers of questions (``n``, e.g. a ``--limit`` run), unless
-``--allow-different-n`` (the table then warns).
+folder holding one, or a folder whose sub-folders hold one each (``outputs/demo-cpu/eval``).
+A model is named by its ``display_name`` (recorded by the evaluator: a Hub id as it is, a
+trained checkpoint as ``<run> (SFT+GRPO)``) and sized by its ``model_parameters`` (``8.29B``,
+``235K``; old results: the size in the model's name, else ``?``).
+
+``--layout leaderboard`` (default) writes ``DIR/leaderboard.md`` (one row per model: size,
+accuracy with and without thinking, micro, in %), ``DIR/leaderboard.png`` (grouped bars) and
+``DIR/leaderboard.json`` (the same rows, with macro and per-class accuracies). All results
+must be on the same dataset, config and split: a mix is refused, naming the files, since such
+numbers are not comparable in one table. So are results of one mode on different numbers of
+questions (``n``, e.g. a ``--limit`` run), unless ``--allow-different-n`` (the table then warns).
+
+The paper's layouts (MedReason-R1, arXiv 2510.19626) write ``DIR/<layout>.{md,json,png}``, the
+paper's figure (``model_training.evaluation.paper``) in a column beside ours where it has one:
+
+- ``table1``: Model, Size, accuracy with / without think (Table 1). The paper's figures come
+  from ``--paper-figures FILE`` (JSON ``{model display name or Hub id: {"think": % or null,
+  "no-think": % or null}}``, as the baselines command writes it) and, for models the file does
+  not name, from the paper's Table 1 (matched by Hub id or name; our SFT+GRPO model trained on
+  ``zoom`` with all three rewards is the paper's MedReason-R1).
+- ``table3``: one row per training data config, zoom-in patch vs plain (Table 3). Results on
+  the two configs of one dataset and split go together here (other mixes are still refused).
+- ``table4``: one row per GRPO reward set, in the paper's order: correctness; + format;
+  + validity; all three (Table 4). Every model must record its reward set (``training``).
+- ``fig3``: (a) the SFT model's accuracy with vs without think, (b) the reasoning-answer
+  consistency of the SFT and SFT+GRPO models (``modes.think.consistency``: evaluate with
+  ``--judge``) (Fig. 3): a two-panel figure and the table of its numbers.
+
+A layout refuses (one line, exit status 2) results that do not fit it.
 
 ``--push-results ORG/NAME`` publishes one row per (model, mode) as the Parquet dataset repo
 ``ORG/NAME`` (``data/results.parquet`` and a dataset card). Pushing again merges: rows with the
-same (model, mode, dataset, config, split) are replaced, the others kept.
+same (model, mode, dataset, config, split) are replaced, the others kept. A row names the model
+by its Hub id or readable name and the dataset by its Hub id or folder name: never a local path.
 """
 
 from __future__ import annotations
@@ -30,27 +55,49 @@ import math
 import re
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from hub_cards.names import DATA_LICENSE  # noqa: E402
+from hub_cards.model_card import HUB_ID_RE  # noqa: E402
+from hub_cards.names import (
+    DATA_LICENSE,  # noqa: E402
+    STAGE_LABELS,  # noqa: E402
+)
 from hub_cards.names import PROMPT_MODES as MODES  # noqa: E402
 from hub_cards.publish import PublishError, check_repo_id, push_folder  # noqa: E402
 
+from . import paper  # noqa: E402
+
 MODE_LABELS = {"think": "with think", "no-think": "without think"}
 MISSING = "–"  # a mode that was not evaluated
+NOT_RUN_SIZE = "?"  # a Table 1 row shown with the paper's figures only
 RESULTS_FILE = "results.json"
 KEY_COLUMNS = ("model", "mode", "dataset", "config", "split")  # a results-repo row's identity
 PARQUET_PATH = "data/results.parquet"
 _SIZE = re.compile(r"(?:^|[^a-z0-9.])(\d+(?:\.\d+)?)b(?![a-z0-9])", re.IGNORECASE)
+SIZE_UNITS = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))  # 8292166656 -> 8.29B
+UNKNOWN_SIZE = "?"
 
-
+LAYOUTS = ("leaderboard", "table1", "table3", "table4", "fig3")
+DEFAULT_LAYOUT = "leaderboard"  # ours: the one-table leaderboard
 DEFAULT_TITLE = "CT-RATE-VQA leaderboard"
+LAYOUT_TITLES = {
+    "leaderboard": DEFAULT_TITLE,
+    "table1": "Table 1: accuracy on CT-RATE-VQA, ours beside the paper's",
+    "table3": "Table 3: SFT with vs without the zoom-in patch",
+    "table4": "Table 4: GRPO reward ablations (SFT + RL)",
+    "fig3": "Fig. 3: forcing reasoning after SFT, and reasoning-answer consistency",
+}
+PAPER_SOURCE = "MedReason-R1 (Li et al. 2025, arXiv 2510.19626)"
+SFT_ONLY, SFT_GRPO = ("sft",), ("sft", "grpo")  # training.stages of the two Fig. 3 models
 
 
 class LeaderboardError(ValueError):
@@ -66,7 +113,10 @@ class LeaderboardArguments:
         default_factory=list,
         metadata={"help": "results.json files or their folders (also accepted as positionals)"},
     )
-    title: str = field(default=DEFAULT_TITLE, metadata={"help": "the table's title"})
+    title: str | None = field(
+        default=None,
+        metadata={"help": f"the table's title (default: the layout's, e.g. {DEFAULT_TITLE!r})"},
+    )
     per_class: bool = field(default=False, metadata={"help": "add per-class columns"})
     macro: bool = field(default=False, metadata={"help": "add macro accuracy columns"})
     allow_different_n: bool = field(
@@ -79,6 +129,21 @@ class LeaderboardArguments:
         default=None, metadata={"help": "merge the rows into this dataset repo (ORG/NAME)"}
     )
     private: bool = field(default=False, metadata={"help": "create the results repo private"})
+    layout: Literal["leaderboard", "table1", "table3", "table4", "fig3"] = field(
+        default=DEFAULT_LAYOUT,
+        metadata={
+            "help": "leaderboard: one row per model; table1, table3, table4, fig3: the paper's "
+            "Table 1, Table 3 (zoom vs plain), Table 4 (reward sets), Fig. 3 (think after SFT, "
+            "consistency), each beside the paper's figures"
+        },
+    )
+    paper_figures: str | None = field(
+        default=None,
+        metadata={
+            "help": 'table1: JSON file {model display name or Hub id: {"think": %, '
+            '"no-think": %}} (null: no figure) of the paper\'s figures to show beside ours'
+        },
+    )
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -135,6 +200,19 @@ def load_results(path: str | Path) -> dict:
                     f"{path}: mode {mode!r} has a non-numeric {key} ({value!r}); re-evaluate, "
                     "or correct the file"
                 )
+    parameters = results.get("model_parameters")
+    if parameters is not None and not (_is_number(parameters) and parameters >= 0):
+        raise LeaderboardError(
+            f"{path}: model_parameters must be a parameter count or null, not {parameters!r}; "
+            "re-evaluate, or correct the file"
+        )
+    if not isinstance(results.get("training") or {}, dict) or not isinstance(
+        results.get("display_name") or "", str
+    ):
+        raise LeaderboardError(
+            f"{path}: training must be an object (or null) and display_name a string (or "
+            "null); re-evaluate, or correct the file"
+        )
     return results
 
 
@@ -142,16 +220,42 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def human_size(parameters: int) -> str:
+    """A parameter count, readable: 8292166656 -> ``8.29B``, 234848 -> ``235K``, 512 -> ``512``."""
+    for scale, unit in SIZE_UNITS:
+        if parameters >= scale * 0.9995:  # 999,600 reads 1.00M, not 1e+03K
+            return f"{parameters / scale:.3g}{unit}"
+    return str(parameters)
+
+
 def model_size(results: dict) -> str:
-    """``results["model_size"]``, else the size in the model's name (``...-7B-...`` -> 7B)."""
+    """The size of the evaluated model: its parameter count as the evaluator read it from the
+    checkpoint (``model_parameters``), else ``model_size``, else (old results) the size in the
+    model's name (``...-7B-...`` -> 7B), else ``?``."""
+    if _is_number(results.get("model_parameters")):
+        return human_size(int(results["model_parameters"]))
     if results.get("model_size"):
         return str(results["model_size"])
     match = _SIZE.search(Path(str(results["model"])).name)
-    return f"{match.group(1)}B" if match else "?"
+    return f"{match.group(1)}B" if match else UNKNOWN_SIZE
 
 
 def model_label(results: dict) -> str:
     return str(results.get("display_name") or results["model"])
+
+
+def _is_local(name: str) -> bool:
+    """Whether a recorded model or dataset is a local path rather than a Hub id."""
+    return not HUB_ID_RE.match(name) or Path(name).exists()
+
+
+def public_name(name: str, label: str | None = None) -> str:
+    """A model or dataset as a published row names it: a Hub id as it is; a local path by
+    ``label`` (a readable name) or by its folder's name: never a local path."""
+    if not _is_local(name):
+        return name
+    chosen = label if label and not Path(label).is_absolute() and "/" not in label else None
+    return chosen or Path(name).name or name
 
 
 # -- the table ------------------------------------------------------------------------------
@@ -177,21 +281,28 @@ def check_same_n(loaded: list[tuple[Path, dict]]) -> None:
             )
 
 
-def check_comparable(loaded: list[tuple[Path, dict]], allow_different_n: bool = False) -> dict:
+def check_comparable(
+    loaded: list[tuple[Path, dict]], allow_different_n: bool = False, across_configs: bool = False
+) -> dict:
     """The common dataset, config and split; refuse a mix, the same model twice, or (unless
-    ``allow_different_n``) one mode on different numbers of questions."""
+    ``allow_different_n``) one mode on different numbers of questions. With ``across_configs``
+    (Table 3) the configs may differ: ``config`` is then the list of them."""
     groups: dict[tuple, list[str]] = {}
     for path, results in loaded:
-        key = (str(results.get("dataset")), results["config"], results["split"])
+        config = None if across_configs else results["config"]
+        key = (str(results.get("dataset")), config, results["split"])
         groups.setdefault(key, []).append(str(path))
     if len(groups) > 1:
+        what = "datasets/splits" if across_configs else "datasets/configs/splits"
         detail = "; ".join(
-            f"dataset {d!r} config {c!r} split {s!r}: {', '.join(files)}"
+            f"dataset {d!r}{'' if across_configs else f' config {c!r}'} split {s!r}: "
+            f"{', '.join(files)}"
             for (d, c, s), files in groups.items()
         )
         raise LeaderboardError(
-            f"the results are on different datasets/configs/splits and are not comparable "
-            f"({detail}); make one leaderboard per dataset, config and split"
+            f"the results are on different {what} and are not comparable ({detail}); make one "
+            f"{'table' if across_configs else 'leaderboard'} per dataset"
+            f"{'' if across_configs else ', config'} and split"
         )
     seen: dict[str, Path] = {}
     for path, results in loaded:
@@ -203,6 +314,8 @@ def check_comparable(loaded: list[tuple[Path, dict]], allow_different_n: bool = 
             )
         seen[label] = path
     dataset, config, split = next(iter(groups))
+    if across_configs:
+        config = list(dict.fromkeys(results["config"] for _, results in loaded))
     if not allow_different_n:
         check_same_n(loaded)
     revisions = sorted({str(r["dataset_revision"]) for _, r in loaded if r.get("dataset_revision")})
@@ -213,7 +326,12 @@ def table_rows(loaded: list[tuple[Path, dict]]) -> list[dict]:
     """One row per model, in input order; accuracies in % (None for a mode not evaluated)."""
     rows = []
     for path, results in loaded:
-        row = {"model": model_label(results), "size": model_size(results), "source": str(path)}
+        row = {
+            "model": model_label(results),
+            "size": model_size(results),
+            "model_parameters": results.get("model_parameters"),
+            "source": str(path),
+        }
         for mode in MODES:
             metrics = results["modes"].get(mode)
             suffix = mode.replace("-", "_")
@@ -312,27 +430,455 @@ def plot(rows: list[dict], title: str, path: str | Path) -> Path:
     return path
 
 
+# -- the paper's layouts --------------------------------------------------------------------
+
+
+def check_options(options: LeaderboardArguments) -> None:
+    """Refuse options that do not apply to the chosen layout (before anything is read)."""
+    if options.layout not in LAYOUTS:
+        raise LeaderboardError(f"--layout {options.layout!r}: use one of {', '.join(LAYOUTS)}")
+    if options.paper_figures is not None and options.layout != "table1":
+        raise LeaderboardError(
+            f"--paper-figures applies to --layout table1 only (not {options.layout}): drop it, "
+            "or add --layout table1"
+        )
+    for name in ("per_class", "macro"):
+        if getattr(options, name) and options.layout != DEFAULT_LAYOUT:
+            raise LeaderboardError(
+                f"--{name.replace('_', '-')} applies to --layout leaderboard only (the paper's "
+                f"layouts show micro accuracy, as the paper does): drop it"
+            )
+
+
+def load_paper_figures(path: str | Path) -> dict[str, dict[str, float | None]]:
+    """The ``--paper-figures`` file: {model display name or Hub id: {"think": % or None,
+    "no-think": % or None}}; anything else is refused, naming the file."""
+    path = Path(path)
+    shape = '{model display name or Hub id: {"think": %, "no-think": %}}'
+    try:
+        figures = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise LeaderboardError(
+            f"--paper-figures {path} could not be read as JSON ({err}); pass a JSON file {shape}"
+        ) from None
+    if not isinstance(figures, dict):
+        raise LeaderboardError(f"--paper-figures {path} must be a JSON object {shape}")
+    for name, entry in figures.items():
+        if not (
+            isinstance(entry, dict)
+            and set(entry) <= set(MODES)
+            and all(v is None or (_is_number(v) and 0 <= v <= 100) for v in entry.values())
+        ):
+            raise LeaderboardError(
+                f"--paper-figures {path}: {name!r} maps to {entry!r}; give "
+                '{"think": %, "no-think": %} with accuracies in % (0-100) or null'
+            )
+    return {name: {mode: entry.get(mode) for mode in MODES} for name, entry in figures.items()}
+
+
+def _accuracy(results: dict, mode: str) -> float | None:
+    metrics = results["modes"].get(mode)
+    return _pct(metrics["accuracy_micro"]) if metrics else None
+
+
+def _training(results: dict) -> dict:
+    return results.get("training") or {}
+
+
+def _stages(results: dict) -> tuple[str, ...]:
+    return tuple(_training(results).get("stages") or ())
+
+
+def _stage_text(results: dict) -> str:
+    stages = _stages(results)
+    return "+".join(STAGE_LABELS.get(s, s) for s in stages) if stages else "not recorded"
+
+
+def _reward_set(results: dict) -> tuple[str, ...] | None:
+    names = _training(results).get("reward_funcs")
+    return tuple(sorted(map(str, names))) if isinstance(names, list) and names else None
+
+
+def _is_medreason(results: dict) -> bool:
+    """Whether the model was trained as MedReason-R1 was: SFT then GRPO with all three rewards,
+    on the zoom config."""
+    return (
+        _stages(results) == SFT_GRPO
+        and _training(results).get("dataset_config") == paper.ZOOM
+        and _reward_set(results) == tuple(sorted(paper.TABLE4_THINK[-1][0]))
+    )
+
+
+def paper_row(
+    results: dict, figures: dict[str, dict[str, float | None]]
+) -> tuple[str | None, float | None, float | None]:
+    """(the paper's row, its accuracy with think, without think) for a model: the
+    ``--paper-figures`` entry under its display name or Hub id; else the paper's Table 1 row with
+    that Hub id or name; else, for our model trained as MedReason-R1, that row."""
+    label, model = model_label(results), str(results["model"])
+    for key in (label, model):
+        if key in figures:
+            return key, figures[key]["think"], figures[key]["no-think"]
+    for row in paper.TABLE1:
+        names = {row.name.lower(), *(hub_id.lower() for hub_id in row.hub_ids)}
+        if label.lower() in names or model.lower() in names:
+            return row.name, row.think, row.no_think
+    if _is_medreason(results):
+        row = paper.MEDREASON_R1
+        return f"{row.name} (trained as it was)", row.think, row.no_think
+    return None, None, None
+
+
+def _cells(values: list[object]) -> str:
+    return (
+        "| "
+        + " | ".join(
+            _fmt(v) if v is None or isinstance(v, float) else str(v).replace("|", "\\|")
+            for v in values
+        )
+        + " |"
+    )
+
+
+def _table(head: list[str], rows: list[list[object]], text_columns: int) -> list[str]:
+    align = "|" + "---|" * text_columns + "---:|" * (len(head) - text_columns)
+    return [_cells(head), align, *(_cells(row) for row in rows)]
+
+
+def _header(title: str, meta: dict, rows: int, source: str) -> list[str]:
+    configs = meta["config"] if isinstance(meta["config"], list) else [meta["config"]]
+    revision = (
+        f", revision `{', '.join(meta['dataset_revision'])}`" if meta["dataset_revision"] else ""
+    )
+    return [
+        f"# {title}",
+        "",
+        f"Dataset `{meta['dataset']}`, config{'s' if len(configs) > 1 else ''} "
+        f"{', '.join(f'`{c}`' for c in configs)}, split `{meta['split']}`{revision}; "
+        f"{rows} model{'s' if rows != 1 else ''}.",
+        "",
+        f'Accuracy in % (micro: correct answers / all questions). "paper" columns: {source}; '
+        f"{MISSING} where the paper gives no figure or a mode was not evaluated.",
+        "",
+    ]
+
+
+def _hbars(ax, labels: list[str], series: Series) -> None:
+    """Grouped horizontal bars on ``ax``, one group per label; paper series hatched."""
+    height = 0.8 / len(series)
+    for i, (name, values, is_paper) in enumerate(series):
+        ys = [j + (i - (len(series) - 1) / 2) * height for j in range(len(labels))]
+        bars = ax.barh(
+            ys,
+            [math.nan if v is None else v for v in values],
+            height,
+            label=name,
+            hatch="//" if is_paper else None,
+            alpha=0.55 if is_paper else 1.0,
+        )
+        ax.bar_label(bars, labels=[_fmt(v) for v in values], padding=2, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 110)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+
+
+Series = list[tuple[str, list[float | None], bool]]  # (name, values, is the paper's)
+Layout = tuple[list[dict], list[str], Callable[[Path], None]]  # rows, markdown lines, draw(png)
+
+
+def _figure(title: str, labels: list[str], series: Series, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(8, 1.4 + 0.5 * len(labels) * len(series) / 2), dpi=100)
+    _hbars(ax, labels, series)
+    ax.set_xlabel("accuracy % (micro)")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def table1(loaded: list[tuple[Path, dict]], meta: dict, title: str, figures: dict) -> Layout:
+    """The paper's Table 1: Model, Size, accuracy with / without think, the paper's beside."""
+    rows = []
+    for path, results in loaded:
+        row_name, think, no_think = paper_row(results, figures)
+        rows.append(
+            {
+                "model": model_label(results),
+                "size": model_size(results),
+                "model_parameters": results.get("model_parameters"),
+                "think": _accuracy(results, "think"),
+                "paper_think": think,
+                "no_think": _accuracy(results, "no-think"),
+                "paper_no_think": no_think,
+                "paper_row": row_name,
+                "source": str(path),
+            }
+        )
+    matched = {r["paper_row"] for r in rows}
+    for name, figure in figures.items():  # a --paper-figures entry without results: not run
+        if name not in matched:
+            rows.append(
+                {"model": f"{name} (not run)", "size": NOT_RUN_SIZE, "model_parameters": None,
+                 "think": None, "paper_think": figure["think"], "no_think": None,
+                 "paper_no_think": figure["no-think"], "paper_row": name, "source": None}
+            )  # fmt: skip
+    head = ["Model", "Size", "with think", "with think (paper)", "without think",
+            "without think (paper)", "paper's row"]  # fmt: skip
+    keys = ["model", "size", "think", "paper_think", "no_think", "paper_no_think"]
+    table = _table(head, [[r[k] for k in keys] + [r["paper_row"] or MISSING] for r in rows], 2)
+    source = f"{PAPER_SOURCE}, Table 1" + (", and --paper-figures" if figures else "")
+    draw = partial(
+        _figure,
+        title,
+        [f"{r['model']} ({r['size']})" for r in rows],
+        [("with think", [r["think"] for r in rows], False),
+         ("with think (paper)", [r["paper_think"] for r in rows], True),
+         ("without think", [r["no_think"] for r in rows], False),
+         ("without think (paper)", [r["paper_no_think"] for r in rows], True)],
+    )  # fmt: skip
+    return rows, [*_header(title, meta, len(rows), source), *table], draw
+
+
+def table3(loaded: list[tuple[Path, dict]], meta: dict, title: str, figures: dict) -> Layout:
+    """The paper's Table 3: one row per training data config (zoom-in patch vs plain)."""
+    by_config: dict[str, tuple[Path, dict]] = {}
+    for path, results in loaded:
+        config = str(_training(results).get("dataset_config") or results["config"])
+        if config not in paper.TABLE3_LABELS:
+            raise LeaderboardError(
+                f"{path}: table3 compares models trained on the {' and '.join(paper.TABLE3_LABELS)}"
+                f" configs; {model_label(results)} was trained on {config!r}"
+            )
+        if config in by_config:
+            raise LeaderboardError(
+                f"table3 has one row per training config, and {by_config[config][0]} and {path} "
+                f"were both trained on {config!r}: pass one of them"
+            )
+        by_config[config] = (path, results)
+    rows = []
+    for config, label in paper.TABLE3_LABELS.items():
+        if config not in by_config:
+            continue
+        path, results = by_config[config]
+        sft_only = _stages(results) == SFT_ONLY  # the paper's Table 3 models are SFT models
+        rows.append(
+            {
+                "training_data": label,
+                "training_config": config,
+                "evaluated_on": results["config"],
+                "model": model_label(results),
+                "stages": _stage_text(results),
+                "think": _accuracy(results, "think"),
+                "no_think": _accuracy(results, "no-think"),
+                "paper_no_think": paper.TABLE3_NO_THINK[config] if sft_only else None,
+                "source": str(path),
+            }
+        )
+    head = ["Training data", "Model", "Training", "Evaluated on", "with think", "without think",
+            "without think (paper)"]  # fmt: skip
+    keys = ["training_data", "model", "stages", "evaluated_on", "think", "no_think",
+            "paper_no_think"]  # fmt: skip
+    table = _table(head, [[r[k] for k in keys] for r in rows], 4)
+    note = [
+        "",
+        "The paper's figures are for SFT models answering without think; they are shown "
+        "beside SFT models only.",
+    ]
+    draw = partial(
+        _figure,
+        title,
+        [f"{r['training_data']}\n{r['model']}" for r in rows],
+        [("with think", [r["think"] for r in rows], False),
+         ("without think", [r["no_think"] for r in rows], False),
+         ("without think (paper)", [r["paper_no_think"] for r in rows], True)],
+    )  # fmt: skip
+    source = f"{PAPER_SOURCE}, Table 3"
+    return rows, [*_header(title, meta, len(rows), source), *table, *note], draw
+
+
+def table4(loaded: list[tuple[Path, dict]], meta: dict, title: str, figures: dict) -> Layout:
+    """The paper's Table 4: one row per GRPO reward set, in the paper's order."""
+    by_set: dict[tuple[str, ...], tuple[Path, dict]] = {}
+    for path, results in loaded:
+        rewards = _reward_set(results)
+        if rewards is None:
+            raise LeaderboardError(
+                f"{path}: {model_label(results)} records no GRPO reward set "
+                "(training.reward_funcs); table4 compares models trained with GRPO: evaluate "
+                "their checkpoint folders (outputs/<run>/grpo or final) with this evaluator"
+            )
+        if rewards in by_set:
+            raise LeaderboardError(
+                f"table4 has one row per reward set, and {by_set[rewards][0]} and {path} were "
+                f"both trained with {' + '.join(rewards)}: pass one of them"
+            )
+        by_set[rewards] = (path, results)
+    paper_sets = {
+        tuple(sorted(names)): (label, value) for names, label, value in paper.TABLE4_THINK
+    }
+    order = [s for s in paper_sets if s in by_set] + [s for s in by_set if s not in paper_sets]
+    rows = []
+    for rewards in order:
+        path, results = by_set[rewards]
+        label, value = paper_sets.get(rewards, (" + ".join(rewards), None))
+        weights = _training(results).get("reward_weights")
+        names = _training(results)["reward_funcs"]
+        rows.append(
+            {
+                "rewards": label,
+                "reward_funcs": list(names),
+                "reward_weights": weights,
+                "weights": ", ".join(f"{n} {w:g}" for n, w in zip(names, weights, strict=True))
+                if isinstance(weights, list) and len(weights) == len(names)
+                else ", ".join(names),
+                "model": model_label(results),
+                "stages": _stage_text(results),
+                "think": _accuracy(results, "think"),
+                "paper_think": value if _stages(results) == SFT_GRPO else None,
+                "no_think": _accuracy(results, "no-think"),
+                "source": str(path),
+            }
+        )
+    head = ["Rewards", "Weights", "Model", "Training", "with think", "with think (paper)",
+            "without think"]  # fmt: skip
+    keys = ["rewards", "weights", "model", "stages", "think", "paper_think", "no_think"]
+    table = _table(head, [[r[k] for k in keys] for r in rows], 4)
+    note = [
+        "",
+        "The paper's figures are for SFT + GRPO models answering with think; they are shown "
+        "beside SFT+GRPO models only.",
+    ]
+    draw = partial(
+        _figure,
+        title,
+        [f"{r['rewards']}\n{r['model']}" for r in rows],
+        [("with think", [r["think"] for r in rows], False),
+         ("with think (paper)", [r["paper_think"] for r in rows], True),
+         ("without think", [r["no_think"] for r in rows], False)],
+    )  # fmt: skip
+    source = f"{PAPER_SOURCE}, Table 4"
+    return rows, [*_header(title, meta, len(rows), source), *table, *note], draw
+
+
+def _consistency(path: Path, results: dict) -> float:
+    value = results["modes"].get("think", {}).get("consistency")
+    if not _is_number(value):
+        raise LeaderboardError(
+            f"{path}: {model_label(results)} has no reasoning-answer consistency "
+            "(modes.think.consistency): evaluate it with --judge MODEL_OR_URL (and the think mode)"
+        )
+    return round(100.0 * float(value), 2)
+
+
+def fig3(loaded: list[tuple[Path, dict]], meta: dict, title: str, figures: dict) -> Layout:
+    """The paper's Fig. 3: (a) the SFT model with vs without think; (b) the consistency of the
+    SFT and SFT+GRPO models. Needs one of each, told apart by their recorded training stages."""
+    found: dict[tuple[str, ...], list[tuple[Path, dict]]] = {SFT_ONLY: [], SFT_GRPO: []}
+    for path, results in loaded:
+        if _stages(results) not in found:
+            raise LeaderboardError(
+                f"{path}: fig3 compares an SFT model with an SFT+GRPO model, and "
+                f"{model_label(results)} was trained with {_stage_text(results)} "
+                "(training.stages): pass the evaluations of a run's sft and grpo (or final) models"
+            )
+        found[_stages(results)].append((path, results))
+    for stages, entries in found.items():
+        if len(entries) != 1:
+            name = "+".join(STAGE_LABELS[s] for s in stages)
+            raise LeaderboardError(
+                f"fig3 needs exactly one {name} model, got {len(entries)}"
+                + (f" ({', '.join(str(p) for p, _ in entries)})" if entries else "")
+                + ": pass the evaluations of one run's sft and grpo (or final) models"
+            )
+    (sft_path, sft), (rl_path, rl) = found[SFT_ONLY][0], found[SFT_GRPO][0]
+    missing = [m for m in MODES if m not in sft["modes"]]
+    if missing:
+        raise LeaderboardError(
+            f"{sft_path}: fig3 (a) needs the SFT model with and without think, and it was not "
+            f"evaluated in {', '.join(missing)}: evaluate it with --mode both"
+        )
+    consistency = {"SFT": _consistency(sft_path, sft), "SFT+GRPO": _consistency(rl_path, rl)}
+    rows = [
+        {"panel": "a", "model": model_label(sft), "measure": f"accuracy % ({MODE_LABELS[m]})",
+         "ours": _accuracy(sft, m), "paper": paper.FIG3A_SFT[m], "source": str(sft_path)}
+        for m in ("think", "no-think")
+    ] + [
+        {"panel": "b", "model": model_label(results), "measure": f"consistency % ({name})",
+         "ours": consistency[name], "paper": paper.FIG3B_CONSISTENCY[name], "source": str(path)}
+        for name, (path, results) in (("SFT", (sft_path, sft)), ("SFT+GRPO", (rl_path, rl)))
+    ]  # fmt: skip
+    head = ["Panel", "Model", "Measure", "ours", "paper"]
+    table = _table(head, [[r[k] for k in ("panel", "model", "measure", "ours", "paper")]
+                          for r in rows], 3)  # fmt: skip
+    note = [
+        "",
+        "(a) The SFT model forced to reason first (with think) vs answering directly. (b) The "
+        "share of answers that the judge, reading only the <think> text, names the same class.",
+    ]
+
+    def draw(path: Path) -> None:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 3.2), dpi=100)
+        for ax, panel, xlabel in ((axes[0], "a", "accuracy %"), (axes[1], "b", "consistency %")):
+            chosen = [r for r in rows if r["panel"] == panel]
+            _hbars(ax, [r["measure"].split("(")[1].rstrip(")") for r in chosen],
+                   [("ours", [r["ours"] for r in chosen], False),
+                    ("paper", [r["paper"] for r in chosen], True)])  # fmt: skip
+            ax.set_xlabel(xlabel)
+        axes[0].set_title(f"(a) SFT: {model_label(sft)}", fontsize=9)
+        axes[1].set_title("(b) reasoning-answer consistency", fontsize=9)
+        fig.suptitle(title, fontsize=10)
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+
+    source = f"{PAPER_SOURCE}, Fig. 3"
+    return rows, [*_header(title, meta, 2, source), *table, *note], draw
+
+
+PAPER_LAYOUTS = {"table1": table1, "table3": table3, "table4": table4, "fig3": fig3}
+
+
 def build_leaderboard(options: LeaderboardArguments) -> dict:
-    """Write ``leaderboard.{md,png,json}`` into ``options.output``; the JSON's content."""
+    """Write ``<layout>.{md,png,json}`` into ``options.output``; the JSON's content."""
+    check_options(options)
+    figures = load_paper_figures(options.paper_figures) if options.paper_figures else {}
     files = find_results(options.results)
     if not files:
         raise LeaderboardError("no results given: pass results.json files or their folders")
     loaded = [(path, load_results(path)) for path in files]
-    meta = check_comparable(loaded, options.allow_different_n)
-    rows = table_rows(loaded)
+    layout = options.layout
+    meta = check_comparable(loaded, options.allow_different_n, across_configs=layout == "table3")
+    title = options.title or LAYOUT_TITLES[layout]
     output = Path(options.output)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "leaderboard.md").write_text(
-        markdown(rows, meta, options.title, options.per_class, options.macro)
-    )
-    plot(rows, options.title, output / "leaderboard.png")
-    board = {
-        **meta,
-        "title": options.title,
-        "metric": "accuracy %, micro (macro also given)",
-        "rows": rows,
-    }
-    (output / "leaderboard.json").write_text(json.dumps(board, indent=1, ensure_ascii=False))
+    if layout == DEFAULT_LAYOUT:
+        rows = table_rows(loaded)
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "leaderboard.md").write_text(
+            markdown(rows, meta, title, options.per_class, options.macro)
+        )
+        plot(rows, title, output / "leaderboard.png")
+        board = {
+            **meta,
+            "title": title,
+            "metric": "accuracy %, micro (macro also given)",
+            "rows": rows,
+        }
+    else:
+        rows, lines, draw = PAPER_LAYOUTS[layout](loaded, meta, title, figures)
+        output.mkdir(parents=True, exist_ok=True)
+        (output / f"{layout}.md").write_text("\n".join([*lines, ""]))
+        draw(output / f"{layout}.png")
+        board = {
+            **meta,
+            "layout": layout,
+            "title": title,
+            "metric": "accuracy % (micro); consistency %",
+            "paper": PAPER_SOURCE,
+            "rows": rows,
+        }
+    (output / f"{layout}.json").write_text(json.dumps(board, indent=1, ensure_ascii=False))
     return board
 
 
@@ -348,14 +894,17 @@ def results_rows(results: dict) -> list[dict]:
     """One row per (model, mode) of a ``results.json``, for a results dataset repo.
 
     Accuracies and rates are fractions in [0, 1], as in ``results.json``; per-class accuracies
-    are one column each (``class_column``)."""
+    are one column each (``class_column``). The model and the dataset are named by their Hub ids
+    or readable names (``public_name``), never by local paths."""
     rows = []
+    model = public_name(str(results["model"]), results.get("display_name"))
     for mode, metrics in results["modes"].items():
         row = {
-            "model": str(results["model"]),
+            "model": model,
             "model_size": model_size(results),
+            "model_parameters": results.get("model_parameters"),
             "mode": mode,
-            "dataset": str(results.get("dataset")),
+            "dataset": public_name(str(results.get("dataset"))),
             "config": results["config"],
             "split": results["split"],
             "dataset_revision": results.get("dataset_revision"),
@@ -369,8 +918,7 @@ def results_rows(results: dict) -> list[dict]:
             column = class_column(name)
             if column in row:
                 raise LeaderboardError(
-                    f"class {name!r} of {results['model']} gives column {column!r} twice; "
-                    "rename the class"
+                    f"class {name!r} of {model} gives column {column!r} twice; rename the class"
                 )
             row[column] = values["accuracy"]
         rows.append(row)
@@ -448,9 +996,10 @@ A new push replaces the rows with the same (model, mode, dataset, config, split)
 
 | column | meaning |
 |---|---|
-| `model`, `model_size` | the evaluated checkpoint (Hub id or path) and its size |
+| `model`, `model_size` | the evaluated checkpoint (Hub id or readable name) and its size |
+| `model_parameters` | its parameter count, read from its weights (empty if unknown) |
 | `mode` | `think` (reason in `<think>` first) or `no-think` |
-| `dataset`, `config`, `split`, `dataset_revision` | the data evaluated on |
+| `dataset`, `config`, `split`, `dataset_revision` | the data evaluated on (Hub id or folder name) |
 | `n` | number of questions |
 | `accuracy_micro` | correct answers / all questions |
 | `accuracy_macro` | mean of the per-class accuracies (classes present in the split) |
@@ -531,14 +1080,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     options.results = [*positionals, *options.results]
     try:
-        board = build_leaderboard(options)
-        print((Path(options.output) / "leaderboard.md").read_text())
+        build_leaderboard(options)
+        print((Path(options.output) / f"{options.layout}.md").read_text())
         if options.push_results:
             files = find_results(options.results)
             rows = [r for f in files for r in results_rows(load_results(f))]
             report = push_results(rows, options.push_results, private=options.private)
             state = f"commit {report.commit}" if report.commit else "unchanged, no commit"
-            print(f"results of {len(board['rows'])} models pushed to {report.url} ({state})")
+            print(f"results of {len(files)} models pushed to {report.url} ({state})")
     except (LeaderboardError, PublishError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

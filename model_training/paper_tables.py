@@ -1,0 +1,247 @@
+r"""The paper's tables, one command each: train and evaluate what a table compares, then render
+it in the paper's layout.
+
+    python -m model_training.paper_tables --table table3                # the CPU miniature
+    python -m model_training.paper_tables --table all \
+        --spec recipes/paper-tables/medreason-r1-qwen2.5-vl-7b.yaml     # the 7B recipe set
+
+A *spec* (``recipes/paper-tables/*.yaml``) names a run recipe, the runs the tables need (each
+the recipe plus command-line overrides of ``python -m model_training.run``) and, per table, the
+models it compares as ``RUN/MODEL`` (MODEL: ``base``, ``sft`` or ``grpo``, the run's
+``eval/MODEL`` results). A run may start its GRPO from another run's SFT model
+(``grpo_from: RUN``), so that the reward ablations share one SFT model as in the paper.
+
+Each run goes to ``OUT/RUN`` and is resumed, never redone: a finished step is kept (the run
+driver's state file), so asking for a second table reuses the runs of the first. Each table is
+rendered by ``python -m model_training.evaluation.leaderboard --layout TABLE`` into
+``OUT/TABLE/`` (``TABLE.md``, ``.json``, ``.png``). Table 1 also evaluates the baselines file
+the spec names (``python -m model_training.evaluation.baselines``).
+
+Tables: ``table1`` (models, with / without thinking), ``table3`` (SFT with the zoom-in patch vs
+plain images), ``table4`` (GRPO reward ablations), ``fig3`` (chain of thought forced after
+SFT; reasoning-answer consistency, SFT vs SFT + RL).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from hub_cards.cli_options import parse_options
+
+TABLES = ("table1", "table3", "table4", "fig3")
+MODELS = ("base", "sft", "grpo")  # the run driver's eval/<label> folders
+DEFAULT_SPEC = "recipes/paper-tables/demo-cpu.yaml"  # ours: the CPU miniature
+SPEC_KEYS = {"recipe", "output_dir", "runs", "tables", "baselines", "baseline_options"}
+RUN_KEYS = {"overrides", "grpo_from"}
+
+
+class TablesError(ValueError):
+    """A spec or option that cannot be carried out; the message says what to do."""
+
+
+@dataclass
+class PaperTablesArguments:
+    """The options of ``python -m model_training.paper_tables``."""
+
+    table: str = field(
+        default="all", metadata={"help": f"which table: one of {', '.join(TABLES)}, or all"}
+    )
+    spec: str = field(
+        default=DEFAULT_SPEC,
+        metadata={"help": "the tables' spec: run recipe, runs and the models each table compares"},
+    )
+    output_dir: str | None = field(
+        default=None, metadata={"help": "where runs and tables go (default: the spec's output_dir)"}
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Table 1: also evaluate the baselines that need their repo's own code"},
+    )
+    dry_run: bool = field(
+        default=False, metadata={"help": "print the commands that would run, run nothing"}
+    )
+
+
+@dataclass
+class Spec:
+    recipe: str
+    output_dir: str
+    runs: dict[str, dict]
+    tables: dict[str, list[str]]
+    baselines: str | None = None
+    baseline_options: dict = field(default_factory=dict)
+
+
+def load_spec(path: str | Path) -> Spec:
+    """A tables spec, checked: every table names known runs and models."""
+    path = Path(path)
+    if not path.is_file():
+        raise TablesError(f"spec {path} does not exist; pass --spec recipes/paper-tables/NAME.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise TablesError(f"spec {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(raw, dict) or not {"recipe", "output_dir", "runs", "tables"} <= set(raw):
+        raise TablesError(f"spec {path} needs the keys recipe, output_dir, runs and tables")
+    unknown = set(raw) - SPEC_KEYS
+    if unknown:
+        raise TablesError(
+            f"spec {path}: unknown key(s) {sorted(unknown)}; allowed {sorted(SPEC_KEYS)}"
+        )
+    spec = Spec(**raw)
+    for name, run in spec.runs.items():
+        run = run or {}
+        spec.runs[name] = run
+        if not isinstance(run, dict) or set(run) - RUN_KEYS:
+            raise TablesError(f"spec {path}: run {name!r} takes only {sorted(RUN_KEYS)}")
+        source = run.get("grpo_from")
+        if source is not None and (source not in spec.runs or source == name):
+            raise TablesError(
+                f"spec {path}: run {name!r} has grpo_from {source!r}, not another run"
+            )
+    for table, models in spec.tables.items():
+        if table not in TABLES:
+            raise TablesError(
+                f"spec {path}: unknown table {table!r}; tables are {', '.join(TABLES)}"
+            )
+        for ref in models or []:
+            run, _, model = str(ref).partition("/")
+            if run not in spec.runs or model not in MODELS:
+                raise TablesError(
+                    f"spec {path}: table {table} names {ref!r}; write RUN/MODEL with a run of the "
+                    f"spec and MODEL one of {', '.join(MODELS)}"
+                )
+    if spec.baselines is not None and not Path(spec.baselines).is_file():
+        raise TablesError(f"spec {path}: baselines file {spec.baselines} does not exist")
+    return spec
+
+
+def override_args(overrides: dict) -> list[str]:
+    """``{flag: value}`` -> the run driver's ``--flag value`` (a list gives several values)."""
+    args: list[str] = []
+    for key, value in overrides.items():
+        values = value if isinstance(value, list) else [value]
+        args += [f"--{key}", *("null" if v is None else str(v).lower() if isinstance(v, bool)
+                               else str(v) for v in values)]  # fmt: skip
+    return args
+
+
+def run_commands(spec: Spec, out: Path, name: str) -> list[list[str]]:
+    """The run driver's argument lists for one run: train what it trains, then evaluate."""
+    run = spec.runs[name]
+    overrides = dict(run.get("overrides") or {})
+    stage = str(overrides.pop("stage", "all"))
+    base = ["--config", spec.recipe, "--output_dir", str(out / name), "--resume"]
+    base += override_args(overrides)
+    source = run.get("grpo_from")
+    if source is not None:
+        if stage not in ("all", "grpo"):
+            raise TablesError(f"run {name!r}: grpo_from trains GRPO; drop stage {stage!r}")
+        base += ["--grpo.model_name_or_path", str(out / source / "sft")]
+        stage = "grpo"
+    if stage == "all":
+        return [[*base, "--stage", "all"]]
+    return [[*base, "--stage", stage], [*base, "--stage", "eval"]]
+
+
+def runs_needed(spec: Spec, tables: list[str]) -> list[str]:
+    """The runs the tables compare, each after the run its GRPO starts from."""
+    wanted = {str(ref).partition("/")[0] for t in tables for ref in spec.tables.get(t) or []}
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        source = spec.runs[name].get("grpo_from")
+        if source is not None:
+            visit(source)
+        if name not in order:
+            order.append(name)
+
+    for name in spec.runs:  # the spec's order
+        if name in wanted:
+            visit(name)
+    return order
+
+
+def results_path(out: Path, ref: str) -> Path:
+    run, _, model = ref.partition("/")
+    return out / run / "eval" / model / "results.json"
+
+
+def render_args(spec: Spec, out: Path, table: str, baseline_results: list[Path]) -> list[str]:
+    results = [str(results_path(out, ref)) for ref in spec.tables[table]]
+    args = [*results, *map(str, baseline_results), "--output", str(out / table), "--layout", table]
+    figures = out / "baselines" / "paper_figures.json"
+    if table == "table1" and figures.is_file():
+        args += ["--paper-figures", str(figures)]
+    return args
+
+
+def make_tables(options: PaperTablesArguments) -> dict[str, Path]:
+    """Run what the tables need and render them; return {table: its markdown file}."""
+    from .evaluation import leaderboard
+    from .run import main as run_main
+
+    spec = load_spec(options.spec)
+    if options.table != "all" and options.table not in TABLES:
+        raise TablesError(f"--table {options.table!r}: use one of {', '.join(TABLES)}, or all")
+    tables = [t for t in TABLES if t in spec.tables and options.table in (t, "all")]
+    if not tables:
+        raise TablesError(
+            f"spec {options.spec} defines no {options.table}; it has {list(spec.tables)}"
+        )
+    out = Path(options.output_dir or spec.output_dir)
+    for name in runs_needed(spec, tables):
+        for argv in run_commands(spec, out, name):
+            print("python -m model_training.run " + " ".join(argv), flush=True)
+            if not options.dry_run and run_main(argv) != 0:
+                raise TablesError(f"run {name!r} failed (its message is above); fix it and re-run")
+    baseline_results: list[Path] = []
+    if "table1" in tables and spec.baselines is not None:
+        baseline_results = run_baselines(spec, out, options)
+    made = {}
+    for table in tables:
+        argv = render_args(spec, out, table, baseline_results)
+        print("python -m model_training.evaluation.leaderboard " + " ".join(argv), flush=True)
+        if not options.dry_run:
+            if leaderboard.main(argv) != 0:
+                raise TablesError(f"{table} could not be rendered (its message is above)")
+            made[table] = out / table / f"{table}.md"
+    return made
+
+
+def run_baselines(spec: Spec, out: Path, options: PaperTablesArguments) -> list[Path]:
+    """Evaluate the spec's baselines file (Table 1); return their results.json files."""
+    from .evaluation import baselines
+
+    argv = ["--baselines", str(spec.baselines), "--out", str(out / "baselines")]
+    argv += override_args(spec.baseline_options or {})
+    if options.trust_remote_code:
+        argv.append("--trust-remote-code")
+    print("python -m model_training.evaluation.baselines " + " ".join(argv), flush=True)
+    if options.dry_run:
+        return []
+    if baselines.main(argv) != 0:
+        raise TablesError("the baselines' evaluation failed (its message is above)")
+    return sorted((out / "baselines").glob("*/results.json"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    (options,) = parse_options(
+        PaperTablesArguments, argv, "python -m model_training.paper_tables", __doc__
+    )
+    try:
+        made = make_tables(options)
+    except TablesError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for table, path in made.items():
+        print(f"\n{table}: {path}\n{path.read_text()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
