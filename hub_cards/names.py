@@ -17,3 +17,9 @@ RUN_RECIPE_NAME = "recipe.yaml"  # a run's final/ folder: the run's recipe with 
 FINAL_DIR_NAME = "final"  # <run>/final: the run's final model folder
 STAGE_RECIPES_DIR = "recipes"  # <run>/recipes/<stage>.yaml: each stage's own recipe
 STAGE_LABELS = {"sft": "SFT", "grpo": "GRPO"}  # training stages as results and tables name them
+# the two tasks on the same CT data: MedReason-R1's lesion classification (configs zoom, plain)
+# and MedReasoner's reasoning grounding (config grounding)
+CLASSIFICATION_TASK = "classification"
+GROUNDING_TASK = "grounding"
+TASKS = (CLASSIFICATION_TASK, GROUNDING_TASK)
+GROUNDING_CONFIG = "grounding"  # the dataset config of the grounding rows
