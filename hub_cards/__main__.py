@@ -1,4 +1,5 @@
-"""``python -m hub_cards push-model DIR --repo-id ORG/NAME``: publish a trained checkpoint."""
+"""``python -m hub_cards push-model DIR --repo-id ORG/NAME``: publish a trained checkpoint.
+``python -m hub_cards push-space space --repo-id ORG/NAME``: publish the Gradio Space."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import sys
 from dataclasses import dataclass, field
 
 from .cli_options import parse_options
-from .publish import PublishError, push_model
+from .publish import PublishError, push_model, push_space
 
-COMMANDS = {"push-model": "Upload a checkpoint folder as a Hub model repo."}
+COMMANDS = {
+    "push-model": "Upload a checkpoint folder as a Hub model repo.",
+    "push-space": "Upload the Space folder (with the project packages it imports) as a Space.",
+}
 
 
 @dataclass
@@ -30,6 +34,25 @@ class PushModelArguments:
     )
 
 
+@dataclass
+class PushSpaceArguments(PushModelArguments):
+    """The options of ``python -m hub_cards push-space``."""
+
+    folder: str = field(
+        metadata={
+            "positional": True,
+            "help": "Space folder (app.py and README.md with sdk: gradio), e.g. space.",
+        }
+    )
+    repo_id: str = field(metadata={"help": "ORG/NAME of the Space repo."})
+
+
+PUSHERS = {
+    "push-model": (PushModelArguments, push_model),
+    "push-space": (PushSpaceArguments, push_space),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] not in COMMANDS:
@@ -37,14 +60,14 @@ def main(argv: list[str] | None = None) -> int:
             print(__doc__ + "\n" + "\n".join(f"  {k}: {v}" for k, v in COMMANDS.items()))
             return 0
         print(
-            f"error: give a command, one of {', '.join(COMMANDS)} (see python -m hub_cards "
-            "--help)",
+            f"error: give a command, one of {', '.join(COMMANDS)} (see python -m hub_cards --help)",
             file=sys.stderr,
         )
         return 2
-    (args,) = parse_options(PushModelArguments, argv[1:], "python -m hub_cards push-model", __doc__)
+    options, push = PUSHERS[argv[0]]
+    (args,) = parse_options(options, argv[1:], f"python -m hub_cards {argv[0]}", __doc__)
     try:
-        report = push_model(
+        report = push(
             args.folder,
             args.repo_id,
             private=args.private,

@@ -15,13 +15,23 @@
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import json
 import logging
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants
+import yaml
+from huggingface_hub import (
+    CommitOperationAdd,
+    CommitOperationDelete,
+    HfApi,
+    constants,
+    metadata_load,
+)
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from .names import MANIFEST_NAME
@@ -125,8 +135,10 @@ def push_folder(
     batch_bytes: int = DEFAULT_BATCH_BYTES,
     token: str | None = None,
     endpoint: str | None = None,
+    space_sdk: str | None = None,
 ) -> PushReport:
-    """Create the repo if needed and make ``revision`` hold the folder's files."""
+    """Create the repo if needed and make ``revision`` hold the folder's files
+    (``space_sdk``: the SDK a new Space repo is created with)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise PublishError(f"{folder} is not a folder")
@@ -137,7 +149,11 @@ def push_folder(
     api = HfApi(endpoint=endpoint, token=token)
     files = folder_files(folder, ignore)
     try:
-        url = str(api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True))
+        url = str(
+            api.create_repo(
+                repo_id, repo_type=repo_type, private=private, exist_ok=True, space_sdk=space_sdk
+            )
+        )
         if gated:
             api.update_repo_settings(repo_id, repo_type=repo_type, gated="manual")
         if revision != constants.DEFAULT_REVISION:
@@ -240,3 +256,45 @@ def push_model(folder: str | Path, repo_id: str, **kwargs) -> PushReport:
             "*.safetensors weights written by save_pretrained())"
         )
     return push_folder(folder, repo_id, repo_type="model", **kwargs)
+
+
+SPACE_SDK = "gradio"  # ours: the Space's app is a Gradio app (space/app.py)
+SPACE_PACKAGES = ("dataset_builder", "model_training", "hub_cards")  # what space/app.py imports
+
+
+def _space_front_matter(readme: Path) -> dict:
+    """The YAML front matter of a Space's README.md, read by huggingface_hub."""
+    if not readme.is_file():
+        return {}
+    try:
+        return metadata_load(readme) or {}
+    except (ValueError, yaml.YAMLError) as err:
+        raise PublishError(f"{readme}: its YAML front matter cannot be read ({err})") from None
+
+
+def push_space(folder: str | Path, repo_id: str, **kwargs) -> PushReport:
+    """Publish a Gradio Space folder (app.py, README.md with sdk/app_file) together with the
+    project packages its app imports, so that the Space runs the builder's and the evaluator's
+    own code."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PublishError(f"{folder} is not a folder")
+    meta = _space_front_matter(folder / "README.md")
+    app_file = meta.get("app_file")
+    if meta.get("sdk") != SPACE_SDK or not app_file or not (folder / str(app_file)).is_file():
+        raise PublishError(
+            f"{folder / 'README.md'} must declare sdk: {SPACE_SDK} and an app_file that exists "
+            f"in {folder} (got sdk={meta.get('sdk')!r}, app_file={app_file!r})"
+        )
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    with tempfile.TemporaryDirectory(prefix="medreason-space-") as staging:
+        root = Path(staging) / folder.resolve().name
+        shutil.copytree(folder, root, ignore=ignore)
+        for package in SPACE_PACKAGES:
+            spec = importlib.util.find_spec(package)
+            if spec is None or not spec.submodule_search_locations:
+                raise PublishError(f"package {package} is not importable: pip install -e . first")
+            shutil.copytree(
+                next(iter(spec.submodule_search_locations)), root / package, ignore=ignore
+            )
+        return push_folder(root, repo_id, repo_type="space", space_sdk=SPACE_SDK, **kwargs)
