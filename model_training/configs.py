@@ -125,7 +125,12 @@ class GRPORecipe(GRPOConfig):
 
     reward_funcs: list[str] = field(
         default_factory=lambda: list(DEFAULT_REWARDS),
-        metadata={"help": "Reward functions by name: format, validity, correctness."},
+        metadata={
+            "help": "Reward functions by name: format, validity, correctness (classification, "
+            "MedReason-R1); format_think, format_seg, bbox_iou, points_dice, and in hard mode "
+            "also bbox_align, bbox_scale, points_align, points_angle (grounding, MedReasoner). "
+            "Each scores only its own task's rows."
+        },
     )
 
     def __post_init__(self) -> None:

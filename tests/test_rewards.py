@@ -7,10 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataset_builder.class_map import load_class_map
+from hub_cards.names import CLASSIFICATION_TASK, GROUNDING_TASK
 from model_training.answers import completion_text, parse_reply
+from model_training.grounding_rewards import GROUNDING_HARD_REWARDS
 from model_training.rewards import (
     DEFAULT_REWARD_WEIGHTS,
     DEFAULT_REWARDS,
+    REWARDS,
     correctness_reward,
     format_reward,
     get_rewards,
@@ -21,8 +24,8 @@ CLASSES = list(load_class_map().classes)
 GOLD = "ground-glass opacity"
 
 
-def _rewards(reply: object) -> tuple[float, float, float]:
-    kwargs = {"answer": [GOLD], "options": [CLASSES]}
+def _rewards(reply: object, **task) -> tuple[float | None, float | None, float | None]:
+    kwargs = {"answer": [GOLD], "options": [CLASSES], **task}
     return (
         format_reward([reply], **kwargs)[0],
         validity_reward([reply], **kwargs)[0],
@@ -71,6 +74,9 @@ def _rewards(reply: object) -> tuple[float, float, float]:
 )
 def test_rewards_on_hand_made_replies(reply, expected):
     assert _rewards(reply) == tuple(float(v) for v in expected)
+    # the same values on rows that name their task; grounding rows are not theirs to score
+    assert _rewards(reply, task=[CLASSIFICATION_TASK]) == tuple(float(v) for v in expected)
+    assert _rewards(reply, task=[GROUNDING_TASK]) == (None, None, None)
 
 
 def test_parse_reply_keeps_think_and_canonical_answer():
@@ -83,6 +89,8 @@ def test_parse_reply_keeps_think_and_canonical_answer():
 
 def test_registry_and_paper_weights():
     assert DEFAULT_REWARDS == ("format", "validity", "correctness")
+    # MedReasoner's grounding rewards share the registry under their own names
+    assert set(REWARDS) == {*DEFAULT_REWARDS, *GROUNDING_HARD_REWARDS}
     assert DEFAULT_REWARD_WEIGHTS == (1.0, 1.0, 2.0)
     assert get_rewards(["correctness"]) == [correctness_reward]
     with pytest.raises(ValueError, match="unknown reward"):
@@ -108,13 +116,17 @@ replies = st.one_of(
 )
 
 
+tasks = st.sampled_from([{}, {"task": [CLASSIFICATION_TASK]}, {"task": [None]}])
+
+
 @settings(max_examples=300, deadline=None)
-@given(reply=replies, gold=st.one_of(st.sampled_from(CLASSES), st.text(), st.none()))
-def test_rewards_never_raise_and_stay_in_range(reply, gold):
-    kwargs = {"answer": [gold], "options": [CLASSES]}
+@given(reply=replies, gold=st.one_of(st.sampled_from(CLASSES), st.text(), st.none()), task=tasks)
+def test_rewards_never_raise_and_stay_in_range(reply, gold, task):
+    kwargs = {"answer": [gold], "options": [CLASSES], **task}
     for reward in get_rewards(DEFAULT_REWARDS):
         values = reward([reply], **kwargs)
         assert len(values) == 1 and values[0] in (0.0, 1.0)
+        assert reward([reply], **{**kwargs, "task": [GROUNDING_TASK]}) == [None]
     assert isinstance(completion_text(reply), str)
     # correct implies valid: the gold is one of the options
     if correctness_reward([reply], **kwargs)[0]:
