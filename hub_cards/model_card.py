@@ -28,6 +28,7 @@ from huggingface_hub import EvalResult, EvalResultEntry, ModelCard, ModelCardDat
 from huggingface_hub._eval_results import eval_result_entries_to_yaml
 
 from .names import DATA_LICENSE as LICENSE
+from .names import GROUNDING_TASK
 from .names import PROMPT_MODES as MODES
 
 EVAL_RESULTS_DIR = ".eval_results"
@@ -148,16 +149,65 @@ def _stages(training: dict) -> str:
     return "\n\n".join(parts) or "No training stages recorded."
 
 
+Results = dict | list[dict] | None  # one results.json, or one per task (multitask)
+
+
+def _by_task(results: Results) -> tuple[dict | None, dict | None]:
+    """(the classification results, the grounding results) among ``results``."""
+    listed = [] if results is None else [results] if isinstance(results, dict) else list(results)
+    classification = grounding = None
+    for item in listed:
+        if item.get("task") == GROUNDING_TASK:
+            grounding = item
+        else:
+            classification = item
+    return classification, grounding
+
+
+GROUNDING_COLUMNS = (  # (results key, the card's column): means over the split's rows
+    ("iou_mean", "box IoU %"),
+    ("iou_50", "IoU >= 0.5 %"),
+    ("point_dice_mean", "point-Dice %"),
+    ("mask_dice_mean", "mask Dice % (SAM)"),
+    ("oracle_dice_mean", "oracle Dice % (SAM, true prompts)"),
+)
+
+
+def _grounding_table(results: dict) -> str:
+    """Per mode: IoU, IoU >= 0.5, point-Dice, and mask / oracle Dice when a SAM was run."""
+    modes = [m for m in MODES if m in results["modes"]]
+    shown = [(k, name) for k, name in GROUNDING_COLUMNS
+             if any(k in results["modes"][m] for m in modes)]  # fmt: skip
+    rows = ["| mode | n | " + " | ".join(name for _, name in shown) + " |",
+            "|---" * (len(shown) + 2) + "|"]  # fmt: skip
+    for mode in modes:
+        metrics = results["modes"][mode]
+        values = " | ".join(f"{_percent(metrics[k])}" if k in metrics else "–" for k, _ in shown)
+        rows.append(f"| {mode} | {metrics.get('n', '')} | {values} |")
+    sam = results.get("sam_model")
+    note = (
+        f"\n\nMask Dice: the mask the frozen SAM `{sam}` gives for the predicted box and points; "
+        "oracle Dice: the same SAM prompted with the true box and points."
+        if sam
+        else ""
+    )
+    return "\n".join(rows) + note
+
+
 def model_card(
     training: dict,
-    results: dict | None = None,
+    results: Results = None,
     dataset_id: str | None = None,
     model_name: str = "MedReason-R1",
 ) -> ModelCard:
-    """The model card of a checkpoint, from its training summary and evaluation results.
+    """The model card of a checkpoint, from its training summary and evaluation results
+    (classification, grounding, or both).
 
-    ``model-index`` results only for a Hub dataset id (see :func:`hub_dataset_id`)."""
-    hub_id = hub_dataset_id(results, dataset_id)
+    ``model-index`` results only for a Hub dataset id (see :func:`hub_dataset_id`) and only for
+    the classification task, the one the dataset's Benchmark declares."""
+    classification, grounding = _by_task(results)
+    evaluated = classification or grounding
+    hub_id = hub_dataset_id(evaluated, dataset_id)
     card_data = ModelCardData(
         model_name=model_name,
         license=LICENSE,
@@ -167,21 +217,38 @@ def model_card(
         library_name="transformers",
         pipeline_tag="image-text-to-text",
         tags=["medical", "radiology", "chest-ct", "medreason-r1", "grpo", "trl"],
-        eval_results=model_index_results(results, hub_id) if results and hub_id else None,
+        eval_results=model_index_results(classification, hub_id)
+        if classification and hub_id
+        else None,
     )
     plots = "\n".join(f"![{Path(p).stem}]({p})" for p in training.get("plots", []))
-    evaluation = _results_table(results) if results else "Not evaluated yet."
-    if results:
-        evaluation = f"On {dataset_label(results, hub_id)}, {results['split']} split.\n\n" + (
-            evaluation
+    sections = []
+    if classification:
+        sections.append(
+            f"### Lesion classification\n\nOn {dataset_label(classification, hub_id)}, config "
+            f"`{classification['config']}`, {classification['split']} split.\n\n"
+            + _results_table(classification)
         )
-        if hub_id is None:
-            evaluation += (
-                "\n\nThese results come from a local build, so the card lists no Hub evaluation "
-                "results (`model-index`, `.eval_results/`): the Hub attaches results only to a "
-                "dataset repo with a Benchmark `eval.yaml`. Push the dataset "
-                "(`python -m dataset_builder push`) and set `card_dataset_id` to its repo."
-            )
+    if grounding:
+        sections.append(
+            f"### Grounding (MedReasoner's task)\n\nOn {dataset_label(grounding, hub_id)}, "
+            f"config `{grounding['config']}`, {grounding['split']} split.\n\n"
+            + _grounding_table(grounding)
+        )
+    evaluation = "\n\n".join(sections) or "Not evaluated yet."
+    if evaluated and hub_id is None:
+        evaluation += (
+            "\n\nThese results come from a local build, so the card lists no Hub evaluation "
+            "results (`model-index`, `.eval_results/`): the Hub attaches results only to a "
+            "dataset repo with a Benchmark `eval.yaml`. Push the dataset "
+            "(`python -m dataset_builder push`) and set `card_dataset_id` to its repo."
+        )
+    elif grounding and hub_id:
+        evaluation += (
+            "\n\nOnly the classification results are attached to the dataset's Benchmark "
+            "(`model-index`, `.eval_results/`): its `eval.yaml` declares the classification "
+            "tasks only."
+        )
     scope = training.get("trainable_scope", "unknown")
     counts = ""
     if training.get("trainable_parameters") and training.get("total_parameters"):
@@ -191,14 +258,16 @@ def model_card(
         )
     body = f"""# {model_name}
 
-A vision-language model for chest-CT lesion classification posed as visual question answering,
-trained with the medreason-r1 toolkit following MedReason-R1 (arXiv 2510.19626): supervised
-fine-tuning, then GRPO with format, validity and correctness rewards, on CT-RATE-VQA.
+A vision-language model for chest CT, trained with the medreason-r1 toolkit on CT-RATE-VQA:
+lesion classification posed as visual question answering, following MedReason-R1
+(arXiv 2510.19626: supervised fine-tuning, then GRPO with format, validity and correctness
+rewards), and/or reasoning grounding, following MedReasoner (arXiv 2508.08177: a box and two
+points for a report sentence, GRPO with format and geometry rewards).
 
 **For research only. Not a medical device; never use it for clinical decisions.**
 
 - Base model: `{training["base_model"]}`
-- Dataset: {dataset_label(results, hub_id) if results or hub_id else "CT-RATE-VQA"}
+- Dataset: {dataset_label(evaluated, hub_id) if evaluated or hub_id else "CT-RATE-VQA"}
 - Trainable scope: `{scope}`{counts}
 
 ## Training
@@ -226,13 +295,14 @@ weights are released under CC BY-NC-SA 4.0 as well, on top of the base model's o
 
 
 def write_model_card(
-    folder: str | Path, training: dict, results: dict | None = None, dataset_id: str | None = None
+    folder: str | Path, training: dict, results: Results = None, dataset_id: str | None = None
 ) -> ModelCard:
-    """Write README.md and, with results on a Hub dataset, ``.eval_results/ct-rate-vqa.yaml``
-    into ``folder``."""
+    """Write README.md and, with classification results on a Hub dataset,
+    ``.eval_results/ct-rate-vqa.yaml`` into ``folder``."""
     card = model_card(training, results, dataset_id)
     card.save(Path(folder) / "README.md")
-    hub_id = hub_dataset_id(results, dataset_id)
-    if results and hub_id:
-        write_eval_results(folder, eval_result_entries(results, hub_id))
+    classification, grounding = _by_task(results)
+    hub_id = hub_dataset_id(classification or grounding, dataset_id)
+    if classification and hub_id:
+        write_eval_results(folder, eval_result_entries(classification, hub_id))
     return card

@@ -116,3 +116,37 @@ def test_dataset_card_and_eval_yaml_round_trip(built_dataset):
     assert spec["evaluation_framework"] == "inspect-ai"
     assert {t["id"] for t in spec["tasks"]} == {"zoom", "plain"}
     assert all(t["split"] == "test" and t["config"] == f"{t['id']}_inspect" for t in spec["tasks"])
+
+
+def _grounding_results() -> dict:
+    modes = {
+        mode: {"n": 12, "iou_mean": iou, "iou_50": hit, "point_dice_mean": pd,
+               "mask_dice_mean": md, "oracle_dice_mean": od}
+        for mode, (iou, hit, pd, md, od) in {
+            "think": (0.4321, 0.5, 0.25, 0.375, 0.8125),
+            "no-think": (0.1, 0.0, 0.05, 0.2, 0.8125),
+        }.items()
+    }  # fmt: skip
+    return {"model": "org/model", "dataset": "org/ct-rate-vqa", "config": "grounding",
+            "split": "test", "task": "grounding", "sam_model": "org/sam",
+            "modes": modes}  # fmt: skip
+
+
+def test_grounding_and_multitask_cards_report_both_tasks(tmp_path):
+    """Grounding metrics go into the card's text; only classification, the task the
+    Benchmark's eval.yaml declares, is attached as model-index and .eval_results."""
+    card = write_model_card(tmp_path / "g", TRAINING, _grounding_results())
+    assert (
+        "### Grounding" in card.text
+        and "| think | 12 | 43.21 | 50.0 | 25.0 | 37.5 | 81.25 |" in (card.text)
+    )
+    assert "`org/sam`" in card.text and "### Lesion classification" not in card.text
+    assert ModelCard.load(tmp_path / "g" / "README.md").data.eval_results is None
+    assert not (tmp_path / "g" / EVAL_RESULTS_DIR).exists()
+
+    both = write_model_card(tmp_path / "m", TRAINING, [_results(), _grounding_results()])
+    assert "### Lesion classification" in both.text and "### Grounding" in both.text
+    assert "| nodule | 10 | 50.0 | 40.0 |" in both.text
+    raw = yaml.safe_load((tmp_path / "m" / EVAL_RESULTS_DIR / EVAL_RESULTS_FILE).read_text())
+    assert {e["dataset"]["task_id"] for e in raw} == {"zoom"}  # classification only
+    assert "declares the classification tasks only" in both.text

@@ -58,7 +58,9 @@ from tqdm.auto import tqdm
 
 from hub_cards.cli_options import parse_options
 from hub_cards.names import (
+    CLASSIFICATION_TASK,
     FINAL_DIR_NAME,
+    GROUNDING_TASK,
     RUN_RECIPE_NAME,
     STAGE_LABELS,
     STAGE_RECIPES_DIR,
@@ -68,7 +70,11 @@ from hub_cards.names import (
 from .. import prompts
 from ..answers import fallback_class, parse_reply
 from ..processor import load_processor
+from .grounding_eval import GroundingError, check_options, dataset_task, reply_rows
+from .grounding_eval import print_report as print_grounding_report
+from .grounding_eval import write_report as write_grounding_report
 from .plots import confusion_plot, per_class_bars
+from .sam import DEFAULT_SAM_MODEL, NO_SAM
 
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_MAX_NEW_TOKENS = 96  # enough for a short <think> and the answer
@@ -154,8 +160,17 @@ class EvaluateArguments:
         metadata={"help": "vllm: share of GPU memory for weights and KV cache"},
     )
     progress: bool = field(default=True, metadata={"help": "progress bar (--no-progress: none)"})
+    sam_model: str | None = field(
+        default=DEFAULT_SAM_MODEL,
+        metadata={
+            "help": "grounding configs: the frozen SAM (or SAM2) checkpoint, folder or Hub id, "
+            "prompted with the predicted box and points for mask Dice; 'none': no mask Dice"
+        },
+    )
 
     def __post_init__(self) -> None:
+        if isinstance(self.sam_model, str) and self.sam_model.lower() == NO_SAM:
+            self.sam_model = None
         for name in ("limit", "batch_size", "max_new_tokens", "tensor_parallel_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -266,7 +281,9 @@ def batch_rows(batch: dict[str, list]) -> list[dict]:
 
 
 def prediction_rows(rows: list[dict], replies: list[str], mode: str) -> list[dict]:
-    """The prediction rows (scored replies) of one batch."""
+    """The prediction rows (scored replies) of one batch (grounding rows: scored at the end)."""
+    if rows and prompts.task_of(rows[0]) == GROUNDING_TASK:
+        return reply_rows(rows, replies, mode)
     done = []
     for row, reply in zip(rows, replies, strict=True):
         read = read_reply(reply, row["options"])
@@ -644,6 +661,9 @@ def evaluate(options: EvaluateArguments) -> dict | None:
     check_model(options.model, options.trust_remote_code)
     ds = on_main_first(state, lambda: load_split(options))  # the main process downloads
     ds = ds if ds is not None else load_split(options)
+    task = dataset_task(ds.column_names, options.config)
+    check_options(task, options.sam_model, options.judge)
+    settings["prompts"] = prompts.record(task)
     on_main_first(state, lambda: prepare_output(output_dir, settings, options.overwrite))
     done = read_progress(output_dir)
     state.wait_for_everyone()  # every process has read the progress before any appends to it
@@ -667,6 +687,11 @@ def evaluate(options: EvaluateArguments) -> dict | None:
     state.wait_for_everyone()
     if not state.is_main_process:
         return None
+    if task == GROUNDING_TASK:
+        return write_grounding_report(
+            output_dir, ds, options.modes, read_progress(output_dir), settings,
+            options.revision, options.sam_model, options.trust_remote_code,
+        )  # fmt: skip
     return write_report(
         output_dir, ds, options.modes, read_progress(output_dir), settings, options.revision,
         options.judge, options.judge_model,
@@ -863,6 +888,7 @@ def write_report(
         "config": settings["config"],
         "split": settings["split"],
         "dataset_revision": dataset_revision(settings["dataset"], revision),
+        "task": CLASSIFICATION_TASK,
         "prompts": prompts.record(),
         "modes": results,
     }
@@ -928,7 +954,7 @@ def main(argv: list[str] | None = None) -> int:
             EvaluateArguments, argv, "python -m model_training.evaluation.evaluate", __doc__
         )
         report = evaluate(options)
-    except EvaluationError as err:
+    except (EvaluationError, GroundingError) as err:
         if PartialState().is_main_process:
             print(f"error: {err}", file=sys.stderr)
         return 2
@@ -940,6 +966,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_report(report: dict) -> None:
+    if report.get("task") == GROUNDING_TASK:
+        return print_grounding_report(report)
     for mode, metrics in report["modes"].items():
         print(
             f"{mode}: accuracy {100 * metrics['accuracy_micro']:.2f} % (micro), "

@@ -4,6 +4,7 @@ r"""Gather evaluation results into the paper's tables and, optionally, a Hub res
         [--macro] [--title T] [--push-results ORG/NAME] [--allow-different-n]
     python -m model_training.evaluation.leaderboard RESULTS... --output DIR \
         --layout table1|table3|table4|fig3 [--paper-figures FILE]
+    python -m model_training.evaluation.leaderboard RESULTS... --output DIR [--layout grounding]
 
 Options: the fields of ``LeaderboardArguments`` (``--help`` lists them), parsed by
 transformers' ``HfArgumentParser`` (``--per-class`` and ``--per_class`` are the same option).
@@ -40,6 +41,12 @@ paper's figure (``model_training.evaluation.paper``) in a column beside ours whe
   consistency of the SFT and SFT+GRPO models (``modes.think.consistency``: evaluate with
   ``--judge``) (Fig. 3): a two-panel figure and the table of its numbers.
 
+``grounding`` (chosen automatically for results of the grounding task, ``task: grounding`` in
+results.json) writes ``DIR/grounding.{md,json,png}``: per model and mode, box IoU (mean),
+IoU >= 0.5, point-Dice, mask Dice (SAM prompted with the predicted box and points) and oracle
+Dice (the same SAM prompted with the true ones), in %. Grounding and classification results are
+never mixed in one table.
+
 A layout refuses (one line, exit status 2) results that do not fit it.
 
 ``--push-results ORG/NAME`` publishes one row per (model, mode) as the Parquet dataset repo
@@ -68,7 +75,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from hub_cards.model_card import HUB_ID_RE  # noqa: E402
 from hub_cards.names import (
+    CLASSIFICATION_TASK,  # noqa: E402
     DATA_LICENSE,  # noqa: E402
+    GROUNDING_TASK,  # noqa: E402
     STAGE_LABELS,  # noqa: E402
 )
 from hub_cards.names import PROMPT_MODES as MODES  # noqa: E402
@@ -86,7 +95,16 @@ _SIZE = re.compile(r"(?:^|[^a-z0-9.])(\d+(?:\.\d+)?)b(?![a-z0-9])", re.IGNORECAS
 SIZE_UNITS = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))  # 8292166656 -> 8.29B
 UNKNOWN_SIZE = "?"
 
-LAYOUTS = ("leaderboard", "table1", "table3", "table4", "fig3")
+LAYOUTS = ("leaderboard", "table1", "table3", "table4", "fig3", "grounding")
+GROUNDING_LAYOUT = "grounding"  # the grounding task's table (results with task: grounding)
+# the grounding table's columns: results.json metric -> column heading (values in %)
+GROUNDING_COLUMNS = {
+    "iou_mean": "IoU",
+    "iou_50": "IoU>=0.5",
+    "point_dice_mean": "point-Dice",
+    "mask_dice_mean": "mask Dice",
+    "oracle_dice_mean": "oracle Dice",
+}
 DEFAULT_LAYOUT = "leaderboard"  # ours: the one-table leaderboard
 DEFAULT_TITLE = "CT-RATE-VQA leaderboard"
 LAYOUT_TITLES = {
@@ -95,6 +113,7 @@ LAYOUT_TITLES = {
     "table3": "Table 3: SFT with vs without the zoom-in patch",
     "table4": "Table 4: GRPO reward ablations (SFT + RL)",
     "fig3": "Fig. 3: forcing reasoning after SFT, and reasoning-answer consistency",
+    "grounding": "CT-RATE-VQA grounding leaderboard",
 }
 PAPER_SOURCE = "MedReason-R1 (Li et al. 2025, arXiv 2510.19626)"
 SFT_ONLY, SFT_GRPO = ("sft",), ("sft", "grpo")  # training.stages of the two Fig. 3 models
@@ -129,12 +148,13 @@ class LeaderboardArguments:
         default=None, metadata={"help": "merge the rows into this dataset repo (ORG/NAME)"}
     )
     private: bool = field(default=False, metadata={"help": "create the results repo private"})
-    layout: Literal["leaderboard", "table1", "table3", "table4", "fig3"] = field(
+    layout: Literal["leaderboard", "table1", "table3", "table4", "fig3", "grounding"] = field(
         default=DEFAULT_LAYOUT,
         metadata={
             "help": "leaderboard: one row per model; table1, table3, table4, fig3: the paper's "
             "Table 1, Table 3 (zoom vs plain), Table 4 (reward sets), Fig. 3 (think after SFT, "
-            "consistency), each beside the paper's figures"
+            "consistency), each beside the paper's figures; grounding: box IoU, IoU>=0.5, "
+            "point-Dice, mask and oracle Dice per model and mode (automatic for grounding results)"
         },
     )
     paper_figures: str | None = field(
@@ -184,6 +204,13 @@ def load_results(path: str | Path) -> dict:
             f"{path} is not a results.json of `python -m model_training.evaluation.evaluate` "
             f"(missing {missing}); re-run the evaluation"
         )
+    if results.get("task", CLASSIFICATION_TASK) not in (CLASSIFICATION_TASK, GROUNDING_TASK):
+        raise LeaderboardError(
+            f"{path}: unknown task {results['task']!r} (expected {CLASSIFICATION_TASK} or "
+            f"{GROUNDING_TASK}); re-evaluate, or correct the file"
+        )
+    if results.get("task") == GROUNDING_TASK:
+        return _checked_grounding(path, results)
     for mode, metrics in results["modes"].items():
         if not isinstance(metrics, dict) or "accuracy_micro" not in metrics:
             raise LeaderboardError(f"{path}: mode {mode!r} has no accuracy_micro; re-evaluate")
@@ -214,6 +241,30 @@ def load_results(path: str | Path) -> dict:
             "null); re-evaluate, or correct the file"
         )
     return results
+
+
+def _checked_grounding(path: Path, results: dict) -> dict:
+    """A grounding results.json: every mode has n and numeric (or, for mask and oracle Dice
+    without a SAM, absent) grounding metrics."""
+    for mode, metrics in results["modes"].items():
+        if not isinstance(metrics, dict) or not all(
+            _is_number(metrics.get(k)) for k in ("n", "iou_mean", "iou_50", "point_dice_mean")
+        ):
+            raise LeaderboardError(
+                f"{path}: grounding mode {mode!r} lacks a numeric n, iou_mean, iou_50 or "
+                "point_dice_mean; re-evaluate"
+            )
+        for key in ("mask_dice_mean", "oracle_dice_mean"):
+            if key in metrics and not _is_number(metrics[key]):
+                raise LeaderboardError(
+                    f"{path}: grounding mode {mode!r} has a non-numeric {key} "
+                    f"({metrics[key]!r}); re-evaluate, or correct the file"
+                )
+    return results
+
+
+def _task(results: dict) -> str:
+    return str(results.get("task", CLASSIFICATION_TASK))
 
 
 def _is_number(value: object) -> bool:
@@ -840,6 +891,103 @@ def fig3(loaded: list[tuple[Path, dict]], meta: dict, title: str, figures: dict)
 PAPER_LAYOUTS = {"table1": table1, "table3": table3, "table4": table4, "fig3": fig3}
 
 
+# -- the grounding table --------------------------------------------------------------------
+
+
+def _layout_for(layout: str, loaded: list[tuple[Path, dict]]) -> str:
+    """The layout to write: grounding for grounding results (automatic from the default);
+    refuses a mix of tasks and a layout of the other task."""
+    tasks: dict[str, list[str]] = {}
+    for path, results in loaded:
+        tasks.setdefault(_task(results), []).append(str(path))
+    if len(tasks) > 1:
+        detail = "; ".join(f"{t}: {', '.join(files)}" for t, files in tasks.items())
+        raise LeaderboardError(
+            f"the results are of different tasks ({detail}); make one table per task"
+        )
+    grounding = GROUNDING_TASK in tasks
+    if grounding and layout not in (DEFAULT_LAYOUT, GROUNDING_LAYOUT):
+        raise LeaderboardError(
+            f"--layout {layout} shows classification accuracy; these are grounding results: "
+            f"use --layout {GROUNDING_LAYOUT} (or no --layout)"
+        )
+    if not grounding and layout == GROUNDING_LAYOUT:
+        raise LeaderboardError(
+            f"--layout {GROUNDING_LAYOUT} needs grounding results (evaluated on the grounding "
+            "config); these are classification results: drop --layout"
+        )
+    return GROUNDING_LAYOUT if grounding else layout
+
+
+def grounding_rows(loaded: list[tuple[Path, dict]]) -> list[dict]:
+    """One row per (model, mode), in input order; metrics in % (None: not measured)."""
+    rows = []
+    for path, results in loaded:
+        for mode in MODES:
+            metrics = results["modes"].get(mode)
+            if metrics is None:
+                continue
+            rows.append(
+                {
+                    "model": model_label(results),
+                    "size": model_size(results),
+                    "model_parameters": results.get("model_parameters"),
+                    "mode": mode,
+                    "n": metrics["n"],
+                    **{key: _pct(metrics.get(key)) for key in GROUNDING_COLUMNS},
+                    "sam_model": results.get("sam_model"),
+                    "source": str(path),
+                }
+            )
+    return rows
+
+
+def grounding_markdown(rows: list[dict], meta: dict, title: str) -> str:
+    head = ["model", "size", "mode", *GROUNDING_COLUMNS.values()]
+    table = _table(
+        [f"{h} %" if i >= 3 else h for i, h in enumerate(head)],
+        [
+            [r["model"], r["size"], MODE_LABELS[r["mode"]], *(r[k] for k in GROUNDING_COLUMNS)]
+            for r in rows
+        ],
+        text_columns=3,
+    )
+    sams = sorted({str(r["sam_model"]) for r in rows if r["sam_model"]})
+    counts = sorted({r["n"] for r in rows})
+    revision = (
+        f", revision `{', '.join(meta['dataset_revision'])}`" if meta["dataset_revision"] else ""
+    )
+    notes = [
+        f"# {title}",
+        "",
+        f"Dataset `{meta['dataset']}`, config `{meta['config']}`, split `{meta['split']}`"
+        f"{revision} ({', '.join(map(str, counts))} rows per mode).",
+        "",
+        "In %: box IoU (mean over rows; 0 without a valid box), share of rows with IoU >= 0.5, "
+        "point-Dice (MedReasoner's pDice), mask Dice of the SAM mask prompted with the "
+        "predicted box and points, and oracle Dice (the same SAM prompted with the true box and "
+        f"points); SAM: {', '.join(f'`{s}`' for s in sams) or 'none'}; {MISSING}: not measured.",
+        "",
+    ]
+    return "\n".join([*notes, *table, ""])
+
+
+def grounding_plot(rows: list[dict], title: str, path: str | Path) -> Path:
+    """Grouped horizontal bars: the grounding metrics of each (model, mode)."""
+    labels = [f"{r['model']} ({r['size']}), {MODE_LABELS[r['mode']]}" for r in rows]
+    series: Series = [
+        (name, [r[key] for r in rows], False) for key, name in GROUNDING_COLUMNS.items()
+    ]
+    fig, ax = plt.subplots(figsize=(8, 1.4 + 0.45 * len(rows) * len(series) / 2), dpi=100)
+    _hbars(ax, labels, series)
+    ax.set_xlabel("%")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
 def build_leaderboard(options: LeaderboardArguments) -> dict:
     """Write ``<layout>.{md,png,json}`` into ``options.output``; the JSON's content."""
     check_options(options)
@@ -848,11 +996,29 @@ def build_leaderboard(options: LeaderboardArguments) -> dict:
     if not files:
         raise LeaderboardError("no results given: pass results.json files or their folders")
     loaded = [(path, load_results(path)) for path in files]
-    layout = options.layout
+    layout = _layout_for(options.layout, loaded)
+    for name in ("per_class", "macro"):
+        if getattr(options, name) and layout == GROUNDING_LAYOUT:
+            raise LeaderboardError(
+                f"--{name.replace('_', '-')} applies to classification results; the grounding "
+                "table shows the per-mode means (per-class figures: each results.json): drop it"
+            )
     meta = check_comparable(loaded, options.allow_different_n, across_configs=layout == "table3")
     title = options.title or LAYOUT_TITLES[layout]
     output = Path(options.output)
-    if layout == DEFAULT_LAYOUT:
+    if layout == GROUNDING_LAYOUT:
+        rows = grounding_rows(loaded)
+        output.mkdir(parents=True, exist_ok=True)
+        (output / f"{layout}.md").write_text(grounding_markdown(rows, meta, title))
+        grounding_plot(rows, title, output / f"{layout}.png")
+        board = {
+            **meta,
+            "layout": layout,
+            "title": title,
+            "metric": "grounding %: box IoU (mean), IoU>=0.5, point-Dice, mask Dice, oracle Dice",
+            "rows": rows,
+        }
+    elif layout == DEFAULT_LAYOUT:
         rows = table_rows(loaded)
         output.mkdir(parents=True, exist_ok=True)
         (output / "leaderboard.md").write_text(
@@ -914,6 +1080,9 @@ def results_rows(results: dict) -> list[dict]:
             "format_rate": metrics.get("format_rate"),
             "validity_rate": metrics.get("validity_rate"),
         }
+        if _task(results) == GROUNDING_TASK:
+            rows.append(_grounding_result_row(row, metrics))
+            continue
         for name, values in metrics.get("per_class", {}).items():
             column = class_column(name)
             if column in row:
@@ -923,6 +1092,19 @@ def results_rows(results: dict) -> list[dict]:
             row[column] = values["accuracy"]
         rows.append(row)
     return rows
+
+
+def _grounding_result_row(row: dict, metrics: dict) -> dict:
+    """A grounding results-repo row: the grounding means (fractions) instead of accuracies,
+    and ``iou_<class>`` per class."""
+    row = {k: v for k, v in row.items() if not k.startswith("accuracy_")}
+    row |= {"task": GROUNDING_TASK, "format_rate": metrics.get("format_rate")}
+    row |= {key: metrics.get(key) for key in GROUNDING_COLUMNS}
+    row.pop("validity_rate", None)
+    row["parse_rate"] = metrics.get("parse_rate")
+    for name, values in metrics.get("per_class", {}).items():
+        row["iou_" + class_column(name).removeprefix("accuracy_")] = values.get("iou_mean")
+    return row
 
 
 def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
