@@ -1,4 +1,5 @@
-"""``CTRateVQA``: the ``datasets`` builder of CT-RATE-VQA (configs ``zoom`` and ``plain``).
+"""``CTRateVQA``: the ``datasets`` builder of CT-RATE-VQA (configs ``zoom``, ``plain`` and
+``grounding``; all three are made from the same cached case rows: same slices, same split).
 
     builder = CTRateVQA(config_name="zoom", rex_dir=..., ctrate_dir=...)
     builder.download_and_prepare()
@@ -15,13 +16,13 @@ from pathlib import Path
 
 import datasets
 
-from hub_cards.names import DATA_LICENSE
+from hub_cards.names import DATA_LICENSE, GROUNDING_CONFIG
 
 from .case_processing import CaseCache
 from .class_map import load_class_map
 from .config import BuildOptions
 from .pipeline import BuildReport, PipelineResult, run_pipeline
-from .qa_rows import features_for, variant_row
+from .qa_rows import config_features, grounding_row, variant_row
 
 _DESCRIPTION = (
     "CT-RATE-VQA: chest-CT lesion classification as visual question answering, built from "
@@ -31,12 +32,14 @@ _HOMEPAGE = "https://arxiv.org/abs/2510.19626"
 CONFIG_DESCRIPTIONS = {
     "zoom": "Each slice with the lesion outlined and a magnified lesion patch pasted in a corner.",
     "plain": "Each slice as it is, without patch or outline.",
+    GROUNDING_CONFIG: "Each plain slice with its finding's report sentence as a grounding query "
+    "and the lesion's mask, tight box and two points (MedReasoner's reasoning grounding).",
 }
 
 
 @dataclass
 class CTRateVQAConfig(datasets.BuilderConfig):
-    """A CT-RATE-VQA config: ``name`` is the variant (``zoom`` or ``plain``)."""
+    """A CT-RATE-VQA config: ``name`` is ``zoom``, ``plain`` or ``grounding``."""
 
     rex_dir: str | None = None  # ReXGroundingCT folder: dataset.json + segmentations/
     ctrate_dir: str | None = None  # CT-RATE folder holding dataset/train_fixed, valid_fixed
@@ -82,7 +85,7 @@ class CTRateVQA(datasets.GeneratorBasedBuilder):
         class_map = load_class_map(self.config.options.class_map)
         return datasets.DatasetInfo(
             description=_DESCRIPTION,
-            features=features_for(class_map.classes),
+            features=config_features(self.config.name, class_map.classes),
             homepage=_HOMEPAGE,
             license=DATA_LICENSE,
         )
@@ -127,8 +130,18 @@ class CTRateVQA(datasets.GeneratorBasedBuilder):
 
     def _generate_examples(self, cases: list, cache_root: str, class_names: tuple[str, ...]):
         cache = CaseCache(cache_root)
-        other = ("plain_png",) if self.config.name == "zoom" else ("zoom_png",)
+        name = self.config.name
+        grounding = ("mask_png", "grounding_bbox", "points")
+        other = {
+            "zoom": ("plain_png", *grounding),
+            "plain": ("zoom_png", *grounding),
+            GROUNDING_CONFIG: ("zoom_png",),
+        }[name]
+        template = self.config.options.grounding_query
         for spec in cases:
             for cached in cache.iter_rows(spec, skip_columns=other):
-                row = variant_row(cached, self.config.name, class_names)
+                if name == GROUNDING_CONFIG:
+                    row = grounding_row(cached, template)
+                else:
+                    row = variant_row(cached, name, class_names)
                 yield row["id"], row

@@ -1,8 +1,10 @@
-"""One case -> its rows (both renderings), cached on disk so that a killed build resumes.
+"""One case -> its rows (both renderings and the grounding target), cached on disk so that a
+killed build resumes.
 
-A case is processed once for both configs: its rows go to ``<work_dir>/<fingerprint>/
+A case is processed once for all configs: its rows go to ``<work_dir>/<fingerprint>/
 <case_id>.parquet``, then ``<case_id>.json`` (its report) is written as the commit marker.
-A cached case is reused while the options and its input files (size, mtime) are unchanged.
+A cached case is reused while the options, the cache format and schema, and its input files
+(size, mtime) are unchanged.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from tqdm.auto import tqdm
 
 from .class_map import ClassMap
 from .config import BuildOptions
+from .grounding_targets import GroundingTarget, grounding_target
 from .lesions import LesionCandidate, cap_candidates, finding_candidates
 from .render import RenderedSlice, render_slice
 from .sources import CaseError, CaseSpec
@@ -121,14 +124,17 @@ def process_case(
     report.candidates = len(candidates)
     chosen = cap_candidates(candidates, options.slices_per_case, options.slice_cap_unit)
 
-    def render(candidate: LesionCandidate) -> RenderedSlice:
-        return render_slice(volumes.ct[:, :, candidate.slice_index], candidate.box, options)
+    native_size = (volumes.ct.shape[0], volumes.ct.shape[1])  # (width, height) of the view
+
+    def render(candidate: LesionCandidate) -> tuple[RenderedSlice, GroundingTarget]:
+        rendered = render_slice(volumes.ct[:, :, candidate.slice_index], candidate.box, options)
+        return rendered, grounding_target(candidate, native_size, options)
 
     # PNG encoding releases the GIL: threads use the cores a single worker leaves idle
     with ThreadPoolExecutor(max(1, render_threads)) as pool:
         renderings = list(pool.map(render, chosen))
     rows = []
-    for candidate, rendered in zip(chosen, renderings, strict=True):
+    for candidate, (rendered, target) in zip(chosen, renderings, strict=True):
         class_name, code, sentence = meta[candidate.finding_index]
         rows.append(
             {
@@ -146,6 +152,9 @@ def process_case(
                 "spacing_mm": [round(s, 4) for s in volumes.spacing_mm],
                 "plain_png": rendered.plain_png,
                 "zoom_png": rendered.zoom_png,
+                "mask_png": target.mask_png,
+                "grounding_bbox": list(target.bbox),
+                "points": [list(point) for point in target.points],
             }
         )
     report.rows = len(rows)
@@ -169,8 +178,15 @@ CACHE_SCHEMA = pa.schema(
         ("spacing_mm", pa.list_(pa.float32())),
         ("plain_png", pa.binary()),
         ("zoom_png", pa.binary()),
+        # the grounding rows' target (image frame of the written image; grounding_targets.py)
+        ("mask_png", pa.binary()),
+        ("grounding_bbox", pa.list_(pa.int32())),
+        ("points", pa.list_(pa.list_(pa.int32()))),
     ]
 )
+# ours: bump when what a cached case row holds changes without a schema change (it keys the
+# cache folder, with the schema, so that an older cache is never reused)
+CACHE_FORMAT = 2
 
 
 class CaseCache:

@@ -23,7 +23,7 @@ from typing import Any
 
 from hub_cards.cli_options import parse_options
 
-from .config import VARIANTS, BuildOptions
+from .config import CONFIGS, BuildOptions
 from .sources import CaseError
 from .synthetic_ct.config import MIN_CASES, MIN_SIZE, MIN_SLICES, SynthConfig
 
@@ -121,8 +121,12 @@ class BuildArguments:
         metadata={"help": "Stop at the first bad case instead of skipping and reporting it."},
     )
     configs: list[str] = field(
-        default_factory=lambda: list(VARIANTS),
-        metadata={"help": "Configs to build.", "choices": VARIANTS},
+        default_factory=lambda: list(CONFIGS),
+        metadata={
+            "help": "Configs to build: zoom and plain (classification), grounding (MedReasoner's "
+            "reasoning grounding); all come from one pass over the cases.",
+            "choices": CONFIGS,
+        },
     )
     progress: bool = _progress_field()
     force: bool = field(

@@ -10,11 +10,20 @@ import dataclasses
 import hashlib
 import json
 import math
+import string
 from dataclasses import dataclass, field
 
 from datasets.utils.py_utils import convert_file_size_to_int
 
-VARIANTS = ("zoom", "plain")  # the two configs; `zoom` is the default one
+from hub_cards.names import GROUNDING_CONFIG
+
+VARIANTS = ("zoom", "plain")  # the classification configs; `zoom` is the default one
+CONFIGS = (*VARIANTS, GROUNDING_CONFIG)  # every config one build pass writes
+# ours: MedReasoner poses implicit clinical questions and U-MRG's wording is not published
+GROUNDING_QUERY_TEMPLATE = (
+    'The radiology report of this chest CT says: "{finding}" '
+    "Locate the finding this sentence describes on this axial slice."
+)
 CORNERS = ("upper-left", "upper-right", "lower-left", "lower-right")
 SPLITS = ("train", "test")
 SLICE_CAP_UNITS = ("finding", "volume")  # what `slices_per_case` caps
@@ -27,6 +36,7 @@ _NOT_ROW_OPTIONS = {
     "source_splits",
     "max_shard_size",
     "class_map",
+    "grounding_query",  # applied when the rows are written, not stored in the per-case cache
 }
 
 
@@ -237,6 +247,15 @@ class BuildOptions:
             "ours: `plain` is the untouched slice, as in the paper's no-zoom ablation",
         ),
     )
+    # --- grounding rows ---
+    grounding_query: str = field(
+        default=GROUNDING_QUERY_TEMPLATE,  # ours: MedReasoner's implicit questions are not public
+        metadata=_help(
+            "Template of the `grounding` config's `query`: `{finding}` is replaced by the "
+            "finding's report sentence (the only field allowed; write `{{` / `}}` for braces).",
+            "ours: MedReasoner poses implicit clinical questions; U-MRG's wording is not public",
+        ),
+    )
     # --- output ---
     max_shard_size: str = field(
         default="500MB",  # ours: as datasets' push_to_hub
@@ -294,6 +313,11 @@ class BuildOptions:
             (self.window_width > 0, "window_width", "must be > 0"),
             (self.hu_clip_min < self.hu_clip_max, "hu_clip_min", "must be < hu_clip_max"),
             (bool(self.source_splits), "source_splits", "must name at least one split"),
+            (
+                _template_ok(self.grounding_query),
+                "grounding_query",
+                "must contain the field {finding} and no other {...} field",
+            ),
         ]
         for ok, name, rule in checks:
             if not ok:
@@ -335,6 +359,16 @@ class BuildOptions:
         rows_only = {k: v for k, v in self.to_dict().items() if k not in _NOT_ROW_OPTIONS}
         payload = json.dumps([rows_only, *extra], sort_keys=True).encode()
         return hashlib.sha256(payload).hexdigest()[:16]
+
+
+def _template_ok(template: str) -> bool:
+    """Whether a ``str.format`` template has ``{finding}`` and no other replacement field."""
+    try:
+        fields = {n for _, n, _, _ in string.Formatter().parse(template) if n is not None}
+        template.format(finding="a finding")  # also refuses a field nested in a format spec
+    except (ValueError, KeyError, IndexError, AttributeError, TypeError):
+        return False
+    return fields == {"finding"}
 
 
 def parse_color(text: str) -> tuple[int, int, int]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from skimage.measure import label, regionprops
@@ -15,13 +15,16 @@ class LesionCandidate:
     """The largest qualifying lesion of one finding on one axial slice.
 
     ``box`` is (x0, y0, x1, y1), end-exclusive, in the radiological view of the native slice
-    (x = LPS axis 0, columns; y = LPS axis 1, rows).
+    (x = LPS axis 0, columns; y = LPS axis 1, rows). ``component`` is that connected component's
+    own mask inside ``box`` (rows y0:y1, columns x0:x1): the one component the box, the
+    grounding mask and the grounding points all come from.
     """
 
     finding_index: int
     slice_index: int
     box: tuple[int, int, int, int]
     pixels: int
+    component: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 def min_pixels_for(slice_shape: tuple[int, int], options: BuildOptions) -> float:
@@ -54,7 +57,9 @@ def finding_candidates(
             if size <= threshold:
                 continue
             if best is None or region.area > best.pixels:
-                best = LesionCandidate(finding_index, int(k), (x0, y0, x1, y1), int(region.area))
+                best = LesionCandidate(
+                    finding_index, int(k), (x0, y0, x1, y1), int(region.area), region.image
+                )
         if best is not None:
             out.append(best)
     return out

@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .case_processing import CaseCache, prepare_cases
+from .case_processing import CACHE_FORMAT, CACHE_SCHEMA, CaseCache, prepare_cases
 from .class_map import ClassMap, load_class_map
 from .config import SPLITS, BuildOptions
 from .sources import CaseSpec, load_cases
@@ -44,9 +44,11 @@ class PipelineResult:
 
 
 def cache_folder(work_dir: str | Path, options: BuildOptions, class_map: ClassMap) -> Path:
-    """Per-case cache folder keyed by every option (and the class map) that changes rows."""
+    """Per-case cache folder keyed by every option (and the class map) that changes rows, and
+    by the cache's format and schema (an older cache is never reused)."""
     mapping = json.dumps({"classes": class_map.classes, "codes": class_map.codes}, sort_keys=True)
-    return Path(work_dir) / f"cases-{options.fingerprint(mapping)}"
+    layout = f"format {CACHE_FORMAT}: {CACHE_SCHEMA}"
+    return Path(work_dir) / f"cases-{options.fingerprint(mapping, layout)}"
 
 
 def run_pipeline(

@@ -1,8 +1,11 @@
-"""QA rows: the question texts (ours: the paper did not publish its wording) and the schema."""
+"""QA rows: the question texts (ours: the paper did not publish its wording) and the schemas of
+the classification configs (``zoom``, ``plain``) and of the ``grounding`` config."""
 
 from __future__ import annotations
 
 import datasets
+
+from hub_cards.names import GROUNDING_CONFIG
 
 from .config import VARIANTS
 
@@ -49,6 +52,15 @@ def features_for(class_names: list[str] | tuple[str, ...]) -> datasets.Features:
     )
 
 
+def row_id(cached: dict) -> str:
+    """The id of a slice's rows, the same in every config."""
+    return f"{cached['case_id']}-f{cached['finding_index']}-s{cached['slice_index']}"
+
+
+def _image_path(cached: dict, config: str) -> str:
+    return f"{cached['case_id']}_f{cached['finding_index']}_s{cached['slice_index']}_{config}.png"
+
+
 def variant_row(cached: dict, variant: str, class_names: list[str] | tuple[str, ...]) -> dict:
     """One dataset row of ``variant`` from a cached case row holding both renderings."""
     if variant not in VARIANTS:
@@ -56,11 +68,10 @@ def variant_row(cached: dict, variant: str, class_names: list[str] | tuple[str, 
     zoom = variant == "zoom"
     options = list(class_names)
     return {
-        "id": f"{cached['case_id']}-f{cached['finding_index']}-s{cached['slice_index']}",
+        "id": row_id(cached),
         "image": {
             "bytes": cached["zoom_png" if zoom else "plain_png"],
-            "path": f"{cached['case_id']}_f{cached['finding_index']}_"
-            f"s{cached['slice_index']}_{variant}.png",
+            "path": _image_path(cached, variant),
         },
         "question": question_for(variant, options, cached["zoom_corner"]),
         "options": options,
@@ -74,6 +85,65 @@ def variant_row(cached: dict, variant: str, class_names: list[str] | tuple[str, 
         "zoom_corner": cached["zoom_corner"] if zoom else "",
         "category_code": cached["category_code"],
         "finding": cached["finding"],
+        "finding_index": cached["finding_index"],
+        "lesion_pixels": cached["lesion_pixels"],
+        "spacing_mm": list(cached["spacing_mm"]),
+    }
+
+
+def grounding_features(class_names: list[str] | tuple[str, ...]) -> datasets.Features:
+    """The typed schema of the ``grounding`` config (boxes and points in the image frame)."""
+    return datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "image": datasets.Image(),
+            "query": datasets.Value("string"),
+            "finding": datasets.Value("string"),
+            "answer": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=list(class_names)),
+            "bbox": datasets.List(datasets.Value("int32")),
+            "points": datasets.List(datasets.List(datasets.Value("int32"))),
+            "mask": datasets.Image(),
+            "case_id": datasets.Value("string"),
+            "patient_id": datasets.Value("string"),
+            "slice_index": datasets.Value("int32"),
+            "category_code": datasets.Value("string"),
+            "finding_index": datasets.Value("int32"),
+            "lesion_pixels": datasets.Value("int32"),
+            "spacing_mm": datasets.List(datasets.Value("float32")),
+        }
+    )
+
+
+def config_features(config: str, class_names: list[str] | tuple[str, ...]) -> datasets.Features:
+    """The typed schema of ``config``."""
+    if config == GROUNDING_CONFIG:
+        return grounding_features(class_names)
+    return features_for(class_names)
+
+
+def grounding_query(template: str, finding: str) -> str:
+    """The grounding question: ``template`` (BuildOptions.grounding_query) with the finding."""
+    return template.format(finding=finding)
+
+
+def grounding_row(cached: dict, query_template: str) -> dict:
+    """One ``grounding`` row from a cached case row: the plain slice, the finding's query, and
+    the target component's mask, tight box and two points (image frame)."""
+    return {
+        "id": row_id(cached),
+        "image": {"bytes": cached["plain_png"], "path": _image_path(cached, GROUNDING_CONFIG)},
+        "query": grounding_query(query_template, cached["finding"]),
+        "finding": cached["finding"],
+        "answer": cached["answer"],
+        "label": cached["answer"],
+        "bbox": list(cached["grounding_bbox"]),
+        "points": [list(point) for point in cached["points"]],
+        "mask": {"bytes": cached["mask_png"], "path": _image_path(cached, "mask")},
+        "case_id": cached["case_id"],
+        "patient_id": cached["patient_id"],
+        "slice_index": cached["slice_index"],
+        "category_code": cached["category_code"],
         "finding_index": cached["finding_index"],
         "lesion_pixels": cached["lesion_pixels"],
         "spacing_mm": list(cached["spacing_mm"]),

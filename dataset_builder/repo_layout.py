@@ -1,11 +1,12 @@
 """Write a built CT-RATE-VQA as a Hub dataset repo folder.
 
     OUT/README.md                      dataset card (YAML configs, typed features, license, ...)
-    OUT/<config>/<split>-0000N-of-0000M.parquet   image bytes embedded
+    OUT/<config>/<split>-0000N-of-0000M.parquet   image bytes embedded (zoom, plain, grounding)
     OUT/class_distribution.png
     OUT/build_manifest.json            parameters, versions, checksums, counts, skipped cases
     OUT/<config>_inspect/test-0000N-of-0000M.parquet   the test rows with the image as a
-                                       data-URI string, for Inspect (eval.yaml's tasks)
+                                       data-URI string, for Inspect (eval.yaml's tasks);
+                                       classification configs only
     OUT/eval.yaml                      the Hub Benchmark declaration (tasks zoom, plain)
     OUT/.build_cache/                  per-case cache that lets a killed build resume
 
@@ -40,11 +41,12 @@ from hub_cards.benchmark import (
     write_eval_yaml,
 )
 from hub_cards.dataset_card import write_dataset_card
-from hub_cards.names import MANIFEST_NAME
+from hub_cards.names import CLASSIFICATION_TASK, GROUNDING_CONFIG, GROUNDING_TASK, MANIFEST_NAME
 
 from .builder import CTRateVQA
 from .class_map import load_class_map
-from .config import SPLITS, VARIANTS, BuildOptions
+from .config import CONFIGS, SPLITS, VARIANTS, BuildOptions
+from .grounding_targets import POINT_METHOD
 from .qa_rows import QUESTION_TEMPLATES
 from .sources import read_entries
 
@@ -253,7 +255,7 @@ def check_out(out: Path, inputs: tuple[Path, ...] = (), force: bool = False) -> 
             "choose a new or empty folder (or pass --force to add the build to it)"
         )
     clash = [n for n in OUTPUT_FILES if (out / n).exists()]
-    folders = [d for v in VARIANTS for d in (v, inspect_config(v))]
+    folders = [*CONFIGS, *(inspect_config(v) for v in VARIANTS)]
     clash += [f"{d}/{p.name}" for d in folders if (out / d).is_dir() for p in (out / d).iterdir()
               if _is_shard(p)]  # fmt: skip
     if clash:
@@ -308,22 +310,24 @@ def build_repo(
     options: BuildOptions | None = None,
     num_workers: int = 1,
     strict: bool = False,
-    variants: tuple[str, ...] = VARIANTS,
+    variants: tuple[str, ...] = CONFIGS,
     progress: bool = True,
     source_note: str = "",
     render_threads: int | None = None,
     force: bool = False,
 ) -> dict:
-    """Build every variant into ``out`` and write its manifest and card; return the manifest.
+    """Build every config in ``variants`` (default: all, ``zoom``, ``plain`` and ``grounding``)
+    into ``out`` from one pass over the cases, and write its manifest and card; return the
+    manifest. Only the classification configs get an Inspect companion config.
 
     The inputs and ``out`` are checked first (see ``check_out``; ``force`` as there), and an
     earlier build in ``out`` keeps its manifest until new shards replace its own.
     """
     options = options or BuildOptions()
     out, rex_dir, ctrate_dir = Path(out), Path(rex_dir), Path(ctrate_dir)
-    unknown = [v for v in variants if v not in VARIANTS]
+    unknown = [v for v in variants if v not in CONFIGS]
     if unknown:
-        raise ValueError(f"unknown config(s) {unknown}; choose from {VARIANTS}")
+        raise ValueError(f"unknown config(s) {unknown}; choose from {CONFIGS}")
     if num_workers < 1:
         raise ValueError(f"--num-workers must be >= 1, got {num_workers}")
     if render_threads is not None and render_threads < 1:
@@ -379,6 +383,14 @@ def _build(
         "parameters": {**options.to_dict(), "class_map": class_map_file},
         "parameter_docs": BuildOptions.docs(),
         "question_templates": QUESTION_TEMPLATES,
+        # the task each config serves (the grounding config is no Inspect multiple choice)
+        "tasks": {
+            v: GROUNDING_TASK if v == GROUNDING_CONFIG else CLASSIFICATION_TASK for v in variants
+        },
+        "grounding": {
+            "query_template": options.grounding_query,
+            "point_method": POINT_METHOD,
+        },
         "class_map": {
             "source": class_map.source if class_map_file is None else class_map_file,
             "classes": list(class_map.classes),
@@ -425,6 +437,8 @@ def _build(
         shutil.rmtree(prepared, ignore_errors=True)
         info = builder.info._to_yaml_dict()
         dataset_infos[variant] = {k: info[k] for k in ("features", "splits") if k in info}
+        if variant not in VARIANTS:
+            continue  # grounding: no multiple-choice benchmark, no Inspect config
         name = inspect_config(variant)  # the same pass writes the variant's Inspect config
         if files[variant].get(TEST_SPLIT):
             placed, inspect_infos[name], companions[variant] = _write_inspect_config(

@@ -1,11 +1,12 @@
 """``eval.yaml``: declares CT-RATE-VQA as a Hub Benchmark that Inspect (inspect-ai) can run, so
 that model repos' ``.eval_results`` entries aggregate into a leaderboard on the dataset page.
 
-One task per image config (``zoom``, ``plain``), on the test split of that config's Inspect
+One task per classification config (``zoom``, ``plain``), on the test split of that config's Inspect
 companion config (``zoom_inspect``, ``plain_inspect``): the same test rows with the image as a
 ``data:image/png;base64,...`` string, the only image form Inspect's ``input_image`` accepts.
 Each task keeps the config's name as its ``id``: that is the ``task_id`` the ``.eval_results``
-entries of model repos refer to.
+entries of model repos refer to. The ``grounding`` config (a box and two points, no choices) is
+no multiple-choice task: it has no Inspect companion and is left out of ``eval.yaml``.
 
 Only the keys of Inspect's ``HFTask`` (``inspect_ai/_eval/task/hf.py``, extra keys forbidden)
 are written: ``id``, ``config``, ``split``, ``field_spec`` (``input``, ``input_image``,
@@ -22,6 +23,8 @@ import base64
 from pathlib import Path
 
 import yaml
+
+from .names import GROUNDING_CONFIG
 
 EVAL_FILE = "eval.yaml"
 EVALUATION_FRAMEWORK = "inspect-ai"  # the framework the Hub's Benchmark registry expects
@@ -66,6 +69,7 @@ def eval_spec(manifest: dict) -> dict:
             "scorers": [dict(s) for s in SCORERS],
         }
         for config, companion in manifest.get("inspect", {}).items()
+        if config != GROUNDING_CONFIG  # not a multiple-choice task
     ]
     if not tasks:
         raise ValueError(

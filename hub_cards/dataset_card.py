@@ -1,6 +1,7 @@
 """The CT-RATE-VQA dataset card, generated from a build manifest (never written by hand).
 
-YAML: configs (``zoom`` default, ``plain``), dataset_info with typed features, splits,
+YAML: configs (``zoom`` default, ``plain``, ``grounding``, the Inspect companions of the first
+two), dataset_info with typed features, splits,
 num_bytes and num_examples (datasets' own serialisers), license and gating fields, task
 categories, tags. Body: source, every build parameter with its origin, class counts per split
 (table and plot), skipped cases, differences from the paper, intended use, citations.
@@ -14,8 +15,9 @@ from datasets.info import DatasetInfo, DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from .benchmark import inspect_card_text
+from .benchmark import EVAL_FILE, inspect_card_text
 from .names import DATA_LICENSE as LICENSE
+from .names import GROUNDING_CONFIG
 
 PLOT_NAME = "class_distribution.png"
 
@@ -69,6 +71,23 @@ DIFFERENCES = [
     "Both variants (`zoom`, `plain`) are published; the paper trained on the zoom variant and "
     "used the plain one as an ablation.",
 ]
+GROUNDING_DIFFERENCES = [
+    "`grounding` follows MedReasoner's task (arXiv 2508.08177: a box and two points per answer) "
+    "on this data, not its U-MRG-14K dataset: the query is built from the finding's report "
+    "sentence by this project's template (MedReasoner poses implicit clinical questions; "
+    "U-MRG's wording is not public), images keep the slice size (U-MRG's are 840 x 840), and "
+    "the two points are chosen by this project's rule (U-MRG's is not published).",
+]
+GROUNDING_FRAME = """\
+Coordinate frame: `bbox`, `points` and `mask` are in the pixels of the stored `image` (x =
+column, y = row, origin at the upper-left pixel). `bbox` is `[x0, y0, x1, y1]` with
+end-exclusive pixel corners and is exactly the tight box of `mask`; a point is the integer
+`[x, y]` of a pixel inside `mask` (`mask` is one connected component, mode "L", 0 / 255, the
+size of `image`). Qwen2.5-VL reads and writes absolute coordinates of its own input, the image
+as its processor resized it (sides rounded to multiples of 28, e.g. 512 x 512 -> 504 x 504):
+answers (`<answer>{"bbox": [...], "points_1": [x, y], "points_2": [x, y]}</answer>`) are in
+that model-input frame, and `model_training.grounding.Frame` (`frame_for(processor, size)`)
+converts between the two frames."""
 
 
 def _size_category(n: int) -> str:
@@ -91,15 +110,18 @@ def card_data_from_manifest(manifest: dict) -> DatasetCardData:
         for split in info.get("splits", [])
     )
     synthetic = bool(manifest.get("source", {}).get("note"))
+    grounding = GROUNDING_CONFIG in manifest["configs"]
     card_data = DatasetCardData(
         pretty_name="CT-RATE-VQA" + (" (synthetic demo build)" if synthetic else ""),
         license=LICENSE,
         language=["en"],
-        task_categories=["visual-question-answering", "image-classification"],
+        task_categories=["visual-question-answering", "image-classification"]
+        + (["object-detection", "image-segmentation"] if grounding else []),
         task_ids=["visual-question-answering", "multi-class-image-classification"],
         size_categories=[_size_category(total)],
         source_datasets=["rajpurkarlab/ReXGroundingCT", "ibrahimhamamci/CT-RATE"],
         tags=["medical", "radiology", "chest-ct", "ct-rate", "rexgroundingct", "medreason-r1"]
+        + (["grounding", "medreasoner"] if grounding else [])
         + (["synthetic"] if synthetic else []),
         extra_gated_prompt=GATED_PROMPT,
         extra_gated_fields=GATED_FIELDS,
@@ -189,6 +211,51 @@ def _skipped_section(manifest: dict) -> str:
     return "\n".join(lines)
 
 
+def _grounding_section(manifest: dict) -> str:
+    """The card's text on the `grounding` config (empty when the build has none)."""
+    if GROUNDING_CONFIG not in manifest["configs"]:
+        return ""
+    grounding = manifest.get("grounding", {})
+    size = manifest["parameters"].get("image_size")
+    resize = (
+        "the slice's native size"
+        if size is None
+        else f"{size} x {size} (`image_size`; the mask is resized by nearest neighbour, each "
+        "pixel taking the native pixel under its centre, and the largest connected piece is "
+        "kept; `bbox` is recomputed from it)"
+    )
+    template = grounding.get("query_template", "").replace("`", "'")
+    connectivity = manifest["parameters"].get("connectivity")
+    return f"""
+## The `grounding` config (MedReasoner's reasoning grounding)
+
+The same slices, ids and patient split as `zoom` and `plain` (one grounding row per
+classification row), posed as MedReasoner's "unified medical reasoning grounding"
+(arXiv 2508.08177): ground the finding's report sentence on the slice with a box and two
+points. ReXGroundingCT masks one report sentence per channel, so no new annotation is needed.
+
+Columns: `id`, `image` (the plain slice, nothing drawn), `query` (the grounding question),
+`finding` (the report sentence), `answer` / `label` (the lesion's class), `bbox` (the target
+lesion component's tight box), `points` (`[[x1, y1], [x2, y2]]`, two pixels inside it), `mask`
+(the component's mask), and the provenance columns `case_id`, `patient_id`, `slice_index`,
+`category_code`, `finding_index`, `lesion_pixels` (on the native slice), `spacing_mm`.
+
+- Target: the largest qualifying connected component of the finding on the slice (the one the
+  classification rows' `bbox` comes from; `connectivity` {connectivity}), written at {resize}.
+- `query`: the template `{template}` (`grounding_query`; ours: MedReasoner poses implicit
+  clinical questions and U-MRG's wording is not public), `{{finding}}` being the report sentence.
+- `points` (ours; U-MRG's method is not published): {grounding.get("point_method", "")}.
+- `{EVAL_FILE}` (Inspect's multiple-choice benchmark) covers the classification configs only:
+  `grounding` has no Inspect task and no `{GROUNDING_CONFIG}_inspect` config.
+
+{GROUNDING_FRAME}
+
+```python
+ds = load_dataset("PATH_OR_REPO", "{GROUNDING_CONFIG}")
+```
+"""
+
+
 def card_body(manifest: dict) -> str:
     counts = manifest["counts"]
     source = manifest.get("source", {})
@@ -197,6 +264,14 @@ def card_body(manifest: dict) -> str:
         f"{s}: {counts['cases'].get(s, 0)} volumes of {counts['patients'].get(s, 0)} patients"
         for s in ("train", "test")
     )
+    has_grounding = GROUNDING_CONFIG in manifest["configs"]
+    grounding_bullet = (
+        f"- `{GROUNDING_CONFIG}`: the plain slices with the finding's report sentence as a "
+        "grounding query and the lesion's mask, box and two points (see below).\n"
+        if has_grounding
+        else ""
+    )
+    differences = DIFFERENCES + (GROUNDING_DIFFERENCES if has_grounding else [])
     return (
         f"""# CT-RATE-VQA
 
@@ -217,20 +292,21 @@ requires accepting both sources' terms.
 - `zoom` (default): the lesion is outlined in red and a magnified patch with a green border is
   pasted into a corner (upper-left unless the lesion lies there; `zoom_corner` says which).
 - `plain`: the same slices without patch or outline.
-{inspect_card_text(manifest)}
+{grounding_bullet}{inspect_card_text(manifest)}
 
 ```python
 from datasets import load_dataset
 ds = load_dataset("PATH_OR_REPO", "zoom")  # or "plain"
 ```
 
-Columns: `image` (RGB PNG), `question`, `options` (the class names offered), `answer` (class
-name), `label` (ClassLabel of the seven classes), `case_id`, `patient_id`, `slice_index` (axial
-index in the LPS-ordered volume), `bbox` (lesion box `[x0, y0, x1, y1]` in image pixels,
+Columns of `zoom` and `plain`: `image` (RGB PNG), `question`, `options` (the class names
+offered), `answer` (class name), `label` (ClassLabel of the seven classes), `case_id`,
+`patient_id`, `slice_index` (axial index in the LPS-ordered volume), `bbox` (lesion box
+`[x0, y0, x1, y1]` in image pixels,
 end-exclusive), `zoom_box` / `zoom_corner` (where the patch went; empty in `plain`),
 `category_code` (ReXGroundingCT code), `finding` (the report sentence), `finding_index` (mask
 channel), `lesion_pixels` (lesion area on the native slice), `spacing_mm` (voxel size, LPS axes).
-
+{_grounding_section(manifest)}
 ## How it was built
 
 1. Cases: the ReXGroundingCT `{", ".join(manifest["parameters"]["source_splits"])}` lists;
@@ -242,7 +318,8 @@ channel), `lesion_pixels` (lesion area on the native slice), `spacing_mm` (voxel
    {manifest["parameters"].get("slice_cap_unit", "volume")} (`slice_cap_unit`), evenly spaced
    in (slice, finding) order.
 3. Category codes map to the seven classes through `{manifest["class_map"]["source"]}`.
-4. HU are clipped, windowed and written as RGB PNG, in both variants.
+4. HU are clipped, windowed and written as RGB PNG, in both variants (`grounding` takes the
+   `plain` image; its mask is written as a grey-level PNG).
 5. Split by patient ({splits}), `split_strategy`
    `{manifest["parameters"].get("split_strategy", "random")}`; no patient is in both splits.
 
@@ -263,7 +340,7 @@ channel), `lesion_pixels` (lesion area on the native slice), `spacing_mm` (voxel
 ## Differences from the paper
 
 """
-        + "\n".join(f"- {d}" for d in DIFFERENCES)
+        + "\n".join(f"- {d}" for d in differences)
         + f"""
 
 ## Citation

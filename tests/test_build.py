@@ -28,7 +28,10 @@ CLASSES = list(load_class_map().classes)
 
 def _undecoded(path: Path | str, config: str):
     ds = load_dataset(str(path), config)
-    return {split: d.cast_column("image", ImageFeature(decode=False)) for split, d in ds.items()}
+    images = [name for name, feature in ds["train"].features.items() if feature == ImageFeature()]
+    for name in images:  # image, and the grounding config's mask
+        ds = ds.cast_column(name, ImageFeature(decode=False))
+    return dict(ds)
 
 
 def _rows(path: Path | str, config: str) -> dict[str, list[dict]]:
@@ -95,6 +98,7 @@ def test_card_and_manifest_describe_the_build(built_dataset):
     assert {c["config_name"] for c in data["configs"]} == {
         "zoom",
         "plain",
+        "grounding",
         "zoom_inspect",
         "plain_inspect",
     }
@@ -121,9 +125,10 @@ def test_load_by_folder_name_from_cwd(built_dataset, monkeypatch):
     assert len(ds["train"]) > 0
 
 
-def test_builder_class_matches_the_cli_output(built_dataset, synthetic_source, tmp_path):
+@pytest.mark.parametrize("config", ["plain", "grounding"])
+def test_builder_class_matches_the_cli_output(built_dataset, synthetic_source, tmp_path, config):
     builder = CTRateVQA(
-        config_name="plain",
+        config_name=config,
         rex_dir=synthetic_source["rex_dir"],
         ctrate_dir=synthetic_source["ctrate_dir"],
         options=BuildOptions(seed=3),
@@ -132,11 +137,16 @@ def test_builder_class_matches_the_cli_output(built_dataset, synthetic_source, t
     )
     builder.download_and_prepare()
     ds = builder.as_dataset()
-    expected = _rows(built_dataset, "plain")
+    expected = _rows(built_dataset, config)
     for split in expected:
-        got = ds[split].cast_column("image", ImageFeature(decode=False)).to_list()
+        got = ds[split].cast_column("image", ImageFeature(decode=False))
+        if config == "grounding":
+            got = got.cast_column("mask", ImageFeature(decode=False))
+        got = got.to_list()
         assert [r["id"] for r in got] == [r["id"] for r in expected[split]]
         assert [r["image"]["bytes"] for r in got] == [r["image"]["bytes"] for r in expected[split]]
+        if config == "grounding":
+            assert got == expected[split]
 
 
 def test_shards_are_bounded_in_size(synthetic_source, built_dataset, tmp_path):
@@ -197,7 +207,7 @@ def test_killed_build_resumes_and_gives_the_same_rows(synthetic_source, built_da
         progress=False,
     )
     assert manifest["counts"]["cases_reused_from_cache"] >= 3
-    for config in ("zoom", "plain"):
+    for config in ("zoom", "plain", "grounding"):
         assert _rows(out, config) == _rows(built_dataset, config)
 
 

@@ -32,6 +32,7 @@ from hub_cards.benchmark import (
     data_uri,
     inspect_config,
 )
+from hub_cards.names import GROUNDING_CONFIG
 from hub_cards.publish import push_dataset
 
 REPO = "medreason/ct-rate-vqa-bench"
@@ -64,7 +65,8 @@ def test_inspect_configs_hold_the_test_rows_with_data_uri_images(built_dataset):
     manifest = json.loads((built_dataset / "build_manifest.json").read_text())
     card = DatasetCard.load(built_dataset / "README.md")
     listed = {c["config_name"] for c in card.data.to_dict()["configs"]}
-    assert listed == {*CONFIGS, *(inspect_config(c) for c in CONFIGS)}
+    # grounding has no Inspect config: Inspect's Benchmark is the multiple-choice task
+    assert listed == {*CONFIGS, GROUNDING_CONFIG, *(inspect_config(c) for c in CONFIGS)}
     for config in CONFIGS:
         name = inspect_config(config)
         source = load_dataset(str(built_dataset), config, split="test")
