@@ -84,9 +84,16 @@ def prompt_messages(row: dict, mode: str) -> list[dict]:
     """System prompt + the user turn: the image, then the question with its options (a
     grounding row: the image, then its query, under the grounding system prompt)."""
     if task_of(row) == GROUNDING_TASK:
-        system, text = grounding_system_prompt(mode), row["query"]
-    else:
-        system, text = system_prompt(mode), row["question"]
+        return _messages(grounding_system_prompt(mode), row["query"])
+    return _messages(system_prompt(mode), row["question"])
+
+
+def grounding_messages(query: str, mode: str) -> list[dict]:
+    """The grounding conversation for a query alone (the Space asks without a dataset row)."""
+    return _messages(grounding_system_prompt(mode), query)
+
+
+def _messages(system: str, text: str) -> list[dict]:
     return [
         {"role": "system", "content": [{"type": "text", "text": system}]},
         {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]},

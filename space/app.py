@@ -21,6 +21,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no usage 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the modules beside this file
 
 import gradio as gr  # noqa: E402
+from grounding_view import Segmenters, ground, overlay, summary  # noqa: E402
 from model_runner import DEMO_MODEL, ModelRunner  # noqa: E402
 from scan_input import (  # noqa: E402
     DEFAULT_WINDOW,
@@ -42,13 +43,18 @@ from dataset_builder.config import VARIANTS  # noqa: E402
 from hub_cards.cli_options import parse_options  # noqa: E402
 from model_training import prompts  # noqa: E402
 from model_training.evaluation.evaluate import DEFAULT_MAX_NEW_TOKENS  # noqa: E402
+from model_training.evaluation.sam import NO_SAM, SegmenterError, sam_config  # noqa: E402
 
 DEFAULT_HOST = "127.0.0.1"  # ours: local only; pass 0.0.0.0 to serve the network
 DEFAULT_PORT = 7860  # ours: Gradio's usual port
 NO_FINDING = "none (draw a box)"
 GROUNDING_NOTE = (
-    "**Grounding overlay (box / points / SAM): not available.** This project has no grounding "
-    "model yet; its output will be drawn here when one exists."
+    "## Grounding (MedReasoner's task)\n"
+    "A model trained on the `grounding` config (e.g. `python -m model_training.run --config "
+    "recipes/demo-grounding-cpu.yaml`) reads the plain slice and the dataset's query for a "
+    "report sentence, reasons, and answers with a box and two points (red, yellow); with "
+    "`--sam-model`, a frozen SAM turns them into a mask (blue). The lesion box chosen above, if "
+    "any, is drawn in green."
 )
 PROGRESS = gr.Progress()  # Gradio injects a tracker into handlers with this default
 NOTICE = "Research use only. Not a medical device; not for clinical decisions."
@@ -78,6 +84,13 @@ class SpaceArguments:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "run the model repo's own code (read it first)"}
     )
+    sam_model: str = field(
+        default=NO_SAM,  # ours: offline by default; the evaluator's default is MedSAM
+        metadata={
+            "help": "frozen SAM that turns a grounding answer into a mask: a folder or Hub id "
+            "(e.g. flaviagiammarino/medsam-vit-base, downloaded when named), or none"
+        },
+    )
 
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65535:
@@ -102,6 +115,12 @@ class SpaceApp:
             raise SpaceError(f"--class-map: {err}") from None
         self.runner = ModelRunner(args.model, args.max_new_tokens, args.trust_remote_code)
         self.model_problem = self.runner.problem()
+        if args.sam_model != NO_SAM:
+            try:
+                sam_config(args.sam_model)  # reads the config only: a bad name fails at start
+            except SegmenterError as err:
+                raise SpaceError(f"--sam-model: {err}") from None
+        self.segmenters = Segmenters(args.sam_model)
 
     def load(self, ct_file, mask_file, window: str, progress=PROGRESS):
         """Upload -> (scan, slider, finding chooser, status, picker, box, clicks)."""
@@ -200,6 +219,38 @@ class SpaceApp:
             answer += " (no <answer> tags: class found in the text)"
         return reply.think or "(no <think> block)", answer, reply.text, "Done."
 
+    def ground(self, scan, slice_index, box_text, window, finding_text, mode, progress=PROGRESS):
+        """-> (overlay image, summary, reasoning, raw reply, status)."""
+        if self.model_problem:
+            return None, "", "", "", _error(self.model_problem)
+        if scan is None:
+            return None, "", "", "", _error("upload a scan first")
+        if not finding_text.strip():
+            return None, "", "", "", _error("type the report sentence to ground")
+        try:
+            true_box = parse_box(box_text, scan) if box_text.strip() else None
+            width, height = scan.size
+            # the plain rendering draws no box; a whole-slice box stands in when none is chosen
+            lesion = true_box or (0, 0, width, height)
+            rendered = render(scan, int(slice_index), lesion, window_options(window))
+        except UploadError as err:
+            return None, "", "", "", _error(err)
+        progress(0.2, desc=f"Loading {self.runner.model_name}")
+        self.runner.load()
+        progress(0.5, desc="Generating")
+        try:
+            reply = ground(self.runner, rendered.plain_png, finding_text, mode, self.segmenters)
+        except SegmenterError as err:
+            return None, "", "", "", _error(err)
+        true_box = list(rendered.bbox) if true_box is not None else None
+        return (
+            overlay(rendered.plain_png, reply, true_box),
+            summary(reply, true_box),
+            reply.think or "(no <think> block)",
+            reply.text,
+            "Done.",
+        )
+
 
 def _png_image(png: bytes):
     import io
@@ -245,7 +296,17 @@ def build_blocks(space: SpaceApp) -> gr.Blocks:
         answer = gr.Textbox(label="Answer", elem_id="answer")
         reply = gr.Textbox(label="Raw reply", elem_id="reply")
         gr.Markdown(GROUNDING_NOTE, elem_id="grounding")
-        # TODO(grounding): when a grounding model exists, draw its box / points / SAM mask here.
+        with gr.Row():
+            sentence = gr.Textbox(
+                label="Report sentence to ground", elem_id="grounding-finding", scale=3
+            )
+            ground_button = gr.Button("Ground it", elem_id="ground", scale=1)
+        with gr.Row():
+            grounded = gr.Image(label="Grounding", format="png", elem_id="grounding-image")
+            with gr.Column():
+                grounded_summary = gr.Textbox(label="Box and points", elem_id="grounding-summary")
+                grounded_think = gr.Textbox(label="Reasoning (<think>)", elem_id="grounding-think")
+                grounded_reply = gr.Textbox(label="Raw reply", elem_id="grounding-reply")
 
         view = [scan, slider, box, window, variant]
         refreshed = [picker, shown, question, status]
@@ -264,6 +325,11 @@ def build_blocks(space: SpaceApp) -> gr.Blocks:
         for trigger in (box.submit, box.blur, window.change, variant.change):
             trigger(space.preview, view, refreshed)
         ask.click(space.ask, [*view, mode], [think, answer, reply, status])
+        ground_button.click(
+            space.ground,
+            [scan, slider, box, window, sentence, mode],
+            [grounded, grounded_summary, grounded_think, grounded_reply, status],
+        )
     return blocks
 
 

@@ -46,6 +46,8 @@ class ModelRunner:
         self.trust_remote_code = trust_remote_code
         self._loaded: tuple | None = None
         self._lock = threading.Lock()
+        # one generate at a time: CPU threads are already all in use
+        self.generation_lock = threading.Lock()
 
     def problem(self) -> str | None:
         """Why the model cannot run (one line), or None. Reads no weights."""
@@ -68,7 +70,7 @@ class ModelRunner:
         model, processor = self.load()
         image = Image.open(io.BytesIO(png))
         conversation = prompts.prompt_messages({"question": question}, mode)
-        with self._lock:  # one generate at a time: CPU threads are already all in use
+        with self.generation_lock:
             (text,) = greedy_replies(model, processor, [conversation], [image], self.max_new_tokens)
         read = read_reply(text, options)
         return Reply(

@@ -12,6 +12,7 @@ if str(SPACE_DIR) not in sys.path:
     sys.path.insert(0, str(SPACE_DIR))
 space_app = importlib.import_module("app")  # space/app.py
 scan_input = importlib.import_module("scan_input")  # space/scan_input.py
+grounding_view = importlib.import_module("grounding_view")  # space/grounding_view.py
 
 
 def case_with_rows(synthetic_source: dict, min_findings: int = 1) -> tuple:

@@ -19,10 +19,13 @@ from dataset_builder.qa_rows import variant_row
 from dataset_builder.volumes import load_case_volumes
 from hub_cards.__main__ import main as hub_main
 from model_training.evaluation.evaluate import generate_replies, load_model
+from model_training.evaluation.sam import build_tiny_sam, load_segmenter
+from model_training.grounding import format_answer, frame_for
+from model_training.processor import load_processor
 from model_training.tiny_model import build_tiny_model
 
 from .conftest import LPS_AFFINE, write_nifti
-from .space_support import SPACE_DIR, case_with_rows, scan_input, space_app
+from .space_support import SPACE_DIR, case_with_rows, grounding_view, scan_input, space_app
 
 CLASSES = list(load_class_map().classes)
 
@@ -232,3 +235,65 @@ def test_readme_front_matter_is_a_space_card():
     assert meta["sdk"] == "gradio" and meta["app_file"] == "app.py"
     assert meta["license"] == "cc-by-nc-sa-4.0"
     assert "not for clinical" in (SPACE_DIR / "README.md").read_text().lower()
+
+
+def test_grounding_asks_as_the_evaluator_asks_a_grounding_row(space, case, tiny_model):
+    """The plain slice and the dataset's query for the sentence, under the grounding prompt:
+    the reply equals the evaluator's for the same grounding row."""
+    spec, rows = case
+    row = rows[-1]
+    scan, *_ = space.load(str(spec.ct_path), str(spec.mask_path), "lung")
+    box = ",".join(map(str, row["bbox"]))
+    sentence = row["finding"]
+    model, processor = load_model(str(tiny_model))
+    grounding_row = {"image": Image.open(io.BytesIO(row["plain_png"])),
+                     "query": grounding_view.query_for(sentence),
+                     "bbox": row["bbox"], "points": [], "mask": None}  # fmt: skip
+    (expected,) = generate_replies(model, processor, [grounding_row], "think", 96)
+    image, text, think, reply, status = space.ground(
+        scan, row["slice_index"], box, "lung", sentence, "think"
+    )
+    assert status == "Done." and reply == expected
+    assert np.asarray(image).shape[:2] == _pixels(row["plain_png"]).shape[:2]
+    # the random tiny model writes no box: said so, and the slice is shown undrawn but for
+    # the mask's box in green
+    assert text.startswith("No box in the reply")
+    _, _, _, _, status = space.ground(scan, row["slice_index"], box, "lung", "  ", "think")
+    assert "type the report sentence" in status
+
+
+def test_grounding_overlay_draws_the_answer_and_sams_mask(case, tmp_path):
+    """A hand-written answer in the model-input frame comes back to the slice's pixels through
+    the one frame conversion; SAM's mask is the evaluator's segmenter's."""
+    spec, rows = case
+    row = rows[-1]
+    png = row["plain_png"]
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    processor = load_processor(build_tiny_model(tmp_path / "tiny"))
+    frame = frame_for(processor, image.size)
+    true_box = list(row["bbox"])
+    cx, cy = (true_box[0] + true_box[2]) // 2, (true_box[1] + true_box[3]) // 2
+    reply_text = "<think>here</think><answer>" + format_answer(
+        frame.box_to_model(true_box), [frame.point_to_model([cx, cy])] * 2
+    ) + "</answer>"  # fmt: skip
+    parsed = grounding_view.parse_grounding(reply_text)
+    box = frame.box_to_image(parsed.box)
+    points = [frame.point_to_image(p) for p in parsed.points]
+    segmenter = load_segmenter(str(build_tiny_sam(tmp_path / "sam")))
+    (mask,) = segmenter.masks(image, [(box, points)])
+    reply = grounding_view.GroundingReply(reply_text, "here", "ok", box, points, mask)
+    drawn = np.asarray(grounding_view.overlay(png, reply, true_box))
+    x0, y0 = round(box[0]), round(box[1])
+    assert tuple(drawn[y0 + 1, x0]) in (grounding_view.BOX_COLOUR, grounding_view.TRUE_BOX_COLOUR)
+    assert tuple(drawn[cy, cx]) == grounding_view.POINT_COLOUR
+    text = grounding_view.summary(reply, true_box)
+    assert "IoU with the mask's box 1.00" in text or "IoU with the mask's box 0.9" in text
+    assert f"SAM mask: {int(mask.sum())} pixels" in text
+
+
+def test_a_missing_sam_is_refused_at_start(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert space_app.main(["--sam-model", str(tmp_path / "no-sam")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --sam-model") and err.count("\n") == 1
