@@ -16,10 +16,18 @@ from typing import Any
 
 from trl import GRPOConfig, ModelConfig, ScriptArguments
 
+from hub_cards.names import CLASSIFICATION_TASK, GROUNDING_CONFIG, GROUNDING_TASK, TASKS
+
+from .grounding_rewards import GROUNDING_REWARDS, GROUNDING_SOFT_REWARDS
 from .processor import PINNED_MAX_PIXELS, PINNED_MIN_PIXELS
 from .prompts import MODES, SFT_TARGETS
 from .rewards import DEFAULT_REWARD_WEIGHTS, DEFAULT_REWARDS, REWARDS
 from .scope import SCOPE_NAMES
+
+# ours: both tasks' rows in one training set (no paper we follow trains them together)
+MULTITASK = "multitask"
+TASK_CHOICES = (*TASKS, MULTITASK)
+DEFAULT_CLASSIFICATION_CONFIG = "zoom"  # paper (MedReason-R1): the zoom-in patch
 
 
 class ConfigError(ValueError):
@@ -42,11 +50,46 @@ class CTRateVQAArguments(ScriptArguments):
         default="ct-rate-vqa",
         metadata={"help": "Built CT-RATE-VQA folder or Hub dataset id (load_dataset)."},
     )
+    task: str = field(
+        default=CLASSIFICATION_TASK,
+        metadata={
+            "help": f"What the stage trains, one of {TASK_CHOICES}: '{CLASSIFICATION_TASK}' "
+            "(MedReason-R1: the lesion's class, rows of dataset_config); "
+            f"'{GROUNDING_TASK}' (MedReasoner: a box and two points for the report sentence, "
+            f"rows of grounding_config; the SFT target is grounding.format_answer's JSON in the "
+            f"model-input frame); '{MULTITASK}' (ours: the rows of both configs in one shuffled "
+            "training set, mixed as grounding_fraction says; each GRPO reward scores its own "
+            "task's rows only)."
+        },
+    )
     dataset_config: str | None = field(
-        default="zoom", metadata={"help": "Config: 'zoom' (paper) or 'plain'."}
+        default=DEFAULT_CLASSIFICATION_CONFIG,
+        metadata={
+            "help": "Config of the classification rows: 'zoom' (paper) or 'plain' (task "
+            f"'{CLASSIFICATION_TASK}' or '{MULTITASK}')."
+        },
+    )
+    grounding_config: str = field(
+        default=GROUNDING_CONFIG,
+        metadata={
+            "help": f"Config of the grounding rows (task '{GROUNDING_TASK}' or '{MULTITASK}')."
+        },
+    )
+    grounding_fraction: float | None = field(
+        default=None,
+        metadata={
+            "help": f"Task '{MULTITASK}' only: the share of grounding rows in the training set, "
+            "strictly between 0 and 1; the larger task's rows are subsampled (with the stage's "
+            "seed) until the mixture has it. Unset: every row of both configs, concatenated "
+            "and shuffled with the seed."
+        },
     )
     dataset_limit: int | None = field(
-        default=None, metadata={"help": "Use only the first N training rows (smoke runs)."}
+        default=None,
+        metadata={
+            "help": "Use only the first N training rows (smoke runs); with task "
+            f"'{MULTITASK}', the first N rows of each config."
+        },
     )
     prompt_mode: str = field(
         default="think",
@@ -57,7 +100,8 @@ class CTRateVQAArguments(ScriptArguments):
         metadata={
             "help": f"What SFT teaches the model to reply, one of {SFT_TARGETS}: "
             "'answer' (the class only, as the paper) or 'finding' (the report "
-            "sentence as <think>, then the class)."
+            "sentence as <think>, then the class). Grounding rows: the answer is the "
+            "box-and-points JSON in the model-input frame, after the same <think> for 'finding'."
         },
     )
     trainable_scope: str = field(
@@ -89,15 +133,17 @@ class CTRateVQAArguments(ScriptArguments):
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
+            ("task", self.task, TASK_CHOICES),
             ("prompt_mode", self.prompt_mode, MODES),
             ("sft_target", self.sft_target, SFT_TARGETS),
             ("trainable_scope", self.trainable_scope, SCOPE_NAMES),
         ):
             if value not in allowed:
                 raise ConfigError(f"{name}={value!r} is not one of {allowed}")
-        for name in ("dataset_name", "dataset_config", "dataset_train_split"):
+        for name in ("dataset_name", "dataset_config", "grounding_config", "dataset_train_split"):
             if not getattr(self, name):
                 raise ConfigError(f"{name} is required (got {getattr(self, name)!r})")
+        self._check_task_configs()
         for name in ("dataset_limit", "image_min_pixels", "image_max_pixels"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -117,6 +163,49 @@ class CTRateVQAArguments(ScriptArguments):
                     f"{name}={getattr(self, name)!r} is not supported by the training stages "
                     f"(they train on dataset_train_split, read without streaming); remove it"
                 )
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The tasks whose rows the stage trains on."""
+        return TASKS if self.task == MULTITASK else (self.task,)
+
+    def config_of(self, task: str) -> str:
+        """The dataset config of ``task``'s rows."""
+        return self.grounding_config if task == GROUNDING_TASK else self.dataset_config
+
+    def _check_task_configs(self) -> None:
+        """Refuse the task options that the chosen task would ignore."""
+        if self.task != MULTITASK and self.grounding_fraction is not None:
+            raise ConfigError(
+                f"grounding_fraction mixes the tasks of task: {MULTITASK}, but task="
+                f"{self.task!r}: set task: {MULTITASK} or remove grounding_fraction"
+            )
+        fraction = self.grounding_fraction
+        if fraction is not None and not 0 < fraction < 1:
+            raise ConfigError(
+                f"grounding_fraction={fraction} must lie strictly between 0 and 1 (or be unset: "
+                "every row of both configs)"
+            )
+        if self.task == CLASSIFICATION_TASK and self.grounding_config != GROUNDING_CONFIG:
+            raise ConfigError(
+                f"grounding_config={self.grounding_config!r} is read by task {GROUNDING_TASK} or "
+                f"{MULTITASK}, but task={self.task!r}: set the task or remove grounding_config"
+            )
+        if self.task == GROUNDING_TASK and self.dataset_config not in (
+            DEFAULT_CLASSIFICATION_CONFIG,
+            self.grounding_config,
+        ):
+            raise ConfigError(
+                f"dataset_config={self.dataset_config!r} names the classification rows, which "
+                f"task {GROUNDING_TASK} does not read (its rows come from grounding_config="
+                f"{self.grounding_config!r}): remove dataset_config"
+            )
+        if self.task == MULTITASK and self.dataset_config == self.grounding_config:
+            raise ConfigError(
+                f"task {MULTITASK} reads classification rows from dataset_config and grounding "
+                f"rows from grounding_config, but both are {self.dataset_config!r}: set "
+                "dataset_config to a classification config (zoom or plain)"
+            )
 
 
 @dataclass
@@ -244,6 +333,7 @@ def check_model_config(
                 "trainable_scope: lora"
             )
     if training is not None:
+        check_task_rewards(args, getattr(training, "reward_funcs", None))
         if getattr(training, "trust_remote_code", False):
             raise ConfigError(
                 "trust_remote_code=true: the policy loader is Qwen2.5-VL only and never runs "
@@ -255,3 +345,33 @@ def check_model_config(
                 "loaded from ModelConfig's fields: dtype, attn_implementation, model_revision, "
                 "load_in_4bit ...); remove it"
             )
+
+
+def reward_task(name: str) -> str:
+    """The task whose rows the reward ``name`` scores (each returns None for the others)."""
+    return GROUNDING_TASK if name in GROUNDING_REWARDS else CLASSIFICATION_TASK
+
+
+def check_task_rewards(args: CTRateVQAArguments, reward_funcs: list[str] | None) -> None:
+    """GRPO: every task of the rows has a reward that scores it, and every reward scores a task
+    of the rows (a reward of another task would only ever return None).
+
+    Raises:
+        ConfigError: naming the task without a reward, or the rewards that score nothing.
+    """
+    if reward_funcs is None:  # not a GRPO stage
+        return
+    for task in args.tasks:
+        if not any(reward_task(n) == task for n in reward_funcs):
+            names = GROUNDING_SOFT_REWARDS if task == GROUNDING_TASK else DEFAULT_REWARDS
+            raise ConfigError(
+                f"task={args.task!r} trains on {task} rows, but no reward in reward_funcs "
+                f"{reward_funcs} scores them: add {list(names)}"
+            )
+    idle = [n for n in reward_funcs if n in REWARDS and reward_task(n) not in args.tasks]
+    if idle:
+        raise ConfigError(
+            f"reward_funcs {idle} score {reward_task(idle[0])} rows, which task={args.task!r} "
+            f"does not train on: remove them (grounding: {list(GROUNDING_SOFT_REWARDS)}; "
+            f"classification: {list(DEFAULT_REWARDS)})"
+        )

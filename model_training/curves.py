@@ -22,9 +22,15 @@ def series(log_history: list[dict], key: str) -> tuple[list[int], list[float]]:
     points = [
         (int(r["step"]), float(r[key]))
         for r in log_history
-        if key in r and "step" in r and "train_runtime" not in r
+        if key in r and "step" in r and "train_runtime" not in r and _logged(r[key])
     ]
     return [p[0] for p in points], [p[1] for p in points]
+
+
+def _logged(value: object) -> bool:
+    """A logged number (TRL logs a reward that scored no row of its window as NaN, saved as
+    None: e.g. a grounding reward in a step of classification rows only)."""
+    return isinstance(value, int | float) and value == value
 
 
 def reward_components(log_history: list[dict]) -> list[str]:
@@ -88,17 +94,16 @@ def reward_trend(log_history: list[dict], window: int = 5) -> dict:
     window = max(1, min(window, len(steps) // 2 or 1))
 
     def ends(values: list[float]) -> dict:
-        return {
-            "first": sum(values[:window]) / window,
-            "last": sum(values[-window:]) / window,
-        }
+        first, last = values[:window], values[-window:]  # (a component may log fewer)
+        return {"first": sum(first) / len(first), "last": sum(last) / len(last)}
 
     return {
         "logged_steps": [steps[0], steps[-1]],
         "window": window,
         "total": ends(total),
         "components": {
-            component_name(k): ends(series(log_history, k)[1])
+            component_name(k): ends(values)
             for k in reward_components(log_history)
+            if (values := series(log_history, k)[1])
         },
     }

@@ -1,4 +1,6 @@
-"""GRPO on CT-RATE-VQA with the paper's composite reward (stage 2 of MedReason-R1).
+"""GRPO on CT-RATE-VQA with the paper's composite reward (stage 2 of MedReason-R1), or
+MedReasoner's grounding rewards (task grounding), or both (task multitask: each reward scores
+its own task's rows).
 
     python -m model_training.grpo --config recipes/....yaml [--field value ...]
 
@@ -15,8 +17,8 @@ from typing import Any
 from trl import GRPOTrainer, ModelConfig
 
 from .configs import CTRateVQAArguments, GRPORecipe
-from .data import load_vqa, to_grpo
-from .policy import load_policy, prepare_stage, stage_main, train_and_save
+from .data import grpo_dataset, load_task_rows
+from .policy import load_policy, prepare_stage, stage_main, task_record, train_and_save
 from .rewards import get_rewards
 
 
@@ -32,9 +34,7 @@ def grpo_trainer(
     prompts (TRL sets "left" only on a processor it loads itself). Sets
     ``training.model_init_kwargs`` (refused in recipes) to pass ``model_revision`` on to TRL's
     reference model."""
-    rows = load_vqa(
-        args.dataset_name, args.dataset_config, args.dataset_train_split, args.dataset_limit
-    )
+    rows = load_task_rows(args)  # dataset errors before the model loads
     model, processor, summary = load_policy(
         model_args, args, training, checkpoint, padding_side="left"
     )
@@ -47,7 +47,7 @@ def grpo_trainer(
         args=training,
         processing_class=processor,
         reward_funcs=get_rewards(training.reward_funcs),
-        train_dataset=to_grpo(rows, args.prompt_mode),
+        train_dataset=grpo_dataset(args, processor, training.seed, rows),
     )
     return trainer, processor, summary
 
@@ -65,6 +65,7 @@ def train_grpo(args: CTRateVQAArguments, training: GRPORecipe, model_args: Model
         checkpoint,
         stage="grpo",
         dataset_config=args.dataset_config,
+        **task_record(args),
         reward_funcs=training.reward_funcs,
         reward_weights=training.reward_weights,
     )

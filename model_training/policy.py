@@ -17,7 +17,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, TrlParser, get_quantization_config
 
-from hub_cards.names import TRAINING_SUMMARY_NAME
+from hub_cards.names import CLASSIFICATION_TASK, GROUNDING_TASK, TRAINING_SUMMARY_NAME
 
 from . import prompts
 from .configs import ConfigError, CTRateVQAArguments, check_model_config, user_error
@@ -218,13 +218,28 @@ def train_and_save(
         processor.save_pretrained(out)
         record = {
             **{k: v for k, v in summary.items() if k != "trainable_names"},
-            **extra,
             "world_size": trainer.args.world_size,
             "prompts": prompts.record(),
+            **extra,  # a stage's task_record() replaces the prompts of classification
             "log_history": trainer.state.log_history,
         }
         (out / TRAINING_SUMMARY_NAME).write_text(json.dumps(record, indent=1))
     return out
+
+
+def task_record(args: CTRateVQAArguments) -> dict:
+    """What a stage's training summary records of its task(s): the task, the grounding
+    settings, and the prompts of each task it trained on."""
+    if args.task == CLASSIFICATION_TASK:
+        return {"task": args.task, "prompts": prompts.record()}
+    record = {"task": args.task, "grounding_config": args.grounding_config}
+    if args.task == GROUNDING_TASK:
+        return {**record, "prompts": prompts.record(GROUNDING_TASK)}
+    return {
+        **record,
+        "grounding_fraction": args.grounding_fraction,
+        "prompts": {task: prompts.record(task) for task in args.tasks},
+    }
 
 
 def stage_main(argv: list[str] | None, trainer_config: type, train: Callable[..., Path]) -> int:

@@ -39,7 +39,13 @@ from pathlib import Path
 
 import yaml
 
-from hub_cards.names import FINAL_DIR_NAME, MANIFEST_NAME, STAGE_RECIPES_DIR
+from hub_cards.names import (
+    CLASSIFICATION_TASK,
+    FINAL_DIR_NAME,
+    GROUNDING_TASK,
+    MANIFEST_NAME,
+    STAGE_RECIPES_DIR,
+)
 
 from .final_model import assemble_final
 from .run_recipe import (
@@ -48,6 +54,7 @@ from .run_recipe import (
     RunArguments,
     RunPlan,
     StagePlan,
+    eval_tasks,
     help_text,
     parse_run,
 )
@@ -316,15 +323,25 @@ def models_to_evaluate(plan: RunPlan, state: RunState) -> dict[str, str]:
     return models
 
 
-def evaluate_model(plan: RunPlan, state: RunState, label: str, model: str) -> dict:
-    """Evaluate one model in its own process(es) into ``output_dir/eval/<label>``."""
+def eval_folder(plan: RunPlan, label: str, task: str) -> str:
+    """``eval/<label>`` for the run's first task; ``eval/<label>-<task>`` for a second one (the
+    grounding evaluation of a multitask run)."""
+    first = eval_tasks(plan.stages)[0]
+    return f"eval/{label}" if task == first else f"eval/{label}-{task}"
+
+
+def evaluate_model(
+    plan: RunPlan, state: RunState, label: str, model: str, task: str = CLASSIFICATION_TASK
+) -> dict:
+    """Evaluate one model on ``task``'s config in its own process(es) into
+    ``output_dir/<eval_folder>``."""
     run, data = plan.run, plan.stages[STAGES[-1]].args
-    out = Path(run.output_dir) / "eval" / label
-    step = f"eval/{label}"
+    step = eval_folder(plan, label, task)
+    out = Path(run.output_dir) / step
     args = [
         "--model", model,
         "--dataset", data.dataset_name,
-        "--config", data.dataset_config,
+        "--config", data.config_of(task),
         "--split", run.eval_split,
         "--mode", run.eval_modes,
         "--max-new-tokens", str(run.eval_max_new_tokens),
@@ -332,9 +349,12 @@ def evaluate_model(plan: RunPlan, state: RunState, label: str, model: str) -> di
     ]  # fmt: skip
     if run.eval_limit is not None:
         args += ["--limit", str(run.eval_limit)]
-    for flag, value in (("--judge", run.eval_judge), ("--judge-model", run.eval_judge_model)):
-        if value is not None:
-            args += [flag, value]
+    if task == GROUNDING_TASK:
+        args += ["--sam-model", run.eval_sam_model]
+    else:
+        for flag, value in (("--judge", run.eval_judge), ("--judge-model", run.eval_judge_model)):
+            if value is not None:
+                args += [flag, value]
     inputs = [label] if label in STAGES else []
     decision, key, inputs_hash = plan_step(state, run, step, out, args, inputs)
     if decision != "skip":
@@ -349,8 +369,9 @@ def evaluate_model(plan: RunPlan, state: RunState, label: str, model: str) -> di
     return json.loads((out / "results.json").read_text())
 
 
-def finish(plan: RunPlan, state: RunState, reports: dict[str, dict]) -> dict:
-    """Write final/ (with its copy of the summary); return the summary."""
+def finish(plan: RunPlan, state: RunState, reports: dict[str, dict[str, dict]]) -> dict:
+    """Write final/ (with its copy of the summary); return the summary. ``reports``:
+    {task: {label: results.json}}."""
     logs = training_logs(plan)
     summary = run_summary(plan, reports, logs)
     trained = [name for name in STAGES if name in logs and stage_done(
@@ -367,13 +388,20 @@ def finish(plan: RunPlan, state: RunState, reports: dict[str, dict]) -> dict:
             str(plan.recipe_path),
             logs,
             training,
-            reports.get(trained[-1]),
+            final_results(reports, trained[-1]),
             summary,
             dataset_id,
         )
         state.record("final", status="done")
         summary["final_model"] = str(final)
     return summary
+
+
+def final_results(reports: dict[str, dict[str, dict]], label: str) -> dict | list[dict] | None:
+    """The evaluation of the final model for its card: one task's results.json, or a list of
+    both (multitask; the card shows both tasks), or None when it was not evaluated."""
+    found = [by_label[label] for by_label in reports.values() if label in by_label]
+    return found[0] if len(found) == 1 else found or None
 
 
 def publish(plan: RunPlan, summary: dict) -> None:
@@ -401,10 +429,12 @@ def run(plan: RunPlan) -> dict | None:
             train_stage(plan, state, name)
     if stage not in ("eval", "all"):
         return None
+    models = models_to_evaluate(plan, state)
     reports = {
-        label: evaluate_model(plan, state, label, model)
-        for label, model in models_to_evaluate(plan, state).items()
-    }
+        task: {label: evaluate_model(plan, state, label, model, task)
+               for label, model in models.items()}
+        for task in eval_tasks(plan.stages)
+    }  # fmt: skip
     summary = finish(plan, state, reports)
     summary["wall_seconds"] = round(time.monotonic() - started, 1)
     (Path(plan.run.output_dir) / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))

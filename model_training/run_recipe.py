@@ -34,6 +34,7 @@ import yaml
 from trl import ModelConfig, SFTConfig, TrlParser
 
 from hub_cards.model_card import HUB_ID_RE
+from hub_cards.names import CLASSIFICATION_TASK, GROUNDING_TASK
 
 from .configs import CTRateVQAArguments, GRPORecipe, check_model_config
 from .evaluation.evaluate import (
@@ -42,6 +43,7 @@ from .evaluation.evaluate import (
     DEFAULT_MODE,
     DEFAULT_SPLIT,
 )
+from .evaluation.sam import NO_SAM
 from .prompts import MODES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -183,8 +185,19 @@ class RunArguments:
         default=None,
         metadata={"help": "Model name at an eval_judge endpoint (the evaluator's --judge-model)."},
     )
+    eval_sam_model: str = field(
+        default=NO_SAM,
+        metadata={
+            "help": "Grounding evaluations (task grounding or multitask): the frozen SAM / SAM2 "
+            "checkpoint, folder or Hub id, prompted with the predicted box and points for mask "
+            f"Dice (the evaluator's --sam-model). '{NO_SAM}' (default, offline): box IoU and "
+            "point-Dice only."
+        },
+    )
 
     def __post_init__(self) -> None:
+        if not self.eval_sam_model:
+            raise RecipeError(f"eval_sam_model is empty: name a SAM checkpoint or '{NO_SAM}'")
         if self.stage not in STAGE_CHOICES:
             raise RecipeError(f"stage={self.stage!r} is not one of {STAGE_CHOICES}")
         if self.eval_modes not in (*MODES, "both"):
@@ -218,6 +231,11 @@ class RunArguments:
     @property
     def modes(self) -> tuple[str, ...]:
         return MODES if self.eval_modes == "both" else (self.eval_modes,)
+
+    @property
+    def sam_model(self) -> str | None:
+        """The SAM of the grounding evaluations, None for no mask Dice."""
+        return None if self.eval_sam_model.lower() == NO_SAM else self.eval_sam_model
 
 
 @dataclass
@@ -419,6 +437,7 @@ def parse_run(argv: list[str] | None = None) -> RunPlan:
     if unknown_flags:
         raise RecipeError(f"unknown field(s) {sorted(unknown_flags)} (see --help)")
 
+    check_eval_tasks(run, stages, recipe_path)
     as_run = {k: v for k, v in recipe.items() if k not in STAGES}
     as_run |= {
         k: _plain(getattr(run, k))
@@ -436,6 +455,35 @@ def parse_run(argv: list[str] | None = None) -> RunPlan:
     return RunPlan(run, stages, recipe_path, as_run)
 
 
+def eval_tasks(stages: dict[str, StagePlan]) -> tuple[str, ...]:
+    """The tasks the run's models are evaluated on: those the last stage trains."""
+    return stages[STAGES[-1]].args.tasks
+
+
+def check_eval_tasks(run: RunArguments, stages: dict[str, StagePlan], recipe_path: Path) -> None:
+    """Refuse evaluation options that no evaluation of this run would use, and stages that
+    train different tasks (the run evaluates every model on the same task(s))."""
+    tasks = {name: plan.args.task for name, plan in stages.items()}
+    if len(set(tasks.values())) > 1:
+        raise RecipeError(
+            f"recipe {recipe_path}: the stages train different tasks {tasks}; set task once, "
+            "for the whole run"
+        )
+    evaluated = eval_tasks(stages)
+    if run.sam_model is not None and GROUNDING_TASK not in evaluated:
+        raise RecipeError(
+            f"eval_sam_model={run.eval_sam_model!r} measures grounding masks, but the run "
+            f"evaluates {list(evaluated)}: remove eval_sam_model (or set task: grounding)"
+        )
+    if CLASSIFICATION_TASK not in evaluated:
+        for name in ("eval_judge", "eval_judge_model"):
+            if getattr(run, name) is not None:
+                raise RecipeError(
+                    f"{name} judges classification answers, but the run evaluates "
+                    f"{list(evaluated)} only: remove {name}"
+                )
+
+
 def _all_fields(objects: tuple) -> set[str]:
     return {f.name for obj in objects for f in dataclasses.fields(obj)}
 
@@ -443,7 +491,8 @@ def _all_fields(objects: tuple) -> set[str]:
 def stage_hyperparameters(plan: StagePlan) -> dict:
     """The settings of a stage worth printing in a model card (non-default, readable)."""
     keys = [
-        "trainable_scope", "prompt_mode", "sft_target", "dataset_config", "num_train_epochs",
+        "task", "trainable_scope", "prompt_mode", "sft_target", "dataset_config",
+        "grounding_config", "grounding_fraction", "num_train_epochs",
         "max_steps", "learning_rate", "lr_scheduler_type", "warmup_steps",
         "per_device_train_batch_size", "gradient_accumulation_steps", "num_generations",
         "max_completion_length", "loss_type", "beta", "temperature", "reward_funcs",
@@ -454,6 +503,14 @@ def stage_hyperparameters(plan: StagePlan) -> dict:
     out = {k: _typed(objects, k) for k in keys if k in _all_fields(objects) and k not in skipped}
     if plan.training.max_steps and plan.training.max_steps > 0:
         out.pop("num_train_epochs", None)
+    unread = {  # the task options a task does not read
+        CLASSIFICATION_TASK: ("grounding_config", "grounding_fraction"),
+        GROUNDING_TASK: ("dataset_config", "grounding_fraction"),
+    }.get(plan.args.task, ())
+    for key in unread:
+        out.pop(key, None)
+    if out.get("grounding_fraction") is None:
+        out.pop("grounding_fraction", None)
     return out
 
 
@@ -464,6 +521,8 @@ __all__ = [
     "RunPlan",
     "STAGES",
     "StagePlan",
+    "check_eval_tasks",
+    "eval_tasks",
     "help_text",
     "load_recipe",
     "parse_run",

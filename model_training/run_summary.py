@@ -1,4 +1,6 @@
-"""What a run reports: the summary of its evaluations and GRPO rewards, and the card's inputs.
+"""What a run reports: the summary of its evaluations (classification accuracy; grounding box
+IoU, point-Dice and mask Dice, against the mean-box baseline) and GRPO rewards, and the card's
+inputs.
 
 Read from the files the stages wrote (``training_summary.json`` per stage, ``results.json`` per
 evaluation); printed by the driver and kept as ``run_summary.json``.
@@ -9,15 +11,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from hub_cards.model_card import HUB_ID_RE
+from hub_cards.names import CLASSIFICATION_TASK, GROUNDING_TASK
 from hub_cards.names import TRAINING_SUMMARY_NAME as STAGE_DONE_FILE
 
 from .curves import reward_trend
+from .data import image_size, load_vqa
+from .evaluation.grounding_eval import IOU_HIT
+from .grounding import box_iou, points_dice
 from .run_recipe import STAGES, RunPlan, stage_hyperparameters
 
 EVAL_LABELS = {"base": "before SFT", "sft": "after SFT", "grpo": "after GRPO"}
 SUMMARY_METRICS = ("n", "accuracy_micro", "accuracy_macro", "format_rate", "validity_rate")
 JUDGE_METRICS = ("consistency", "consistency_judged")  # think mode, with eval_judge
+GROUNDING_METRICS = (  # the grounding evaluator's means and rates (mask Dice with a SAM)
+    "n", "iou_mean", "iou_50", "point_dice_mean", "mask_dice_mean", "oracle_dice_mean",
+    "format_rate", "parse_rate", "complete_rate",
+)  # fmt: skip
 
 
 def hub_id_or_none(name: str) -> str | None:
@@ -35,7 +47,87 @@ def training_logs(plan: RunPlan) -> dict[str, dict]:
     return logs
 
 
-def run_summary(plan: RunPlan, reports: dict[str, dict], logs: dict[str, dict]) -> dict:
+def run_summary(plan: RunPlan, reports: dict[str, dict[str, dict]], logs: dict[str, dict]) -> dict:
+    """The run's summary from ``reports`` ({task: {label: results.json}}) and the stages'
+    training logs: classification accuracies (``evaluations``), grounding metrics
+    (``grounding_evaluations``) with the mean-box baseline, the GRPO reward trend, times."""
+    summary = {
+        "recipe": str(plan.recipe_path),
+        "output_dir": plan.run.output_dir,
+        **classification_summary(reports.get(CLASSIFICATION_TASK, {})),
+    }
+    if GROUNDING_TASK in reports:
+        summary["grounding_evaluations"] = {
+            EVAL_LABELS[label]: grounding_metrics(report)
+            for label, report in reports[GROUNDING_TASK].items()
+        }
+        summary["grounding_baseline"] = mean_box_baseline(plan)
+    return {
+        **summary,
+        "grpo_reward": reward_trend(logs.get("grpo", {}).get("log_history", [])),
+        "stage_seconds": {
+            name: next(
+                (r["train_runtime"] for r in log.get("log_history", []) if "train_runtime" in r),
+                None,
+            )
+            for name, log in logs.items()
+        },
+    }
+
+
+def grounding_metrics(report: dict) -> dict:
+    """The model and, per mode, the summary's grounding metrics of one results.json."""
+    return {
+        "model": report["model"],
+        **{
+            mode: {key: metrics[key] for key in GROUNDING_METRICS if key in metrics}
+            for mode, metrics in report["modes"].items()
+        },
+    }
+
+
+def mean_box_baseline(plan: RunPlan) -> dict:
+    """The trivial grounding baseline the models must beat: the mean box and the mean of each
+    point over the training rows (in fractions of each image's size), answered for every row of
+    the evaluated split; its box IoU, IoU >= 0.5 rate and point-Dice (image frame)."""
+    run, args = plan.run, plan.stages[STAGES[-1]].args
+    config = args.config_of(GROUNDING_TASK)
+    train = load_vqa(args.dataset_name, config, args.dataset_train_split, args.dataset_limit,
+                     task=GROUNDING_TASK)  # fmt: skip
+    test = load_vqa(args.dataset_name, config, run.eval_split, run.eval_limit, task=GROUNDING_TASK)
+
+    def fractions(image: dict, box: list, points: list) -> np.ndarray:
+        """Box corners and point centres (a point is a pixel: x + 0.5) over the image size."""
+        w, h = image_size(image)
+        centres = [v + 0.5 for p in points for v in p]
+        return np.array([*box, *centres], float) / np.array([w, h] * 4, float)
+
+    mean = np.mean(
+        [fractions(*row) for row in zip(train["image"], train["bbox"], train["points"],
+                                        strict=True)], axis=0
+    )  # fmt: skip
+    ious, dices = [], []
+    for image, box, points in zip(test["image"], test["bbox"], test["points"], strict=True):
+        w, h = image_size(image)
+        guess = mean * np.array([w, h] * 4, float)
+        ious.append(box_iou([float(v) for v in guess[:4]], list(box)))
+        true_points = [[p[0] + 0.5, p[1] + 0.5] for p in points]
+        guess_points = [[float(v) for v in guess[4:6]], [float(v) for v in guess[6:]]]
+        dices.append(points_dice(guess_points, true_points))
+    n = len(ious)
+    return {
+        "n": n,
+        "train_rows": len(train),
+        "box_fraction": [round(float(v), 4) for v in mean[:4]],
+        "points_fraction": [[round(float(v), 4) for v in mean[i : i + 2]] for i in (4, 6)],
+        "iou_mean": float(np.mean(ious)) if n else 0.0,
+        "iou_50": float(np.mean([v >= IOU_HIT for v in ious])) if n else 0.0,
+        "point_dice_mean": float(np.mean(dices)) if n else 0.0,
+    }
+
+
+def classification_summary(reports: dict[str, dict]) -> dict:
+    """``chance_accuracy`` and ``evaluations`` of the classification reports {label: report}."""
     evaluations = {
         EVAL_LABELS[label]: {
             "model": report["model"],
@@ -53,20 +145,7 @@ def run_summary(plan: RunPlan, reports: dict[str, dict], logs: dict[str, dict]) 
     classes = max(
         (len(m["per_class"]) for r in reports.values() for m in r["modes"].values()), default=0
     )
-    return {
-        "recipe": str(plan.recipe_path),
-        "output_dir": plan.run.output_dir,
-        "chance_accuracy": 1 / classes if classes else None,
-        "evaluations": evaluations,
-        "grpo_reward": reward_trend(logs.get("grpo", {}).get("log_history", [])),
-        "stage_seconds": {
-            name: next(
-                (r["train_runtime"] for r in log.get("log_history", []) if "train_runtime" in r),
-                None,
-            )
-            for name, log in logs.items()
-        },
-    }
+    return {"chance_accuracy": 1 / classes if classes else None, "evaluations": evaluations}
 
 
 def format_summary(summary: dict) -> str:
@@ -97,6 +176,7 @@ def format_summary(summary: dict) -> str:
                 "reasoning-answer consistency (think): "
                 + ", ".join(f"{k} {100 * v:.1f} %" for k, v in judged.items())
             )
+    lines += format_grounding(summary)
     trend = summary.get("grpo_reward") or {}
     if trend:
         parts = ", ".join(
@@ -110,6 +190,40 @@ def format_summary(summary: dict) -> str:
     if seconds:
         lines.append("training time: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()))
     return "\n".join(lines)
+
+
+def format_grounding(summary: dict) -> list[str]:
+    """Lines of the grounding metrics, per mode: the mean-box baseline, then each model."""
+    evaluations = summary.get("grounding_evaluations") or {}
+    if not evaluations:
+        return []
+    baseline = summary.get("grounding_baseline") or {}
+    modes = [m for m in next(iter(evaluations.values())) if m != "model"]
+    lines = []
+    for mode in modes:
+        first = next(iter(evaluations.values()))[mode]
+        masks = "mask_dice_mean" in first
+        lines.append(
+            f"grounding ({mode}), test box IoU / IoU>=0.5 / point-Dice"
+            + (" / mask Dice" if masks else "")
+            + f" (n = {first['n']}):"
+        )
+        if baseline:
+            lines.append(
+                f"  {'mean-box baseline':<18}{100 * baseline['iou_mean']:6.1f} % / "
+                f"{100 * baseline['iou_50']:5.1f} % / {100 * baseline['point_dice_mean']:5.1f} %"
+            )
+        for label, result in evaluations.items():
+            m = result[mode]
+            cells = (
+                f"{100 * m['iou_mean']:6.1f} % / {100 * m['iou_50']:5.1f} % / "
+                f"{100 * m['point_dice_mean']:5.1f} %"
+            )
+            if masks:
+                cells += f" / {100 * m.get('mask_dice_mean', 0.0):5.1f} %"
+            rates = f"  (complete answers {100 * m['complete_rate']:.0f} %)"
+            lines.append(f"  {label:<18}{cells}{rates}")
+    return lines
 
 
 def card_inputs(plan: RunPlan, logs: dict[str, dict]) -> tuple[dict, str | None]:

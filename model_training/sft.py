@@ -2,7 +2,8 @@
 
     python -m model_training.sft --config recipes/....yaml [--field value ...]
 
-parse recipe -> load data -> load model (trainable scope) -> SFTTrainer -> train -> save.
+parse recipe -> load model (trainable scope) -> data (the task's rows; grounding targets in the
+processor's model-input frame) -> SFTTrainer -> train -> save.
 ``--resume_from_checkpoint last`` (or a checkpoint folder) resumes.
 """
 
@@ -14,23 +15,21 @@ from pathlib import Path
 from trl import ModelConfig, SFTConfig, SFTTrainer
 
 from .configs import CTRateVQAArguments
-from .data import load_vqa, to_sft
-from .policy import load_policy, prepare_stage, stage_main, train_and_save
+from .data import load_task_rows, sft_dataset
+from .policy import load_policy, prepare_stage, stage_main, task_record, train_and_save
 
 
 def train_sft(args: CTRateVQAArguments, training: SFTConfig, model_args: ModelConfig) -> Path:
     """Train (resuming as ``training.resume_from_checkpoint`` says) and save to
     ``training.output_dir``; return that folder."""
     checkpoint = prepare_stage(training, args)
-    rows = load_vqa(
-        args.dataset_name, args.dataset_config, args.dataset_train_split, args.dataset_limit
-    )
+    rows = load_task_rows(args)  # dataset errors before the model loads
     model, processor, summary = load_policy(model_args, args, training, checkpoint)
     trainer = SFTTrainer(
         model=model,
         args=training,
         processing_class=processor,
-        train_dataset=to_sft(rows, args.prompt_mode, args.sft_target),
+        train_dataset=sft_dataset(args, processor, training.seed, rows),
     )
     return train_and_save(
         trainer,
@@ -40,6 +39,7 @@ def train_sft(args: CTRateVQAArguments, training: SFTConfig, model_args: ModelCo
         checkpoint,
         stage="sft",
         dataset_config=args.dataset_config,
+        **task_record(args),
     )
 
 

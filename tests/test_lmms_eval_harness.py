@@ -9,22 +9,29 @@ command line, through tests/lmms_harness.py, which registers a CPU chat model cl
 lmms-eval's ``huggingface`` class and our processor).
 
 The model: the tiny Qwen2.5-VL briefly SFT-trained on the evaluated rows, so that it answers in
-our format (a random one would reply gibberish and every comparison would be None == None).
+our format (a random one would reply gibberish and every comparison would be None == None). The
+grounding task (``ct_rate_vqa_grounding``) gets its own tiny model, SFT-trained on the evaluated
+grounding rows' true boxes and points (model-input frame), so that its replies hold boxes to
+score, and its own harness run; our evaluator scores the same rows with ``--config grounding
+--sam-model none``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from datasets import load_dataset
 from trl import ModelConfig, SFTConfig
 
+from hub_cards.names import GROUNDING_TASK
 from model_training.configs import CTRateVQAArguments
 from model_training.evaluation.evaluate import main as evaluate_main
 from model_training.sft import train_sft
@@ -40,10 +47,13 @@ ENV_SCRIPT = REPO / ".ci" / "lmms_eval_env.sh"
 ROWS = 16  # at most this many test rows per task (the first ones, in both evaluators)
 BATCH_SIZE = 16  # = our evaluator's default --batch-size: the same rows share a padded batch
 MODES = {"ct_rate_vqa": "think", "ct_rate_vqa_no_think": "no-think", "ct_rate_vqa_plain": "think"}
+GROUNDING = "ct_rate_vqa_grounding"
+GROUNDING_MODE = "think"
 SFT_EPOCHS = 16  # ours: ~60 steps at lr 3e-3 teach the tiny model to answer in <answer> tags
 SFT_LEARNING_RATE = 3e-3
 SFT_BATCH_SIZE = 4
 HARNESS_TIMEOUT_S = 900
+GROUNDING_SFT_EPOCHS = 24  # ours: enough for the tiny model to write boxes near the lesions
 
 
 def _works(python: Path) -> bool:
@@ -68,10 +78,8 @@ def lmms_python() -> Path:
     return python
 
 
-@pytest.fixture(scope="module")
-def answering_model(built_dataset: Path, tmp_path_factory) -> Path:
-    """The tiny Qwen2.5-VL after a short SFT on the evaluated test rows: it answers in tags."""
-    root = tmp_path_factory.mktemp("lmms-harness-model")
+def _sft_tiny_model(built_dataset: Path, root: Path, epochs: int, **task) -> Path:
+    """The tiny Qwen2.5-VL after a short SFT on the first evaluated test rows."""
     return train_sft(
         CTRateVQAArguments(
             dataset_name=str(built_dataset),
@@ -79,10 +87,11 @@ def answering_model(built_dataset: Path, tmp_path_factory) -> Path:
             dataset_limit=ROWS,
             sft_target="finding",
             trainable_scope="full",
+            **task,
         ),
         SFTConfig(
             output_dir=str(root / "sft"),
-            num_train_epochs=SFT_EPOCHS,
+            num_train_epochs=epochs,
             per_device_train_batch_size=SFT_BATCH_SIZE,
             learning_rate=SFT_LEARNING_RATE,
             lr_scheduler_type="cosine",
@@ -101,6 +110,20 @@ def answering_model(built_dataset: Path, tmp_path_factory) -> Path:
     )
 
 
+@pytest.fixture(scope="module")
+def answering_model(built_dataset: Path, tmp_path_factory) -> Path:
+    """The tiny model SFT-trained on classification rows: it answers in tags."""
+    root = tmp_path_factory.mktemp("lmms-harness-model")
+    return _sft_tiny_model(built_dataset, root, SFT_EPOCHS)
+
+
+@pytest.fixture(scope="module")
+def grounding_model(built_dataset: Path, tmp_path_factory) -> Path:
+    """The tiny model SFT-trained on grounding rows: it answers with a box and two points."""
+    root = tmp_path_factory.mktemp("lmms-harness-grounding-model")
+    return _sft_tiny_model(built_dataset, root, GROUNDING_SFT_EPOCHS, task=GROUNDING_TASK)
+
+
 def _task_folder(built_dataset: Path, out: Path) -> Path:
     """The task folder as a user copies it, pointed at the built dataset folder (a local folder
     needs no token)."""
@@ -116,20 +139,27 @@ def _task_folder(built_dataset: Path, out: Path) -> Path:
     main_yaml.write_text(text)
     config = yaml.load(main_yaml.read_text(), Loader=yaml.BaseLoader)
     assert config["dataset_path"] == str(built_dataset) and config["dataset_kwargs"] == {}
+    # the grounding scores' resize bounds: the tiny model's processor's, as the folder tells a
+    # user of another processor to set them
+    utils = folder / "utils.py"
+    text = utils.read_text()
+    for name, value in (("MIN", MIN_PIXELS), ("MAX", MAX_PIXELS)):
+        line = re.compile(rf"^GROUNDING_{name}_PIXELS = .*$", re.MULTILINE)
+        assert len(line.findall(text)) == 1
+        text = line.sub(f"GROUNDING_{name}_PIXELS = {value}", text)
+    utils.write_text(text)
     return folder
 
 
-@pytest.fixture(scope="module")
-def harness_run(lmms_python, answering_model, built_dataset, tmp_path_factory) -> dict:
-    """lmms-eval's results and logged samples for the three tasks, by task name."""
-    out = tmp_path_factory.mktemp("lmms-harness")
+def _run_harness(python: Path, model: Path, tasks: list[str], dataset: Path, out: Path) -> dict:
+    """lmms-eval's results and logged samples of ``tasks`` for ``model``, by task name."""
     command = [
-        str(lmms_python), "-m", "tests.lmms_harness",
+        str(python), "-m", "tests.lmms_harness",
         "--model", MODEL_ID,
         "--model_args",
-        f"pretrained={answering_model},device=cpu,min_pixels={MIN_PIXELS},max_pixels={MAX_PIXELS}",
-        "--tasks", ",".join(MODES),
-        "--include_path", str(_task_folder(built_dataset, out)),
+        f"pretrained={model},device=cpu,min_pixels={MIN_PIXELS},max_pixels={MAX_PIXELS}",
+        "--tasks", ",".join(tasks),
+        "--include_path", str(_task_folder(dataset, out)),
         "--batch_size", str(BATCH_SIZE),
         "--limit", str(ROWS),
         "--log_samples",
@@ -140,7 +170,9 @@ def harness_run(lmms_python, answering_model, built_dataset, tmp_path_factory) -
         command, cwd=REPO, env=env, capture_output=True, text=True, timeout=HARNESS_TIMEOUT_S
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-    (results_file,) = (out / "results").glob("*/*_results.json")
+    found = list((out / "results").glob("*/*_results.json"))
+    assert len(found) == 1, done.stdout[-3000:] + done.stderr[-5000:]
+    (results_file,) = found
     results = json.loads(results_file.read_text())["results"]
     samples = {
         task: [
@@ -149,18 +181,39 @@ def harness_run(lmms_python, answering_model, built_dataset, tmp_path_factory) -
             .read_text()
             .splitlines()
         ]
-        for task in MODES
+        for task in tasks
     }
     return {"results": results, "samples": samples}
 
 
+@pytest.fixture(scope="module")
+def harness_run(lmms_python, answering_model, built_dataset, tmp_path_factory) -> dict:
+    """lmms-eval's results and logged samples for the three classification tasks."""
+    out = tmp_path_factory.mktemp("lmms-harness")
+    return _run_harness(lmms_python, answering_model, list(MODES), built_dataset, out)
+
+
+@pytest.fixture(scope="module")
+def grounding_run(lmms_python, grounding_model, built_dataset, tmp_path_factory) -> dict:
+    """lmms-eval's results and logged samples for the grounding task."""
+    out = tmp_path_factory.mktemp("lmms-harness-grounding")
+    return _run_harness(lmms_python, grounding_model, [GROUNDING], built_dataset, out)
+
+
 def _our_evaluation(
-    model: Path, dataset: Path, config: str, mode: str, max_new_tokens: int, out: Path
+    model: Path,
+    dataset: Path,
+    config: str,
+    mode: str,
+    max_new_tokens: int,
+    out: Path,
+    extra: tuple[str, ...] = (),
 ):
     argv = [
         "--model", str(model), "--dataset", str(dataset), "--output_dir", str(out),
         "--config", config, "--mode", mode, "--limit", str(ROWS),
         "--max_new_tokens", str(max_new_tokens), "--batch_size", str(BATCH_SIZE), "--no-progress",
+        *extra,
     ]  # fmt: skip
     assert evaluate_main(argv) == 0
     report = json.loads((out / "results.json").read_text())["modes"][mode]
@@ -169,7 +222,7 @@ def _our_evaluation(
 
 
 def test_the_tasks_checked_are_the_folders_tasks():
-    assert sorted(f"{task}.yaml" for task in MODES) == TASK_FILES
+    assert sorted(f"{task}.yaml" for task in [*MODES, GROUNDING]) == TASK_FILES
 
 
 @pytest.mark.parametrize("task", list(MODES))
@@ -212,3 +265,48 @@ def test_harness_scores_as_our_evaluator(
     assert metrics["macro_accuracy,none"] == pytest.approx(ours["accuracy_macro"])
     assert metrics["validity_rate,none"] == pytest.approx(ours["validity_rate"])
     assert metrics["fallback_rate,none"] == pytest.approx(ours["fallback_rate"])
+
+
+def test_harness_scores_grounding_as_our_evaluator(
+    grounding_run, grounding_model, built_dataset, tmp_path
+):
+    config = load_task(f"{GROUNDING}.yaml")
+    assert config["lmms_eval_specific_kwargs"]["default"]["prompt_mode"] == GROUNDING_MODE
+    generation = config["generation_kwargs"]
+    assert generation["do_sample"] is False and generation["temperature"] == 0  # greedy, as ours
+    ours, our_rows = _our_evaluation(
+        grounding_model, built_dataset, config["dataset_name"], GROUNDING_MODE,
+        generation["max_new_tokens"], tmp_path / "ours", ("--sam-model", "none"),
+    )  # fmt: skip
+    scored = {
+        row["id"]: row
+        for row in pq.read_table(tmp_path / "ours" / "predictions.parquet").to_pylist()
+    }
+    assert set(scored) == set(our_rows)
+
+    samples = grounding_run["samples"][GROUNDING]
+    rows = load_dataset(str(built_dataset), config["dataset_name"], split=config["test_split"])
+    assert len(samples) == min(ROWS, len(rows)) == ours["n"] > 1
+    theirs = {s["iou"]["id"]: s for s in samples}
+    assert set(theirs) == set(our_rows)  # the same rows
+    for id_, row in scored.items():
+        sample = theirs[id_]
+        assert sample["filtered_resps"] == row["output"] == our_rows[id_]["output"], id_
+        record = sample["iou"]
+        assert record["status"] == row["status"], id_
+        assert record["box"] == (json.loads(row["box"]) if row["box"] else None), id_
+        assert record["points"] == (json.loads(row["points"]) if row["points"] else None), id_
+        assert record["iou"] == pytest.approx(row["iou"], abs=1e-12), id_
+        assert sample["point_dice"] == pytest.approx(row["point_dice"], abs=1e-12), id_
+        assert sample["iou_50"] == float(row["iou_hit"]), id_
+    # not vacuous: boxes were parsed, some overlap their lesion, the points score somewhere
+    boxed = [row for row in scored.values() if row["box"] is not None]
+    assert len(boxed) >= len(samples) // 2, [row["output"] for row in scored.values()]
+    assert sum(row["iou"] > 0 for row in boxed) >= 2
+    assert any(row["point_dice"] > 0 for row in scored.values())
+    assert any("<think>" in row["output"] for row in boxed)  # the <think> block was kept
+
+    metrics = grounding_run["results"][GROUNDING]
+    assert metrics["iou,none"] == pytest.approx(ours["iou_mean"]) and ours["iou_mean"] > 0
+    assert metrics["iou_50,none"] == pytest.approx(ours["iou_50"])
+    assert metrics["point_dice,none"] == pytest.approx(ours["point_dice_mean"])

@@ -59,3 +59,60 @@ def test_7b_recipes_pin_image_tokens_and_size_vllm():
     # ~460 prompt tokens (324 image) + the longest completion fit; not the model's 128K
     assert 460 + grpo.max_completion_length <= grpo.vllm_max_model_length <= 4096
     assert grpo.vllm_gpu_memory_utilization <= 0.5
+
+
+MEDREASONER = {
+    "qwen": RECIPES / "medreasoner-qwen2.5-vl-7b",
+    "lingshu": RECIPES / "medreasoner-lingshu-7b",
+}
+BASES = {"qwen": "Qwen/Qwen2.5-VL-7B-Instruct", "lingshu": "lingshu-medical-mllm/Lingshu-7B"}
+
+
+def test_medreasoner_recipes_have_the_paper_settings():
+    """MedReasoner (arXiv 2508.08177): GRPO n 16, lr 1e-6, KL 0.01, 5 epochs, temperature 1.0,
+    the four soft rewards 1/1/1/1; SFT baseline lr 5e-6, 5 epochs."""
+    from model_training.run_recipe import parse_run
+
+    for name, folder in MEDREASONER.items():
+        plan = parse_run(["--config", str(folder / "run.yaml"), *ON_CPU])
+        sft, grpo = plan.stages["sft"], plan.stages["grpo"]
+        assert sft.model_args.model_name_or_path == BASES[name]
+        assert (sft.training.learning_rate, sft.training.num_train_epochs) == (5e-6, 5)
+        assert sft.args.task == grpo.args.task == "grounding"
+        g = grpo.training
+        assert (g.num_generations, g.learning_rate, g.beta, g.num_train_epochs) == (
+            16, 1e-6, 0.01, 5,
+        )  # fmt: skip
+        assert g.temperature == 1.0 and g.epsilon == 0.2
+        assert g.reward_funcs == ["format_think", "format_seg", "bbox_iou", "points_dice"]
+        assert g.reward_weights == [1.0, 1.0, 1.0, 1.0]
+        assert plan.run.sam_model == "flaviagiammarino/medsam-vit-base"
+        assert (sft.args.image_min_pixels, sft.args.image_max_pixels) == (504**2, 512**2)
+        # 16 completions per GPU x 8 accumulation x 8 GPUs = 64 prompts of 16 per update
+        assert g.per_device_train_batch_size * g.gradient_accumulation_steps * 8 == 64 * 16
+        assert 460 + g.max_completion_length <= g.vllm_max_model_length
+
+
+def test_multitask_recipes_parse():
+    from model_training.run_recipe import parse_run
+
+    for recipe in (
+        RECIPES / "medreasoner-qwen2.5-vl-7b" / "multitask.yaml",
+        RECIPES / "demo-multitask-cpu.yaml",
+    ):
+        plan = parse_run(["--config", str(recipe), *ON_CPU])
+        grpo = plan.stages["grpo"]
+        assert grpo.args.tasks == ("classification", "grounding")
+        assert grpo.training.reward_funcs[:3] == ["format", "validity", "correctness"]
+        assert grpo.training.reward_weights == [1.0, 1.0, 2.0, 1.0, 1.0, 1.0, 1.0]
+        assert grpo.args.dataset_config == "zoom" and grpo.args.grounding_config == "grounding"
+
+
+def test_grounding_demo_recipe_parses():
+    from model_training.run_recipe import parse_run
+
+    plan = parse_run(["--config", str(RECIPES / "demo-grounding-cpu.yaml")])
+    grpo = plan.stages["grpo"]
+    assert grpo.args.task == "grounding" and plan.run.sam_model is None
+    assert grpo.training.reward_funcs == ["format_think", "format_seg", "bbox_iou", "points_dice"]
+    assert grpo.training.beta == 0.01 and plan.stages["sft"].args.sft_target == "finding"
