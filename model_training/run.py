@@ -194,12 +194,15 @@ def _clear(folder: Path) -> None:
 # -- inputs of the demo ------------------------------------------------------------------------
 
 
-def build_complete(folder: Path) -> bool:
+def build_complete(folder: Path, configs: set[str] | frozenset[str] = frozenset()) -> bool:
+    """A finished build that holds ``configs`` (a build made before a config existed, e.g. the
+    classification demo's before `grounding`, is built again: the per-case cache is reused)."""
     manifest = folder / MANIFEST_NAME
     try:
-        return json.loads(manifest.read_text()).get("status") == "complete"
+        record = json.loads(manifest.read_text())
     except (OSError, ValueError):
         return False
+    return record.get("status") == "complete" and configs <= set(record.get("configs") or [])
 
 
 def ensure_dataset(plan: RunPlan) -> None:
@@ -207,9 +210,13 @@ def ensure_dataset(plan: RunPlan) -> None:
     run = plan.run
     if run.synthetic_cases is None:
         return
-    for name in sorted({s.args.dataset_name for s in plan.stages.values()}):
+    needed: dict[str, set[str]] = {}
+    for stage in plan.stages.values():
+        configs = {stage.args.config_of(task) for task in stage.args.tasks}
+        needed.setdefault(stage.args.dataset_name, set()).update(configs)
+    for name in sorted(needed):
         folder = Path(name)
-        if build_complete(folder):
+        if build_complete(folder, needed[name]):
             continue
         if hub_id_or_none(name):  # never phantom data under a name that reads as a Hub id
             logger.info(

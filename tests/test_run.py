@@ -342,6 +342,22 @@ def test_synthetic_dataset_is_built_when_missing(tmp_path):
     run_module.ensure_dataset(plan)  # a complete build is kept
     assert (tmp_path / "ds" / "build_manifest.json").stat().st_mtime_ns == manifest
 
+    # a build made before the grounding config existed is built again for a grounding recipe
+    path = tmp_path / "ds" / "build_manifest.json"
+    record = json.loads(path.read_text())
+    assert "grounding" in record["configs"]
+    del record["configs"]["grounding"]
+    path.write_text(json.dumps(record))
+    assert run_module.build_complete(tmp_path / "ds")
+    assert not run_module.build_complete(tmp_path / "ds", {"grounding"})
+    grounding = parse_run(
+        ["--config", str(RECIPES / "demo-grounding-cpu.yaml"), "--dataset_name",
+         str(tmp_path / "ds"), "--synthetic_cases", "3", "--synthetic_size", "64",
+         "--synthetic_slices", "16", "--output_dir", str(tmp_path / "run-g")]
+    )  # fmt: skip
+    run_module.ensure_dataset(grounding)
+    assert run_module.build_complete(tmp_path / "ds", {"zoom", "grounding"})
+
 
 def test_a_hub_id_dataset_is_never_synthesised(tmp_path, monkeypatch, caplog):
     """issue 10: --dataset_name ORG/CT-RATE-VQA with the demo recipe built phantom cases into
