@@ -238,19 +238,13 @@ def _format_seg(text: str) -> float:
 
 def _box(answer: dict) -> Box | None:
     """The answer's box if valid (read whether or not the point keys are there, as
-    MedReasoner); an integer beyond float range is malformed."""
-    try:
-        return valid_box(answer.get("bbox"))
-    except OverflowError:  # grounding.valid_box on an integer > 1.8e308
-        return None
+    MedReasoner)."""
+    return valid_box(answer.get("bbox"))
 
 
 def _points(answer: dict) -> list[Point] | None:
     """The answer's two points if both are valid (read whether or not the box is there)."""
-    try:
-        pair = [valid_point(answer.get(key)) for key in ANSWER_KEYS[1:]]
-    except OverflowError:  # grounding.valid_point on an integer > 1.8e308
-        return None
+    pair = [valid_point(answer.get(key)) for key in ANSWER_KEYS[1:]]
     return None if pair[0] is None or pair[1] is None else pair
 
 

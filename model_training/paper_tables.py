@@ -193,6 +193,11 @@ def make_tables(options: PaperTablesArguments) -> dict[str, Path]:
         raise TablesError(
             f"spec {options.spec} defines no {options.table}; it has {list(spec.tables)}"
         )
+    if options.trust_remote_code and not ("table1" in tables and spec.baselines is not None):
+        raise TablesError(
+            "--trust-remote-code runs Table 1's baselines, and this call evaluates none (no "
+            "table1, or a spec without a baselines file): drop it"
+        )
     out = Path(options.output_dir or spec.output_dir)
     for name in runs_needed(spec, tables):
         for argv in run_commands(spec, out, name):

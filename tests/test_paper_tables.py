@@ -70,6 +70,12 @@ def test_unknown_table_option_is_refused(capsys):
     assert "--table 'table2'" in capsys.readouterr().err
 
 
+def test_trust_remote_code_without_baselines_is_refused(capsys):
+    """Accepted and ignored otherwise: the CPU spec has no baselines, table3 runs none."""
+    assert paper_tables.main(["--table", "table3", "--trust-remote-code", "--dry-run"]) == 2
+    assert "--trust-remote-code runs Table 1's baselines" in capsys.readouterr().err
+
+
 def test_a_miniature_of_table3_table4_and_fig3(tmp_path, built_dataset, capsys):
     """The real flow on the tiny model: three runs (one GRPO from another run's SFT model),
     trained, evaluated and rendered; asking again reruns nothing."""

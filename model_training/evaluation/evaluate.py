@@ -859,6 +859,30 @@ def model_record(model: str) -> dict:
     return record | ({"training": training} if training else {})
 
 
+def check_complete(done: dict[tuple, dict], modes, ids: list[str], output_dir: Path) -> None:
+    """Refuse to score while a (mode, row) prediction is missing from the progress files."""
+    lost = sum((mode, id_) not in done for mode in modes for id_ in ids)
+    if lost:
+        raise EvaluationError(
+            f"{lost} predictions are missing from the progress files in {output_dir}: "
+            "processes on several machines need --output-dir on a shared file system"
+        )
+
+
+def report_header(settings: dict, revision: str | None, task: str) -> dict:
+    """The results.json keys every task's report starts with: model, dataset, task, prompts."""
+    return {
+        "model": settings["model"],
+        **model_record(settings["model"]),
+        "dataset": settings["dataset"],
+        "config": settings["config"],
+        "split": settings["split"],
+        "dataset_revision": dataset_revision(settings["dataset"], revision),
+        "task": task,
+        "prompts": prompts.record(task),
+    }
+
+
 def write_report(
     output_dir: Path,
     ds: datasets.Dataset,
@@ -873,25 +897,10 @@ def write_report(
     the plots; return the report."""
     classes = ds.features["label"].names
     ids = ds["id"]
-    lost = sum((mode, id_) not in done for mode in modes for id_ in ids)
-    if lost:
-        raise EvaluationError(
-            f"{lost} predictions are missing from the progress files in {output_dir}: "
-            "processes on several machines need --output-dir on a shared file system"
-        )
+    check_complete(done, modes, ids, output_dir)
     predictions = [done[(mode, id_)] for mode in modes for id_ in ids]
     results = {m: score([r for r in predictions if r["mode"] == m], classes) for m in modes}
-    report = {
-        "model": settings["model"],
-        **model_record(settings["model"]),
-        "dataset": settings["dataset"],
-        "config": settings["config"],
-        "split": settings["split"],
-        "dataset_revision": dataset_revision(settings["dataset"], revision),
-        "task": CLASSIFICATION_TASK,
-        "prompts": prompts.record(),
-        "modes": results,
-    }
+    report = {**report_header(settings, revision, CLASSIFICATION_TASK), "modes": results}
     if judge is not None and "think" in modes:
         from .judge import judge_consistency, load_judge
 

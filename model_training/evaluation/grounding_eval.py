@@ -223,16 +223,10 @@ def write_report(
 ) -> dict:
     """Score the grounding predictions (boxes, points, SAM masks) and write results.json,
     predictions.parquet, per_class_grounding.png and grounding_<mode>.png; return the report."""
-    from .evaluate import dataset_revision, load_chat_processor, model_record
+    from .evaluate import check_complete, load_chat_processor, report_header
 
     classes = ds.features["label"].names
-    ids = ds["id"]
-    lost = sum((mode, id_) not in done for mode in modes for id_ in ids)
-    if lost:
-        raise _error(
-            f"{lost} predictions are missing from the progress files in {output_dir}: "
-            "processes on several machines need --output-dir on a shared file system"
-        )
+    check_complete(done, modes, ds["id"], output_dir)
     frame = _frames(load_chat_processor(settings["model"], trust_remote_code))
     try:
         segmenter = load_segmenter(sam_model) if sam_model is not None else None
@@ -254,14 +248,7 @@ def write_report(
                 samples[mode].append(_sample(row, scored_row, mask))
     results = {mode: score(scored[mode], classes) for mode in modes}
     report = {
-        "model": settings["model"],
-        **model_record(settings["model"]),
-        "dataset": settings["dataset"],
-        "config": settings["config"],
-        "split": settings["split"],
-        "dataset_revision": dataset_revision(settings["dataset"], revision),
-        "task": GROUNDING_TASK,
-        "prompts": prompts.record(GROUNDING_TASK),
+        **report_header(settings, revision, GROUNDING_TASK),
         "sam_model": sam_model,
         "iou_hit_threshold": IOU_HIT,
         "modes": results,
