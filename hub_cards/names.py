@@ -22,4 +22,6 @@ STAGE_LABELS = {"sft": "SFT", "grpo": "GRPO"}  # training stages as results and 
 CLASSIFICATION_TASK = "classification"
 GROUNDING_TASK = "grounding"
 TASKS = (CLASSIFICATION_TASK, GROUNDING_TASK)
+# ours: both tasks' rows in one training set (no paper we follow trains them together)
+MULTITASK = "multitask"
 GROUNDING_CONFIG = "grounding"  # the dataset config of the grounding rows

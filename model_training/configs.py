@@ -16,7 +16,13 @@ from typing import Any
 
 from trl import GRPOConfig, ModelConfig, ScriptArguments
 
-from hub_cards.names import CLASSIFICATION_TASK, GROUNDING_CONFIG, GROUNDING_TASK, TASKS
+from hub_cards.names import (
+    CLASSIFICATION_TASK,
+    GROUNDING_CONFIG,
+    GROUNDING_TASK,
+    MULTITASK,
+    TASKS,
+)
 
 from .grounding_rewards import GROUNDING_REWARDS, GROUNDING_SOFT_REWARDS
 from .processor import PINNED_MAX_PIXELS, PINNED_MIN_PIXELS
@@ -24,8 +30,6 @@ from .prompts import MODES, SFT_TARGETS
 from .rewards import DEFAULT_REWARD_WEIGHTS, DEFAULT_REWARDS, REWARDS
 from .scope import SCOPE_NAMES
 
-# ours: both tasks' rows in one training set (no paper we follow trains them together)
-MULTITASK = "multitask"
 TASK_CHOICES = (*TASKS, MULTITASK)
 DEFAULT_CLASSIFICATION_CONFIG = "zoom"  # paper (MedReason-R1): the zoom-in patch
 

@@ -19,11 +19,20 @@ the spec names (``python -m model_training.evaluation.baselines``).
 
 Tables: ``table1`` (models, with / without thinking), ``table3`` (SFT with the zoom-in patch vs
 plain images), ``table4`` (GRPO reward ablations), ``fig3`` (chain of thought forced after
-SFT; reasoning-answer consistency, SFT vs SFT + RL).
+SFT; reasoning-answer consistency, SFT vs SFT + RL), ``multitask`` (ours, issue 12: a model
+trained on both tasks against single-task ones, both tasks' metrics per model; its spec is
+``recipes/paper-tables/demo-multitask-cpu.yaml``). ``--table all`` makes the tables the spec
+defines.
+
+A ``multitask`` table's ``RUN/MODEL`` brings every task result the run has for the model:
+``eval/MODEL/results.json`` (the run's first task: classification, or grounding for a
+grounding-only run) and ``eval/MODEL-grounding/results.json`` (a multitask run's grounding
+evaluation), and the runs' mean-box baseline (``run_summary.json``) as its own row.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +40,10 @@ from pathlib import Path
 import yaml
 
 from hub_cards.cli_options import parse_options
+from hub_cards.names import GROUNDING_TASK
 
-TABLES = ("table1", "table3", "table4", "fig3")
+MULTITASK_TABLE = "multitask"  # ours: both tasks' metrics per model (its leaderboard layout)
+TABLES = ("table1", "table3", "table4", "fig3", MULTITASK_TABLE)
 MODELS = ("base", "sft", "grpo")  # the run driver's eval/<label> folders
 DEFAULT_SPEC = "recipes/paper-tables/demo-cpu.yaml"  # ours: the CPU miniature
 SPEC_KEYS = {"recipe", "output_dir", "runs", "tables", "baselines", "baseline_options"}
@@ -166,17 +177,69 @@ def runs_needed(spec: Spec, tables: list[str]) -> list[str]:
     return order
 
 
-def results_path(out: Path, ref: str) -> Path:
+def results_path(out: Path, ref: str, suffix: str = "") -> Path:
+    """``OUT/RUN/eval/MODEL<suffix>/results.json`` (suffix ``-grounding``: the grounding
+    evaluation of a multitask run, the run driver's ``eval_folder``)."""
     run, _, model = ref.partition("/")
-    return out / run / "eval" / model / "results.json"
+    return out / run / "eval" / f"{model}{suffix}" / "results.json"
 
 
-def render_args(spec: Spec, out: Path, table: str, baseline_results: list[Path]) -> list[str]:
-    results = [str(results_path(out, ref)) for ref in spec.tables[table]]
+def task_results(out: Path, ref: str, dry_run: bool = False) -> list[Path]:
+    """A multitask table's ref: each of its task results that exists (``eval/MODEL`` and
+    ``eval/MODEL-grounding``); a dry run, before the runs, names both."""
+    candidates = [results_path(out, ref), results_path(out, ref, f"-{GROUNDING_TASK}")]
+    found = [path for path in candidates if path.is_file()]
+    if found or dry_run:
+        return found or candidates
+    raise TablesError(
+        f"table {MULTITASK_TABLE} names {ref!r}, and its run evaluated it on no task (neither "
+        f"{candidates[0]} nor {candidates[1]} exists): evaluate that model (the run's eval stage)"
+        " or drop it from the table"
+    )
+
+
+def grounding_baseline(out: Path, refs: list[str], dry_run: bool = False) -> Path | None:
+    """The run_summary.json holding the mean-box baseline of the table's runs (the first run
+    with one); refuses runs whose baselines differ, since the table shows one."""
+    from .run import SUMMARY_FILE
+
+    runs = list(dict.fromkeys(ref.partition("/")[0] for ref in refs))
+    found: dict[Path, dict] = {}
+    for run in runs:
+        path = out / run / SUMMARY_FILE
+        summary = json.loads(path.read_text()) if path.is_file() else {}
+        baseline = summary.get("grounding_baseline")
+        if baseline:
+            found[path] = baseline
+    if len({json.dumps(b, sort_keys=True) for b in found.values()}) > 1:
+        raise TablesError(
+            f"the runs of table {MULTITASK_TABLE} have different mean-box baselines ("
+            + "; ".join(
+                f"{p}: IoU {b['iou_mean']:.4f} over {b['train_rows']} train rows"
+                for p, b in found.items()
+            )
+            + "): give their runs the same dataset_limit, eval_split and eval_limit"
+        )
+    if found:
+        return next(iter(found))
+    return out / runs[0] / SUMMARY_FILE if dry_run and runs else None
+
+
+def render_args(
+    spec: Spec, out: Path, table: str, baseline_results: list[Path], dry_run: bool = False
+) -> list[str]:
+    refs = [str(ref) for ref in spec.tables[table]]
+    if table == MULTITASK_TABLE:
+        results = [str(p) for ref in refs for p in task_results(out, ref, dry_run)]
+    else:
+        results = [str(results_path(out, ref)) for ref in refs]
     args = [*results, *map(str, baseline_results), "--output", str(out / table), "--layout", table]
     figures = out / "baselines" / "paper_figures.json"
     if table == "table1" and figures.is_file():
         args += ["--paper-figures", str(figures)]
+    baseline = grounding_baseline(out, refs, dry_run) if table == MULTITASK_TABLE else None
+    if baseline is not None:
+        args += ["--grounding-baseline", str(baseline)]
     return args
 
 
@@ -209,7 +272,7 @@ def make_tables(options: PaperTablesArguments) -> dict[str, Path]:
         baseline_results = run_baselines(spec, out, options)
     made = {}
     for table in tables:
-        argv = render_args(spec, out, table, baseline_results)
+        argv = render_args(spec, out, table, baseline_results, options.dry_run)
         print("python -m model_training.evaluation.leaderboard " + " ".join(argv), flush=True)
         if not options.dry_run:
             if leaderboard.main(argv) != 0:

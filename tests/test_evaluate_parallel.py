@@ -28,6 +28,7 @@ from model_training.evaluation.evaluate import (
     read_progress,
     shard,
 )
+from model_training.evaluation.sam import build_tiny_sam
 from model_training.tiny_model import build_tiny_model
 
 from .hub_server import free_port
@@ -137,3 +138,31 @@ def test_two_processes_resume_killed_runs_and_share_refusals(
     assert refused.returncode != 0  # and no process is left waiting for the main one
     assert (refused.stdout + refused.stderr).count("error: ") == 1
     assert "--overwrite" in refused.stderr
+
+
+def test_two_processes_evaluate_grounding_rows_as_one(tiny, built_dataset, tmp_path):
+    """The grounding config under ``accelerate launch`` with 2 processes: the same replies,
+    box IoU / point-Dice and the SAM's oracle Dice (a tiny random SAM) as one process."""
+    sam = build_tiny_sam(tmp_path / "tiny-sam")
+    extra = {"config": "grounding", "sam_model": str(sam)}
+    one = tmp_path / "one"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        evaluate(
+            EvaluateArguments(
+                str(tiny), str(built_dataset), str(one), progress=False, **ARGS, **extra
+            )
+        )
+    finally:
+        torch.set_num_threads(threads)
+    out = tmp_path / "two"
+    run = launch(2, tiny, built_dataset, out, "--config", "grounding", "--sam-model", str(sam))
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    reference = json.loads((one / "results.json").read_text())
+    assert results["task"] == "grounding" and results == reference
+    think = results["modes"]["think"]
+    assert think["n"] == ARGS["limit"] and think["oracle_dice_mean"] is not None
+    assert predictions(out) == predictions(one)
+    assert all(progress_file(out, rank, 2).is_file() for rank in range(2))

@@ -169,7 +169,7 @@ def synthesize(
 
     ``findings`` and ``codes`` count over all volumes (entries), so reconstructions of one scan
     each count their findings. Existing files of the same names are overwritten (the command
-line refuses a folder that holds files of anything else: ``MARKER_NAME`` marks ours).
+    line refuses a folder that holds files of anything else: ``MARKER_NAME`` marks ours).
     """
     config.validate()
     out = Path(out_dir)

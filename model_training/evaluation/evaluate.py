@@ -61,6 +61,7 @@ from hub_cards.names import (
     CLASSIFICATION_TASK,
     FINAL_DIR_NAME,
     GROUNDING_TASK,
+    MULTITASK,
     RUN_RECIPE_NAME,
     STAGE_LABELS,
     STAGE_RECIPES_DIR,
@@ -766,7 +767,17 @@ def _default_dataset_config() -> str:
 
 
 def _stage_record(stage: str, summary: dict, dataset_config: object) -> dict:
-    record = {"stage": stage, "dataset_config": dataset_config or _default_dataset_config()}
+    """One stage's record: the config(s) its rows came from (a grounding stage reads its
+    grounding_config; a multitask stage both, as ``zoom+grounding``), its task, its rewards."""
+    config = dataset_config or _default_dataset_config()
+    task = summary.get("task")
+    if task == GROUNDING_TASK and summary.get("grounding_config"):
+        config = summary["grounding_config"]
+    elif task == MULTITASK and summary.get("grounding_config"):
+        config = f"{config}+{summary['grounding_config']}"
+    record = {"stage": stage, "dataset_config": config}
+    if task:
+        record["task"] = task
     for key in ("reward_funcs", "reward_weights", "trainable_scope"):
         if summary.get(key) is not None:
             record[key] = summary[key]
@@ -835,6 +846,8 @@ def training_record(model: str) -> dict | None:
         record |= {k: grpo[-1][k] for k in ("reward_funcs", "reward_weights") if k in grpo[-1]}
     if "trainable_scope" in stages[-1]:
         record["trainable_scope"] = stages[-1]["trainable_scope"]
+    if "task" in stages[-1]:
+        record["task"] = stages[-1]["task"]  # classification, grounding or multitask
     return record
 
 

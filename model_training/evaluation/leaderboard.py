@@ -5,6 +5,8 @@ r"""Gather evaluation results into the paper's tables and, optionally, a Hub res
     python -m model_training.evaluation.leaderboard RESULTS... --output DIR \
         --layout table1|table3|table4|fig3 [--paper-figures FILE]
     python -m model_training.evaluation.leaderboard RESULTS... --output DIR [--layout grounding]
+    python -m model_training.evaluation.leaderboard RESULTS... --output DIR --layout multitask \
+        [--grounding-baseline RUN/run_summary.json]
 
 Options: the fields of ``LeaderboardArguments`` (``--help`` lists them), parsed by
 transformers' ``HfArgumentParser`` (``--per-class`` and ``--per_class`` are the same option).
@@ -47,6 +49,16 @@ IoU >= 0.5, point-Dice, mask Dice (SAM prompted with the predicted box and point
 Dice (the same SAM prompted with the true ones), in %. Grounding and classification results are
 never mixed in one table.
 
+``multitask`` writes ``DIR/multitask.{md,json,png}``: both tasks' metrics side by side, one row
+per model (its classification and grounding results.json files grouped by the evaluated model,
+``model`` in results.json), as a multitask run's models against single-task ones: what it was
+trained on (classification, grounding or both), classification accuracy with think (micro and
+macro), validity and fallback rates, and box IoU, IoU >= 0.5, point-Dice (mask and oracle Dice
+where measured), in %; "—" where a model was not evaluated on a task. ``--grounding-baseline``
+(a run's ``run_summary.json``, whose ``grounding_baseline`` is the mean-box baseline) adds that
+baseline as its own row of the grounding columns. Each task's results must be comparable among
+themselves (one dataset, config and split, the same ``n``), as in the other layouts.
+
 A layout refuses (one line, exit status 2) results that do not fit it.
 
 ``--push-results ORG/NAME`` publishes one row per (model, mode) as the Parquet dataset repo
@@ -78,6 +90,7 @@ from hub_cards.names import (
     CLASSIFICATION_TASK,  # noqa: E402
     DATA_LICENSE,  # noqa: E402
     GROUNDING_TASK,  # noqa: E402
+    MULTITASK,  # noqa: E402
     STAGE_LABELS,  # noqa: E402
 )
 from hub_cards.names import PROMPT_MODES as MODES  # noqa: E402
@@ -95,8 +108,19 @@ _SIZE = re.compile(r"(?:^|[^a-z0-9.])(\d+(?:\.\d+)?)b(?![a-z0-9])", re.IGNORECAS
 SIZE_UNITS = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))  # 8292166656 -> 8.29B
 UNKNOWN_SIZE = "?"
 
-LAYOUTS = ("leaderboard", "table1", "table3", "table4", "fig3", "grounding")
+LAYOUTS = ("leaderboard", "table1", "table3", "table4", "fig3", "grounding", "multitask")
 GROUNDING_LAYOUT = "grounding"  # the grounding task's table (results with task: grounding)
+MULTITASK_LAYOUT = "multitask"  # both tasks per model: a multitask model vs single-task ones
+MULTITASK_MODE = "think"  # ours: the multitask table compares the think mode (the demos' mode)
+NOT_EVALUATED = "—"  # multitask: a task the model was not evaluated on
+BASELINE_LABEL = "mean-box baseline"  # the grounding baseline row (run_summary.grounding_baseline)
+# the multitask table's classification columns: results.json metric -> column heading (in %)
+CLASSIFICATION_COLUMNS = {
+    "accuracy_micro": "accuracy",
+    "accuracy_macro": "macro accuracy",
+    "validity_rate": "validity",
+    "fallback_rate": "fallback",
+}
 # the grounding table's columns: results.json metric -> column heading (values in %)
 GROUNDING_COLUMNS = {
     "iou_mean": "IoU",
@@ -114,6 +138,7 @@ LAYOUT_TITLES = {
     "table4": "Table 4: GRPO reward ablations (SFT + RL)",
     "fig3": "Fig. 3: forcing reasoning after SFT, and reasoning-answer consistency",
     "grounding": "CT-RATE-VQA grounding leaderboard",
+    "multitask": "Multitask vs single-task models: classification and grounding",
 }
 PAPER_SOURCE = "MedReason-R1 (Li et al. 2025, arXiv 2510.19626)"
 SFT_ONLY, SFT_GRPO = ("sft",), ("sft", "grpo")  # training.stages of the two Fig. 3 models
@@ -148,13 +173,17 @@ class LeaderboardArguments:
         default=None, metadata={"help": "merge the rows into this dataset repo (ORG/NAME)"}
     )
     private: bool = field(default=False, metadata={"help": "create the results repo private"})
-    layout: Literal["leaderboard", "table1", "table3", "table4", "fig3", "grounding"] = field(
+    layout: Literal[
+        "leaderboard", "table1", "table3", "table4", "fig3", "grounding", "multitask"
+    ] = field(
         default=DEFAULT_LAYOUT,
         metadata={
             "help": "leaderboard: one row per model; table1, table3, table4, fig3: the paper's "
             "Table 1, Table 3 (zoom vs plain), Table 4 (reward sets), Fig. 3 (think after SFT, "
             "consistency), each beside the paper's figures; grounding: box IoU, IoU>=0.5, "
-            "point-Dice, mask and oracle Dice per model and mode (automatic for grounding results)"
+            "point-Dice, mask and oracle Dice per model and mode (automatic for grounding "
+            "results); multitask: both tasks' metrics per model (classification and grounding "
+            "results together)"
         },
     )
     paper_figures: str | None = field(
@@ -162,6 +191,13 @@ class LeaderboardArguments:
         metadata={
             "help": 'table1: JSON file {model display name or Hub id: {"think": %, '
             '"no-think": %}} (null: no figure) of the paper\'s figures to show beside ours'
+        },
+    )
+    grounding_baseline: str | None = field(
+        default=None,
+        metadata={
+            "help": "multitask: a run's run_summary.json whose grounding_baseline (the mean-box "
+            "baseline) is shown as its own row"
         },
     )
 
@@ -488,6 +524,11 @@ def check_options(options: LeaderboardArguments) -> None:
     """Refuse options that do not apply to the chosen layout (before anything is read)."""
     if options.layout not in LAYOUTS:
         raise LeaderboardError(f"--layout {options.layout!r}: use one of {', '.join(LAYOUTS)}")
+    if options.grounding_baseline is not None and options.layout != MULTITASK_LAYOUT:
+        raise LeaderboardError(
+            f"--grounding-baseline applies to --layout {MULTITASK_LAYOUT} only (not "
+            f"{options.layout}): drop it, or add --layout {MULTITASK_LAYOUT}"
+        )
     if options.paper_figures is not None and options.layout != "table1":
         raise LeaderboardError(
             f"--paper-figures applies to --layout table1 only (not {options.layout}): drop it, "
@@ -988,6 +1029,230 @@ def grounding_plot(rows: list[dict], title: str, path: str | Path) -> Path:
     return Path(path)
 
 
+# -- the multitask table --------------------------------------------------------------------
+
+
+def _trained_on(entries: list[tuple[Path, dict]]) -> tuple[str | None, str]:
+    """(what a model was trained on: classification, grounding or both; None when its results
+    record no training, e.g. a base model) and where that was read. The results' training
+    record names the task when the evaluator records it (``training.task``, as a stage's
+    training_summary.json does); otherwise it is inferred from the tasks the model was
+    evaluated on, since a run evaluates its models on the task(s) it trains."""
+    names = {CLASSIFICATION_TASK: "classification", GROUNDING_TASK: "grounding", MULTITASK: "both"}
+    training = next((_training(r) for _, r in entries if _training(r)), {})
+    if not training:
+        return None, "no training recorded"
+    task = training.get("task")
+    if task is not None:
+        if task not in names:
+            raise LeaderboardError(
+                f"{entries[0][0]}: training.task {task!r} is none of {', '.join(names)}; "
+                "re-evaluate, or correct the file"
+            )
+        return names[task], "training record"
+    tasks = {_task(r) for _, r in entries}
+    return ("both" if len(tasks) > 1 else names[tasks.pop()]), "evaluated tasks"
+
+
+def load_grounding_baseline(path: str | Path) -> dict:
+    """The mean-box baseline of ``--grounding-baseline``: a run's run_summary.json (its
+    ``grounding_baseline``) or that object itself, with numeric n, iou_mean, iou_50 and
+    point_dice_mean."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise LeaderboardError(
+            f"--grounding-baseline {path} could not be read as JSON ({err}); pass a grounding "
+            "run's run_summary.json"
+        ) from None
+    baseline = raw.get("grounding_baseline", raw) if isinstance(raw, dict) else None
+    keys = ("n", "iou_mean", "iou_50", "point_dice_mean")
+    if not isinstance(baseline, dict) or not all(_is_number(baseline.get(k)) for k in keys):
+        raise LeaderboardError(
+            f"--grounding-baseline {path} holds no mean-box baseline (numeric {', '.join(keys)}): "
+            "pass the run_summary.json of a run that evaluated grounding"
+        )
+    return baseline
+
+
+def _task_meta(loaded: list[tuple[Path, dict]], allow_different_n: bool) -> dict[str, dict]:
+    """{task: its common dataset, config and split}; each task's results comparable among
+    themselves, both tasks present, on one dataset and split, evaluated in the think mode."""
+    by_task: dict[str, list[tuple[Path, dict]]] = {}
+    for path, results in loaded:
+        by_task.setdefault(_task(results), []).append((path, results))
+    if len(by_task) < 2:
+        (task,) = by_task
+        raise LeaderboardError(
+            f"--layout {MULTITASK_LAYOUT} compares models on both tasks, and these results are "
+            f"all {task}: add the other task's results (a multitask run's eval/<model>-grounding)"
+            f", or use --layout {DEFAULT_LAYOUT}"
+        )
+    for path, results in loaded:
+        if MULTITASK_MODE not in results["modes"]:
+            raise LeaderboardError(
+                f"{path}: the multitask table compares the {MULTITASK_MODE} mode, and "
+                f"{model_label(results)} was evaluated in {', '.join(results['modes'])} only: "
+                f"evaluate it in the {MULTITASK_MODE} mode"
+            )
+    meta = {task: check_comparable(entries, allow_different_n) for task, entries in by_task.items()}
+    places = {(m["dataset"], m["split"]) for m in meta.values()}
+    if len(places) > 1:
+        detail = "; ".join(f"{t}: dataset {m['dataset']!r} split {m['split']!r}"
+                           for t, m in meta.items())  # fmt: skip
+        raise LeaderboardError(
+            f"the two tasks' results are on different datasets/splits ({detail}); make one "
+            "table per dataset and split"
+        )
+    return {task: meta[task] for task in (CLASSIFICATION_TASK, GROUNDING_TASK)}
+
+
+def multitask_rows(loaded: list[tuple[Path, dict]], baseline: dict | None = None) -> list[dict]:
+    """One row per evaluated model (``model`` in results.json), in input order: what it was
+    trained on and both tasks' metrics in the think mode, in % (None: a task not evaluated, or
+    a metric not measured); then the mean-box baseline's row, if given."""
+    by_model: dict[str, list[tuple[Path, dict]]] = {}
+    for path, results in loaded:
+        by_model.setdefault(str(results["model"]), []).append((path, results))
+    rows = []
+    for entries in by_model.values():
+        by_task = {_task(results): (path, results) for path, results in entries}
+        first = entries[0][1]
+        trained_on, read_from = _trained_on(entries)
+        row = {
+            "model": model_label(first),
+            "size": model_size(first),
+            "trained_on": trained_on,
+            "trained_on_from": read_from,
+            "tasks_evaluated": [t for t in (CLASSIFICATION_TASK, GROUNDING_TASK) if t in by_task],
+        }
+        for task, columns in ((CLASSIFICATION_TASK, CLASSIFICATION_COLUMNS),
+                              (GROUNDING_TASK, GROUNDING_COLUMNS)):  # fmt: skip
+            metrics = by_task[task][1]["modes"][MULTITASK_MODE] if task in by_task else {}
+            row |= {key: _pct(metrics.get(key)) for key in columns}
+            row[f"n_{task}"] = metrics.get("n")
+        row["sources"] = {task: str(path) for task, (path, _) in by_task.items()}
+        rows.append(row)
+    if baseline is not None:
+        rows.append(
+            {"model": BASELINE_LABEL, "size": "", "trained_on": None,
+             "trained_on_from": "the grounding training rows' mean box and points",
+             "tasks_evaluated": [GROUNDING_TASK],
+             **{key: None for key in CLASSIFICATION_COLUMNS}, f"n_{CLASSIFICATION_TASK}": None,
+             **{key: _pct(baseline.get(key)) for key in GROUNDING_COLUMNS},
+             f"n_{GROUNDING_TASK}": baseline["n"], "sources": {}}
+        )  # fmt: skip
+    return rows
+
+
+def _multitask_columns(rows: list[dict]) -> list[tuple[str, str, str]]:
+    """(task, results key, heading) of the columns shown: mask and oracle Dice only where
+    some row has them (a SAM was given)."""
+    columns = [(CLASSIFICATION_TASK, k, h) for k, h in CLASSIFICATION_COLUMNS.items()]
+    return columns + [
+        (GROUNDING_TASK, key, heading)
+        for key, heading in GROUNDING_COLUMNS.items()
+        if key in ("iou_mean", "iou_50", "point_dice_mean") or any(r[key] is not None for r in rows)
+    ]
+
+
+def multitask_markdown(rows: list[dict], meta: dict[str, dict], title: str) -> str:
+    columns = _multitask_columns(rows)
+    head = ["model", "size", "trained on", *(f"{h} %" for _, _, h in columns)]
+
+    def cell(row: dict, task: str, key: str) -> str:
+        if task not in row["tasks_evaluated"]:
+            return NOT_EVALUATED
+        return _fmt(row[key])
+
+    lines = [_cells(head), "|---|---|---|" + "---:|" * len(columns)]
+    for row in rows:
+        cells = [row["model"].replace("|", "\\|"), row["size"], row["trained_on"] or NOT_EVALUATED]
+        lines.append("| " + " | ".join([*cells, *(cell(row, t, k) for t, k, _ in columns)]) + " |")
+    sam = any(key == "mask_dice_mean" for _, key, _ in columns)
+    described = []
+    for task, info in meta.items():
+        counts = sorted({r[f"n_{task}"] for r in rows if r[f"n_{task}"] is not None})
+        revision = f", revision `{', '.join(info['dataset_revision'])}`" if info[
+            "dataset_revision"] else ""  # fmt: skip
+        described.append(
+            f"- {task}: dataset `{info['dataset']}`, config `{info['config']}`, split "
+            f"`{info['split']}`{revision} ({', '.join(map(str, counts))} rows)"
+        )
+    notes = [
+        f"# {title}",
+        "",
+        *described,
+        "",
+        f"In %, {MODE_LABELS[MULTITASK_MODE]}: classification accuracy (micro; macro: the mean of "
+        "the per-class accuracies), validity (replies naming a valid class in the answer tags) "
+        "and fallback (answers read from untagged text); box IoU (mean), IoU >= 0.5, "
+        "point-Dice" + (" and mask / oracle Dice (SAM)" if sam else "") + ". "
+        f"{NOT_EVALUATED}: the model was not evaluated on that task; {MISSING}: not measured.",
+        "",
+        '"trained on": the task of its training as its results record it, else the task(s) it '
+        f"was evaluated on (a run evaluates the task(s) it trains); {NOT_EVALUATED} for a model "
+        f"with no training recorded. The {BASELINE_LABEL} answers every grounding row with the "
+        "mean box and points of the grounding training rows.",
+        "",
+    ]
+    return "\n".join([*notes, *lines, ""])
+
+
+def multitask_plot(rows: list[dict], title: str, path: str | Path) -> Path:
+    """Grouped horizontal bars: classification accuracy and box IoU per model."""
+    labels = [f"{r['model']} ({r['trained_on'] or NOT_EVALUATED})" if r["size"] else r["model"]
+              for r in rows]  # fmt: skip
+    series: Series = [
+        (f"accuracy ({MODE_LABELS[MULTITASK_MODE]})", [r["accuracy_micro"] for r in rows], False),
+        (f"box IoU ({MODE_LABELS[MULTITASK_MODE]})", [r["iou_mean"] for r in rows], False),
+    ]
+    fig, ax = plt.subplots(figsize=(8, 1.4 + 0.5 * len(rows)), dpi=100)
+    _hbars(ax, labels, series)
+    ax.set_xlabel("%")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def build_multitask(options: LeaderboardArguments, loaded: list[tuple[Path, dict]]) -> dict:
+    """Write ``multitask.{md,png,json}`` into ``options.output``; the JSON's content."""
+    meta = _task_meta(loaded, options.allow_different_n)
+    baseline = None
+    if options.grounding_baseline is not None:
+        baseline = load_grounding_baseline(options.grounding_baseline)
+        counts = {r["modes"][MULTITASK_MODE]["n"] for _, r in loaded if _task(r) == GROUNDING_TASK}
+        if baseline["n"] not in counts and not options.allow_different_n:
+            raise LeaderboardError(
+                f"--grounding-baseline {options.grounding_baseline} was measured on "
+                f"{baseline['n']} rows and the grounding results on {sorted(counts)}: pass the "
+                "run_summary.json of a run evaluated on the same rows (same eval_limit)"
+            )
+    rows = multitask_rows(loaded, baseline)
+    title = options.title or LAYOUT_TITLES[MULTITASK_LAYOUT]
+    output = Path(options.output)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / f"{MULTITASK_LAYOUT}.md").write_text(multitask_markdown(rows, meta, title))
+    multitask_plot(rows, title, output / f"{MULTITASK_LAYOUT}.png")
+    board = {
+        "layout": MULTITASK_LAYOUT,
+        "title": title,
+        "mode": MULTITASK_MODE,
+        "tasks": meta,
+        "metric": "%: classification accuracy (micro, macro), validity, fallback; grounding box "
+        "IoU (mean), IoU>=0.5, point-Dice, mask Dice, oracle Dice; null: not evaluated",
+        "grounding_baseline": baseline,
+        "rows": rows,
+    }
+    (output / f"{MULTITASK_LAYOUT}.json").write_text(
+        json.dumps(board, indent=1, ensure_ascii=False)
+    )
+    return board
+
+
 def build_leaderboard(options: LeaderboardArguments) -> dict:
     """Write ``<layout>.{md,png,json}`` into ``options.output``; the JSON's content."""
     check_options(options)
@@ -996,6 +1261,8 @@ def build_leaderboard(options: LeaderboardArguments) -> dict:
     if not files:
         raise LeaderboardError("no results given: pass results.json files or their folders")
     loaded = [(path, load_results(path)) for path in files]
+    if options.layout == MULTITASK_LAYOUT:
+        return build_multitask(options, loaded)
     layout = _layout_for(options.layout, loaded)
     for name in ("per_class", "macro"):
         if getattr(options, name) and layout == GROUNDING_LAYOUT:
