@@ -224,15 +224,18 @@ def find_results(paths: list[str | Path]) -> list[Path]:
     return found
 
 
+def _read_json(path: Path, name: str, fix: str) -> object:
+    """``path``'s JSON; unreadable: one line naming it (``name``) and what to do (``fix``)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise LeaderboardError(f"{name} could not be read as JSON ({err}); {fix}") from None
+
+
 def load_results(path: str | Path) -> dict:
     """One ``results.json``, checked for the keys the leaderboard needs."""
     path = Path(path)
-    try:
-        results = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise LeaderboardError(
-            f"{path} could not be read as JSON ({err}); re-run the evaluation"
-        ) from None
+    results = _read_json(path, f"{path}", "re-run the evaluation")
     keys = ("model", "config", "split", "modes")
     missing = [k for k in keys if k not in results] if isinstance(results, dict) else list(keys)
     if missing or not isinstance(results["modes"], dict):
@@ -680,14 +683,24 @@ Series = list[tuple[str, list[float | None], bool]]  # (name, values, is the pap
 Layout = tuple[list[dict], list[str], Callable[[Path], None]]  # rows, markdown lines, draw(png)
 
 
-def _figure(title: str, labels: list[str], series: Series, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(8, 1.4 + 0.5 * len(labels) * len(series) / 2), dpi=100)
+def _figure(
+    title: str,
+    labels: list[str],
+    series: Series,
+    path: str | Path,
+    xlabel: str = "accuracy % (micro)",
+    bar_height: float = 0.5,
+) -> Path:
+    """Grouped horizontal bars (``_hbars``) in a figure sized to them, saved to ``path``."""
+    height = 1.4 + bar_height * len(labels) * len(series) / 2
+    fig, ax = plt.subplots(figsize=(8, height), dpi=100)
     _hbars(ax, labels, series)
-    ax.set_xlabel("accuracy % (micro)")
+    ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+    return Path(path)
 
 
 def table1(loaded: list[tuple[Path, dict]], meta: dict, title: str, figures: dict) -> Layout:
@@ -1019,14 +1032,7 @@ def grounding_plot(rows: list[dict], title: str, path: str | Path) -> Path:
     series: Series = [
         (name, [r[key] for r in rows], False) for key, name in GROUNDING_COLUMNS.items()
     ]
-    fig, ax = plt.subplots(figsize=(8, 1.4 + 0.45 * len(rows) * len(series) / 2), dpi=100)
-    _hbars(ax, labels, series)
-    ax.set_xlabel("%")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _figure(title, labels, series, path, xlabel="%", bar_height=0.45)
 
 
 # -- the multitask table --------------------------------------------------------------------
@@ -1059,13 +1065,9 @@ def load_grounding_baseline(path: str | Path) -> dict:
     ``grounding_baseline``) or that object itself, with numeric n, iou_mean, iou_50 and
     point_dice_mean."""
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise LeaderboardError(
-            f"--grounding-baseline {path} could not be read as JSON ({err}); pass a grounding "
-            "run's run_summary.json"
-        ) from None
+    raw = _read_json(
+        path, f"--grounding-baseline {path}", "pass a grounding run's run_summary.json"
+    )
     baseline = raw.get("grounding_baseline", raw) if isinstance(raw, dict) else None
     keys = ("n", "iou_mean", "iou_50", "point_dice_mean")
     if not isinstance(baseline, dict) or not all(_is_number(baseline.get(k)) for k in keys):
@@ -1208,14 +1210,7 @@ def multitask_plot(rows: list[dict], title: str, path: str | Path) -> Path:
         (f"accuracy ({MODE_LABELS[MULTITASK_MODE]})", [r["accuracy_micro"] for r in rows], False),
         (f"box IoU ({MODE_LABELS[MULTITASK_MODE]})", [r["iou_mean"] for r in rows], False),
     ]
-    fig, ax = plt.subplots(figsize=(8, 1.4 + 0.5 * len(rows)), dpi=100)
-    _hbars(ax, labels, series)
-    ax.set_xlabel("%")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _figure(title, labels, series, path, xlabel="%")  # 2 series: 0.5 in a model
 
 
 def build_multitask(options: LeaderboardArguments, loaded: list[tuple[Path, dict]]) -> dict:
