@@ -34,7 +34,7 @@ from hub_cards.names import CLASSIFICATION_TASK, GROUNDING_TASK
 
 from .configs import ConfigError, CTRateVQAArguments
 from .grounding import Frame, format_answer, frame_for
-from .prompts import SFT_TARGETS, prompt_messages, sft_target
+from .prompts import prompt_messages, sft_target, task_of
 
 IMAGES = datasets.List(datasets.Image())
 COLUMNS = ("image", "question", "answer", "options")  # what the classification rows need
@@ -144,24 +144,9 @@ def model_targets(row: dict, frame: Frame) -> tuple[list[float], list[list[int]]
 
 
 def grounding_target(row: dict, target: str, frame: Frame) -> str:
-    """The assistant reply SFT teaches for a grounding row: ``<answer>`` holding
-    ``format_answer`` of its model-frame box and points; with ``target == "finding"`` the report
-    sentence as ``<think>`` before it (as for classification rows)."""
-    box, points = model_targets(row, frame)
-    answer = f"<answer>{format_answer(box, points)}</answer>"
-    if target == "answer":
-        return answer
-    if target == "finding":
-        return f"<think>{row['finding'].strip()}</think>{answer}"
-    raise ValueError(f"unknown SFT target {target!r}; choose one of {SFT_TARGETS}")
-
-
-def _task_of_rows(ds: datasets.Dataset) -> str:
-    return (
-        GROUNDING_TASK
-        if all(c in ds.column_names for c in GROUNDING_COLUMNS)
-        else (CLASSIFICATION_TASK)
-    )
+    """The assistant reply SFT teaches for a grounding row: ``prompts.sft_target`` whose answer
+    is ``format_answer`` of the row's model-frame box and points."""
+    return sft_target(row, target, answer=format_answer(*model_targets(row, frame)))
 
 
 def _needs_processor(task: str, processor: Any) -> None:
@@ -175,7 +160,7 @@ def _needs_processor(task: str, processor: Any) -> None:
 def to_sft(ds: datasets.Dataset, mode: str, target: str, processor: Any = None) -> datasets.Dataset:
     """Rows -> {"images": [image], "messages": system, user (image + question or query),
     assistant}; grounding rows need ``processor`` (the model-input frame)."""
-    task = _task_of_rows(ds)
+    task = task_of(ds.column_names)
     _needs_processor(task, processor)
     frame = frames(processor) if task == GROUNDING_TASK else None
 
@@ -196,7 +181,7 @@ def to_sft(ds: datasets.Dataset, mode: str, target: str, processor: Any = None) 
 def to_grpo(ds: datasets.Dataset, mode: str, processor: Any = None) -> datasets.Dataset:
     """Rows -> {"prompt": messages, "images": [image], "task", "answer", "options",
     "target_bbox", "target_points"} (the reward inputs; the other task's columns empty)."""
-    task = _task_of_rows(ds)
+    task = task_of(ds.column_names)
     _needs_processor(task, processor)
     frame = frames(processor) if task == GROUNDING_TASK else None
 

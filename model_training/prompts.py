@@ -71,12 +71,14 @@ def task_of(columns: Iterable[str]) -> str:
     return GROUNDING_TASK if all(c in names for c in GROUNDING_COLUMNS) else CLASSIFICATION_TASK
 
 
-def sft_target(row: dict, target: str) -> str:
-    """The assistant reply SFT teaches for one dataset row."""
+def sft_target(row: dict, target: str, answer: str | None = None) -> str:
+    """The assistant reply SFT teaches for one dataset row; ``answer`` replaces the row's class
+    inside ``<answer>`` (a grounding row's box-and-points JSON)."""
+    answer = row["answer"] if answer is None else answer
     if target == "answer":
-        return f"<answer>{row['answer']}</answer>"
+        return f"<answer>{answer}</answer>"
     if target == "finding":
-        return f"<think>{row['finding'].strip()}</think><answer>{row['answer']}</answer>"
+        return f"<think>{row['finding'].strip()}</think><answer>{answer}</answer>"
     raise ValueError(f"unknown SFT target {target!r}; choose one of {SFT_TARGETS}")
 
 

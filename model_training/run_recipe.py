@@ -43,7 +43,7 @@ from .evaluation.evaluate import (
     DEFAULT_MODE,
     DEFAULT_SPLIT,
 )
-from .evaluation.sam import NO_SAM
+from .evaluation.sam import NO_SAM, sam_or_none
 from .prompts import MODES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -235,7 +235,7 @@ class RunArguments:
     @property
     def sam_model(self) -> str | None:
         """The SAM of the grounding evaluations, None for no mask Dice."""
-        return None if self.eval_sam_model.lower() == NO_SAM else self.eval_sam_model
+        return sam_or_none(self.eval_sam_model)
 
 
 @dataclass

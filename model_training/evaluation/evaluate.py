@@ -75,7 +75,7 @@ from .grounding_eval import GroundingError, check_options, dataset_task, reply_r
 from .grounding_eval import print_report as print_grounding_report
 from .grounding_eval import write_report as write_grounding_report
 from .plots import confusion_plot, per_class_bars
-from .sam import DEFAULT_SAM_MODEL, NO_SAM
+from .sam import DEFAULT_SAM_MODEL, sam_or_none
 
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_MAX_NEW_TOKENS = 96  # enough for a short <think> and the answer
@@ -170,8 +170,7 @@ class EvaluateArguments:
     )
 
     def __post_init__(self) -> None:
-        if isinstance(self.sam_model, str) and self.sam_model.lower() == NO_SAM:
-            self.sam_model = None
+        self.sam_model = sam_or_none(self.sam_model)
         for name in ("limit", "batch_size", "max_new_tokens", "tensor_parallel_size"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -29,6 +29,13 @@ from ..grounding import Box, Point
 # checkpoint; MedReasoner's own expert, MedSAM2, has no transformers checkpoint
 DEFAULT_SAM_MODEL = "flaviagiammarino/medsam-vit-base"
 NO_SAM = "none"  # --sam-model none: no mask Dice
+
+
+def sam_or_none(name: str | None) -> str | None:
+    """A --sam-model value: the SAM it names, or None for ``none`` (any case) or no value."""
+    return None if name is None or name.lower() == NO_SAM else name
+
+
 SAM_KINDS = ("sam", "sam2")  # the config model types the evaluator can prompt
 POINT_LABELS = (1, 1)  # MedReasoner's eval/infer.py: both points are foreground
 # the tiny random SAM of the tests: SAM ViT-B's layout, shrunk
