@@ -38,7 +38,6 @@ ZeRO across GPUs in real training).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import tempfile
@@ -52,55 +51,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from model_training.model_shapes import (  # noqa: E402  (after the path above)
+    QWEN2_5_VL_MAX_PIXELS,
+    QWEN2_5_VL_MIN_PIXELS,
+    qwen2_5_vl_7b_config,
+)
+
 if TYPE_CHECKING:
     import datasets
     from transformers import ProcessorMixin, Qwen2_5_VLConfig
 
-# Qwen/Qwen2.5-VL-7B-Instruct config.json, text part. Its file has no ``layer_types``:
-# transformers derives them in Qwen2_5_VLTextConfig.__post_init__ (use_sliding_window false ->
-# sliding_window None -> every layer "full_attention"), so they are left out here too.
-QWEN2_5_VL_7B_TEXT: dict[str, Any] = {
-    "vocab_size": 152064,
-    "hidden_size": 3584,
-    "intermediate_size": 18944,
-    "num_hidden_layers": 28,
-    "num_attention_heads": 28,
-    "num_key_value_heads": 4,
-    "hidden_act": "silu",
-    "max_position_embeddings": 128000,
-    "rms_norm_eps": 1e-6,
-    "initializer_range": 0.02,
-    "attention_dropout": 0.0,
-    "use_sliding_window": False,
-    "sliding_window": 32768,
-    "max_window_layers": 28,
-    # the file's rope_scaling {"type": "mrope", "mrope_section": [16, 24, 24]}, rope_theta 1e6
-    "rope_parameters": {
-        "rope_type": "default",
-        "rope_theta": 1000000.0,
-        "mrope_section": [16, 24, 24],
-    },
-}
-QWEN2_5_VL_7B_VISION: dict[str, Any] = {  # its vision_config
-    "depth": 32,
-    "hidden_size": 1280,
-    "intermediate_size": 3420,
-    "num_heads": 16,
-    "hidden_act": "silu",
-    "in_channels": 3,
-    "patch_size": 14,
-    "spatial_merge_size": 2,
-    "temporal_patch_size": 2,
-    "window_size": 112,
-    "fullatt_block_indexes": [7, 15, 23, 31],
-    "tokens_per_second": 2,
-    "out_hidden_size": 3584,
-    "initializer_range": 0.02,
-}
-QWEN2_5_VL_7B_TIE_WORD_EMBEDDINGS = False
-# Qwen/Qwen2.5-VL-7B-Instruct preprocessor_config.json pixel limits
-QWEN2_5_VL_MIN_PIXELS = 3136
-QWEN2_5_VL_MAX_PIXELS = 12845056
 NUM_GENERATIONS = 5  # paper: N = 5
 COMPLETION_TOKENS = 256  # issue 4: 256-token completions
 IMAGE_SIDE = 448  # 32 x 32 patches of 14 px -> 256 image tokens after the 2 x 2 merge
@@ -171,19 +131,17 @@ def model_config(tiny: Path, shape: str) -> Qwen2_5_VLConfig:
 
     config = Qwen2_5_VLConfig.from_pretrained(tiny)
     if shape == "7b":
-        text_tokens = {
+        tokens = {
             key: getattr(config.text_config, key)
             for key in ("bos_token_id", "eos_token_id", "pad_token_id")
         }
-        config = Qwen2_5_VLConfig(
-            text_config={**copy.deepcopy(QWEN2_5_VL_7B_TEXT), **text_tokens},
-            vision_config=copy.deepcopy(QWEN2_5_VL_7B_VISION),
-            image_token_id=config.image_token_id,
-            video_token_id=config.video_token_id,
-            vision_start_token_id=config.vision_start_token_id,
-            vision_end_token_id=config.vision_end_token_id,
-            tie_word_embeddings=QWEN2_5_VL_7B_TIE_WORD_EMBEDDINGS,
-        )
+        tokens |= {
+            key: getattr(config, key)
+            for key in (
+                "image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id"
+            )
+        }  # fmt: skip
+        config = qwen2_5_vl_7b_config(**tokens)
     text = config.text_config
     if len(text.layer_types) != text.num_hidden_layers:
         raise ValueError(
