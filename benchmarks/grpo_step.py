@@ -21,6 +21,10 @@ counts them) and tokens/s per GPU, the model FLOPs per step (:func:`grpo_step_fl
 up from the device name for H100 SXM / H200 / A100) and the peak GPU memory. Without a GPU it
 says so and exits 0 (CI has none), unless ``--dry-run`` or ``--allow-cpu``.
 
+The random checkpoint (16.6 GB at the 7B shape) and the trainer's output go into ``--workdir``,
+which is kept, or else into a temporary folder under $TMPDIR that is removed when the run
+ends, fails or is stopped with SIGTERM (as ``timeout`` does).
+
 ``--dry-run`` builds the 7B shape on the meta device (no weights allocated) and prints the
 total parameters and those of every trainable scope, the tokens per step (prompt tokens from
 the tiny processor applied to this benchmark's prompt and image, image tokens included, plus
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -347,6 +352,18 @@ class StepTimer:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Build the random checkpoint and time GRPO steps on it. The checkpoint (16.6 GB at the 7B
+    shape) goes into ``--workdir``, which is the user's and kept, or else into a temporary
+    folder (under $TMPDIR) that is removed when the run ends, fails or is stopped (SIGTERM,
+    e.g. from ``timeout``: the command line turns it into SystemExit, so the removal runs)."""
+    if args.workdir:
+        return measure(args, Path(args.workdir))
+    with tempfile.TemporaryDirectory(prefix="grpo-step-") as scratch:
+        return measure(args, Path(scratch))
+
+
+def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """:func:`run` in the folder ``work`` (the random checkpoint and the trainer's output)."""
     from transformers import Qwen2_5_VLForConditionalGeneration
     from trl import GRPOTrainer
 
@@ -357,7 +374,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     device_name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="grpo-step-"))
     started = time.perf_counter()
     folder = build_model_folder(work, args.shape, device)
     build_seconds = time.perf_counter() - started
@@ -465,6 +481,11 @@ def result_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _stop(signum: int, frame: Any) -> None:
+    """SIGTERM handler: leave through SystemExit so that the temporary folder is removed."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     from model_training.scope import SCOPE_NAMES
 
@@ -482,7 +503,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=5, help="measured steps")
     parser.add_argument("--warmup", type=int, default=1, help="steps run before measuring")
     parser.add_argument("--prompts-per-step", type=int, default=1)
-    parser.add_argument("--workdir", default=None, help="folder for the random checkpoint")
+    parser.add_argument(
+        "--workdir",
+        default=None,
+        help="folder for the random checkpoint, kept afterwards (default: a temporary folder "
+        "under $TMPDIR, removed at the end; the 7B checkpoint is 16.6 GB)",
+    )
     parser.add_argument(
         "--allow-cpu", action="store_true", help="run on the CPU (only sensible with --shape tiny)"
     )
@@ -516,4 +542,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _stop)  # stopped by `timeout`: the temporary folder goes too
     sys.exit(main())

@@ -21,6 +21,7 @@ multitask training set is their concatenation, shuffled with the seed (:func:`mi
 from __future__ import annotations
 
 import io
+import logging
 import math
 import os
 from collections.abc import Callable
@@ -35,6 +36,8 @@ from hub_cards.names import CLASSIFICATION_TASK, GROUNDING_TASK
 from .configs import ConfigError, CTRateVQAArguments
 from .grounding import Frame, format_answer, frame_for
 from .prompts import prompt_messages, sft_target, task_of
+
+logger = logging.getLogger(__name__)
 
 IMAGES = datasets.List(datasets.Image())
 COLUMNS = ("image", "question", "answer", "options")  # what the classification rows need
@@ -157,14 +160,29 @@ def _needs_processor(task: str, processor: Any) -> None:
 # -- conversions --------------------------------------------------------------------------------
 
 
+def _log_converted(desc: str, converted: int, rows: int) -> None:
+    """Debug line: how many of ``rows`` this process converted (the others came from the
+    datasets cache another process, or an earlier run, wrote). ``convert`` counts in a closure
+    cell, which is 0 when ``datasets`` hashes the function: the fingerprint stays the same."""
+    logger.debug(
+        "%s: process %s converted %d rows and read %d from the datasets cache",
+        desc,
+        os.environ.get("RANK", "0"),
+        converted,
+        rows - converted,
+    )
+
+
 def to_sft(ds: datasets.Dataset, mode: str, target: str, processor: Any = None) -> datasets.Dataset:
     """Rows -> {"images": [image], "messages": system, user (image + question or query),
     assistant}; grounding rows need ``processor`` (the model-input frame)."""
     task = task_of(ds.column_names)
     _needs_processor(task, processor)
     frame = frames(processor) if task == GROUNDING_TASK else None
+    converted = [0]  # rows this process converted (0 = all from the datasets cache)
 
     def convert(row: dict) -> dict:
+        converted[0] += 1
         if frame is not None:
             reply = grounding_target(row, target, frame(image_size(row["image"])))
         else:
@@ -174,7 +192,9 @@ def to_sft(ds: datasets.Dataset, mode: str, target: str, processor: Any = None) 
         ]
         return {"images": [row["image"]], "messages": messages}
 
-    out = ds.map(convert, remove_columns=ds.column_names, desc=f"SFT conversations ({task})")
+    desc = f"SFT conversations ({task})"
+    out = ds.map(convert, remove_columns=ds.column_names, desc=desc)
+    _log_converted(desc, converted[0], len(ds))
     return out.cast_column("images", IMAGES)
 
 
@@ -184,8 +204,10 @@ def to_grpo(ds: datasets.Dataset, mode: str, processor: Any = None) -> datasets.
     task = task_of(ds.column_names)
     _needs_processor(task, processor)
     frame = frames(processor) if task == GROUNDING_TASK else None
+    converted = [0]  # rows this process converted (0 = all from the datasets cache)
 
     def convert(row: dict) -> dict:
+        converted[0] += 1
         out = {
             "prompt": prompt_messages(row, mode),
             "images": [row["image"]],
@@ -201,7 +223,9 @@ def to_grpo(ds: datasets.Dataset, mode: str, processor: Any = None) -> datasets.
             )
         return out
 
-    out = ds.map(convert, remove_columns=ds.column_names, desc=f"GRPO prompts ({task})")
+    desc = f"GRPO prompts ({task})"
+    out = ds.map(convert, remove_columns=ds.column_names, desc=desc)
+    _log_converted(desc, converted[0], len(ds))
     return out.cast(datasets.Features({**out.features, **GRPO_FEATURES, "images": IMAGES}))
 
 

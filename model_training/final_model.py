@@ -1,7 +1,10 @@
 """Assemble a run's final model folder: what ``from_pretrained`` loads and what goes to the Hub.
 
     final/
-      config.json, generation_config.json, model*.safetensors   the last trained stage's weights
+      config.json, model*.safetensors  the last trained stage's weights
+      generation_config.json  its end and pad tokens, with the evaluation's decoding (greedy,
+                              repetition penalty 1.0): lmms-eval and a plain generate() then
+                              decode as the evaluator did
       tokenizer and processor files, chat_template             (``load_processor`` reads them)
       recipe.yaml            the run's recipe with its command-line overrides
       training_logs.json     per stage: trainable scope, parameter counts, prompts, log history
@@ -27,6 +30,7 @@ from hub_cards.model_card import write_model_card
 from hub_cards.names import RUN_RECIPE_NAME, TRAINING_LOGS_NAME, TRAINING_SUMMARY_NAME
 
 from .curves import plot_stage
+from .evaluation.decoding import Decoding
 
 SKIPPED = (TRAINING_SUMMARY_NAME, "*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt")
 
@@ -47,6 +51,21 @@ def copy_model_files(stage_dir: Path, final_dir: Path) -> list[str]:
     return copied
 
 
+def write_decoding(folder: Path, decoding: Decoding) -> None:
+    """Set ``folder``'s generation_config.json to ``decoding`` (its token ids kept): a base
+    checkpoint's own (Qwen2.5-VL-Instruct: sampling, repetition penalty 1.05) would make a
+    harness that lets the checkpoint decide (lmms-eval) decode otherwise than the evaluator."""
+    from transformers import GenerationConfig
+
+    path = folder / "generation_config.json"
+    config = GenerationConfig.from_pretrained(folder) if path.is_file() else GenerationConfig()
+    wanted = decoding.generation_config().to_diff_dict()
+    wanted.pop("max_new_tokens", None)  # a harness sets its own length
+    wanted.pop("transformers_version", None)
+    config.update(**wanted)
+    config.save_pretrained(folder)
+
+
 def assemble_final(
     final_dir: str | Path,
     model_dir: str | Path,
@@ -63,6 +82,7 @@ def assemble_final(
     if final_dir.exists():
         shutil.rmtree(final_dir)
     copy_model_files(Path(model_dir), final_dir)
+    write_decoding(final_dir, Decoding(max_new_tokens=1))
     header = f"# The recipe this model was trained with (from {recipe_source} + command line)\n"
     (final_dir / RUN_RECIPE_NAME).write_text(header + yaml.safe_dump(recipe, sort_keys=False))
     (final_dir / TRAINING_LOGS_NAME).write_text(json.dumps(training_logs, indent=1))

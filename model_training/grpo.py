@@ -4,7 +4,9 @@ its own task's rows).
 
     python -m model_training.grpo --config recipes/....yaml [--field value ...]
 
-parse recipe -> load data -> load model (trainable scope) -> GRPOTrainer -> train -> save.
+parse recipe -> load data -> load model (trainable scope) -> GRPOTrainer -> train -> save. The
+rows are read and converted by the main process of each node first; the others read its datasets
+cache.
 ``--resume_from_checkpoint last`` (or a checkpoint folder) resumes.
 """
 
@@ -34,10 +36,14 @@ def grpo_trainer(
     prompts (TRL sets "left" only on a processor it loads itself). Sets
     ``training.model_init_kwargs`` (refused in recipes) to pass ``model_revision`` on to TRL's
     reference model."""
-    rows = load_task_rows(args)  # dataset errors before the model loads
+    with training.main_process_first(local=True, desc="reading the dataset"):
+        rows = load_task_rows(args)  # dataset errors before the model loads
     model, processor, summary = load_policy(
         model_args, args, training, checkpoint, padding_side="left"
     )
+    # the conversion runs once per node; the node's other processes read its datasets cache
+    with training.main_process_first(local=True, desc="GRPO prompts"):
+        train_dataset = grpo_dataset(args, processor, training.seed, rows)
     if model_args.model_revision not in (None, "main"):
         # TRL loads the KL reference model from model.config.name_or_path (the start model)
         # with model_init_kwargs: the same revision as the policy's
@@ -47,7 +53,7 @@ def grpo_trainer(
         args=training,
         processing_class=processor,
         reward_funcs=get_rewards(training.reward_funcs),
-        train_dataset=grpo_dataset(args, processor, training.seed, rows),
+        train_dataset=train_dataset,
     )
     return trainer, processor, summary
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,15 @@ import torch
 from accelerate import PartialState
 from transformers import Qwen2_5_VLForConditionalGeneration, TrainerState, TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.utils import (
+    ADAPTER_SAFE_WEIGHTS_NAME,
+    ADAPTER_WEIGHTS_NAME,
+    SAFE_WEIGHTS_INDEX_NAME,
+    SAFE_WEIGHTS_NAME,
+    WEIGHTS_INDEX_NAME,
+    WEIGHTS_NAME,
+)
 from trl import ModelConfig, TrlParser, get_quantization_config
 
 from hub_cards.names import CLASSIFICATION_TASK, GROUNDING_TASK, TRAINING_SUMMARY_NAME
@@ -27,25 +36,90 @@ from .scope import apply_trainable_scope, count_parameters
 logger = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = ("last", "true")  # resume_from_checkpoint values meaning "the newest one"
+CHECKPOINT_NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+# the weights a Trainer checkpoint holds: full model or (LoRA) adapter, one file or an index
+WEIGHT_FILES = (SAFE_WEIGHTS_NAME, WEIGHTS_NAME, ADAPTER_SAFE_WEIGHTS_NAME, ADAPTER_WEIGHTS_NAME)
+WEIGHT_INDEXES = (SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_INDEX_NAME)
+DEEPSPEED_LATEST = "latest"  # DeepSpeed's own checkpoint: this file names its global_stepN/
+
+
+def checkpoint_problem(folder: str | Path) -> str | None:
+    """Why ``folder`` is not a complete Trainer checkpoint (one short clause), or None.
+
+    ``Trainer._save_checkpoint`` (transformers 5) writes, in this order: the weights
+    (``save_model``), the optimizer and scheduler (under DeepSpeed its ``global_stepN/`` and
+    ``latest``), the grad scaler, the RNG state(s), and last ``trainer_state.json`` (main
+    process); a process killed part-way (a full disk) leaves the folder without it. Complete =
+    ``trainer_state.json`` reads as a ``TrainerState`` and the weights are there: a non-empty
+    model or adapter weights file, every shard a weights index names, or DeepSpeed's ``latest``
+    naming an existing folder (ZeRO-3 without gathered 16-bit weights saves only that).
+    """
+    folder = Path(folder)
+    state = folder / TRAINER_STATE_NAME
+    if not state.is_file():
+        return f"no {TRAINER_STATE_NAME} (the Trainer writes it last)"
+    try:
+        TrainerState.load_from_json(str(state))
+    except (OSError, ValueError, TypeError) as error:  # cut short: JSONDecodeError
+        return f"{TRAINER_STATE_NAME} is unreadable ({type(error).__name__})"
+    for name in WEIGHT_FILES:
+        if (folder / name).is_file():
+            return None if (folder / name).stat().st_size > 0 else f"{name} is empty"
+    for name in WEIGHT_INDEXES:
+        if (folder / name).is_file():
+            try:
+                shards = set(json.loads((folder / name).read_text())["weight_map"].values())
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+                return f"{name} is unreadable ({type(error).__name__})"
+            missing = sorted(shard for shard in shards if not (folder / shard).is_file())
+            return f"{name} names missing shards {missing}" if missing else None
+    latest = folder / DEEPSPEED_LATEST
+    if latest.is_file() and (folder / latest.read_text().strip()).is_dir():
+        return None
+    return "no model weights"
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest complete ``checkpoint-N`` in ``output_dir`` (:func:`checkpoint_problem`), or
+    None. Each newer, incomplete one is skipped with a warning saying why, and left as it is
+    (the Trainer saves over it when it reaches that step again)."""
+    out = Path(output_dir)
+    found = [(int(m[1]), p) for p in out.iterdir() if (m := CHECKPOINT_NAME.match(p.name))]
+    for _, folder in sorted((f for f in found if f[1].is_dir()), reverse=True):
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            return str(folder)
+        logger.warning("skipping incomplete checkpoint %s: %s", folder, problem)
+    return None
 
 
 def resume_checkpoint(training: TrainingArguments) -> str | None:
     """The checkpoint folder ``training.resume_from_checkpoint`` names: a folder path; "last"
-    (or "true", YAML's true) = the newest ``checkpoint-N`` in ``output_dir``, or None (a fresh
-    start) where there is none; unset (or "false") = None."""
+    (or "true", YAML's true) = the newest complete ``checkpoint-N`` in ``output_dir``
+    (:func:`last_complete_checkpoint`: incomplete ones are skipped and logged), or None (a
+    fresh start) where there is none; unset (or "false") = None. An incomplete folder named
+    explicitly is refused (ConfigError)."""
     value = training.resume_from_checkpoint
     if value is None or str(value).lower() == "false":
         return None
     if str(value).lower() in LAST_CHECKPOINT:
         out = Path(training.output_dir)
-        last = get_last_checkpoint(str(out)) if out.is_dir() else None
+        last = last_complete_checkpoint(out) if out.is_dir() else None
         if last is None:
             logger.info(
-                "resume_from_checkpoint=%s: no checkpoint in %s, starting fresh", value, out
+                "resume_from_checkpoint=%s: no complete checkpoint in %s, starting fresh",
+                value,
+                out,
             )
         return last
     if not Path(value).is_dir():
         raise FileNotFoundError(f"resume_from_checkpoint={value}: no such checkpoint folder")
+    problem = checkpoint_problem(value)
+    if problem is not None:
+        raise ConfigError(
+            f"resume_from_checkpoint={value}: not a complete checkpoint ({problem}); name "
+            "another checkpoint-N folder, or 'last' for the newest complete one"
+        )
     return str(value)
 
 
@@ -168,23 +242,26 @@ def load_policy(
             "it is harmless (transformers#43701)",
             checkpoint,
         )
+    return model, processor, scope_summary(model, args.trainable_scope, names)
+
+
+def scope_summary(model: torch.nn.Module, scope: str, names: list[str]) -> dict:
+    """The trainable scope's record (logged; ``train_and_save`` writes its counts to
+    ``training_summary.json``, which the model card reads): scope, trainable and total
+    parameter counts (full sizes also under ZeRO-3, :func:`~model_training.scope.count_parameters`)
+    and the trainable tensors' ``names``."""
     trainable, total = count_parameters(model)
     logger.info(
-        "trainable scope %s: %d of %d parameters in %d tensors",
-        args.trainable_scope,
-        trainable,
-        total,
-        len(names),
+        "trainable scope %s: %d of %d parameters in %d tensors", scope, trainable, total, len(names)
     )
     for name in names:
         logger.info("  trainable: %s", name)
-    summary = {
-        "trainable_scope": args.trainable_scope,
+    return {
+        "trainable_scope": scope,
         "trainable_parameters": trainable,
         "total_parameters": total,
         "trainable_names": names,
     }
-    return model, processor, summary
 
 
 def _check_loaded(checkpoint: str, missing: list[str], unexpected: list[str]) -> None:

@@ -18,15 +18,15 @@ This is a plain driver process. Each step runs in processes of its own, started 
     final      OUT/final/: weights, processor, card, curves, results (in the driver)
 
 The driver reads what each step wrote. What is done lives in one file, ``OUT/run_state.json``:
-per step, a key (a hash of the step's settings and of the keys of the steps it starts from)
-and a status. ``--resume`` keeps a finished step whose key is unchanged, continues a stage
-from its last checkpoint (``get_last_checkpoint``) and an evaluation from its predictions.
+per step, a key (a hash of the step's settings and of the versions of the steps it starts
+from: their keys and when they finished) and a status. ``--resume`` keeps a finished step
+whose key is unchanged, continues a stage from its last complete checkpoint and an evaluation
+from its predictions.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
 import os
@@ -47,13 +47,14 @@ from hub_cards.names import (
     STAGE_RECIPES_DIR,
 )
 
+from .backends import deepspeed_problem, launch_setup, vllm_problem
+from .dry_run import PlannedStep, dry_run
 from .final_model import assemble_final
 from .run_recipe import (
     STAGES,
     RecipeError,
     RunArguments,
     RunPlan,
-    StagePlan,
     eval_tasks,
     help_text,
     parse_run,
@@ -106,6 +107,16 @@ class RunState:
         record = self.steps.get(step)
         return record["key"] if record and record["status"] == "done" else None
 
+    def version(self, step: str) -> str | None:
+        """What a later step's inputs hash takes from ``step``: its key and when it finished,
+        so that redoing a step with the same settings (``--overwrite --stage sft``) still
+        changes what the steps after it start from."""
+        key = self.key(step)
+        return None if key is None else f"{key}@{self.steps[step].get('finished')}"
+
+    def finish(self, step: str) -> None:
+        self.record(step, status="done", finished=time.time_ns())
+
     def record(self, step: str, **fields) -> None:
         self.steps[step] = {**self.steps.get(step, {}), **fields}
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,12 +136,27 @@ def check_ours(state: RunState, step: str, folder: Path) -> None:
         )
 
 
+def model_fingerprint(model: str | None) -> list | None:
+    """What identifies a local start model's current files (name, size and modification time
+    of its config and weights), so that a step starting from a folder another run rewrote
+    (paper_tables' ``grpo_from``) starts afresh; None for a Hub id or no model."""
+    folder = Path(model) if model else None
+    if folder is None or not folder.is_dir():
+        return None
+    files = sorted(p for p in folder.iterdir() if p.name == "config.json" or p.suffix in (
+        ".safetensors", ".json") and p.name.startswith(("model", "adapter")))  # fmt: skip
+    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+
+
 def plan_step(
-    state: RunState, run: RunArguments, step: str, folder: Path, settings: dict, inputs: list[str]
-) -> tuple[str, str, str]:
+    state: RunState, run: RunArguments, step: str, folder: Path, settings: dict, inputs: list[str],
+    start: list | None = None,
+) -> tuple[str, str, str]:  # fmt: skip
     """Decide a step: ('skip' | 'continue' | 'fresh', key, inputs hash). ``continue`` keeps
-    the step's partial work (checkpoints, predictions); ``fresh`` deletes what it wrote."""
-    inputs_hash = _hash([state.key(name) for name in inputs])
+    the step's partial work (checkpoints, predictions); ``fresh`` deletes what it wrote. The
+    inputs hash covers the versions of the ``inputs`` steps (:meth:`RunState.version`) and the
+    ``start`` model's fingerprint."""
+    inputs_hash = _hash([state.version(name) for name in inputs], *([start] if start else []))
     key = _hash(settings, inputs_hash)
     record = state.steps.get(step)
     if record is None:
@@ -175,8 +201,7 @@ def launcher(run: RunArguments) -> list[str]:
     return [*command, "--main_process_port", str(_free_port())]
 
 
-def launch(plan: RunPlan, state: RunState, step: str, module: str, args: list[str]) -> None:
-    command = [*launcher(plan.run), "-m", module, *args]
+def launch(state: RunState, step: str, command: list[str]) -> None:
     logger.info("%s: %s", step, " ".join(command))
     process = subprocess.Popen(command)
     state.record(step, command=command[1:], pid=process.pid, status="running")
@@ -271,40 +296,72 @@ def stage_done(state: RunState, output_dir: str | Path, name: str) -> bool:
     return state.key(name) is not None and (Path(output_dir) / STAGE_DONE_FILE).is_file()
 
 
-def check_generation_backend(stage: StagePlan) -> None:
-    if getattr(stage.training, "use_vllm", False) and importlib.util.find_spec("vllm") is None:
-        raise RecipeError(
-            f"{stage.name}: use_vllm is true but vllm is not installed; `pip install vllm` "
-            "(GPU machines) or set use_vllm: false"
-        )
+def check_backends(plan: RunPlan) -> None:
+    """Refuse, before any step starts, a run whose launcher needs DeepSpeed or whose GRPO
+    needs vLLM where they cannot be imported (or vLLM is outside TRL's supported range)."""
+    stages = [plan.stages[name] for name in STAGES if plan.run.stage in (name, "all")]
+    launches = [s.training.deepspeed for s in stages] or [None]
+    for deepspeed in launches:
+        setup = launch_setup(plan.run.accelerate_config, plan.run.num_processes, deepspeed)
+        if setup.deepspeed_source:
+            problem = deepspeed_problem(setup.deepspeed_source, check_import=True)
+            if problem:
+                raise RecipeError(problem)
+    for stage in stages:
+        if getattr(stage.training, "use_vllm", False):
+            problem = vllm_problem(check_import=True)
+            if problem:
+                raise RecipeError(f"{stage.name}: use_vllm is true, but {problem}; or set "
+                                  "use_vllm: false")  # fmt: skip
+
+
+def planned_steps(plan: RunPlan) -> list[PlannedStep]:
+    """The steps this command would start, in order (every stage it trains, then every
+    evaluation, assuming the stages finish)."""
+    stage = plan.run.stage
+    steps = [
+        PlannedStep(name, stage_command(plan, name), stage=name)
+        for name in STAGES
+        if stage in (name, "all")
+    ]
+    if stage in ("eval", "all"):
+        models = {"base": plan.stages[STAGES[0]].start_model} if plan.run.eval_base_model else {}
+        models |= {name: plan.stages[name].training.output_dir for name in STAGES}
+        for task in eval_tasks(plan.stages):
+            for label, model in models.items():
+                steps.append(PlannedStep(eval_folder(plan, label, task),
+                                         eval_command(plan, label, model, task),
+                                         model=model, task=task))  # fmt: skip
+    return steps
 
 
 def train_stage(plan: RunPlan, state: RunState, name: str) -> None:
-    """Train one stage in its own process(es) from its stage recipe."""
+    """Train one stage in its own process(es) from its stage recipe. A stage that continues
+    this run's previous stage (``StagePlan.start_stage``) starts from that stage's output, and
+    its key includes that stage's key: a redone SFT makes GRPO start afresh."""
     stage = plan.stages[name]
     recipe = dict(stage.recipe)
-    inputs = []
-    index = STAGES.index(name)
-    if index > 0 and not stage.model_from_recipe:  # continue this run's previous stage
-        previous = STAGES[index - 1]
-        previous_dir = plan.stages[previous].training.output_dir
-        if not stage_done(state, previous_dir, previous):
+    inputs, start = [], None
+    if stage.start_stage is not None:
+        previous = plan.stages[stage.start_stage]
+        if not stage_done(state, previous.training.output_dir, previous.name):
             raise RecipeError(
-                f"{name} starts from the {previous} model in {previous_dir}, which is not "
-                f"there yet: run --stage {previous} first, or set {name}.model_name_or_path"
+                f"{name} starts from the {previous.name} model in {previous.training.output_dir}"
+                f", which is not there yet: run --stage {previous.name} first, or set "
+                f"{name}.model_name_or_path"
             )
-        recipe["model_name_or_path"] = previous_dir
-        inputs = [previous]
-    check_generation_backend(stage)
+        inputs = [previous.name]
+    else:
+        start = model_fingerprint(stage.start_model)
     out = Path(stage.training.output_dir)
-    decision, key, inputs_hash = plan_step(state, plan.run, name, out, recipe, inputs)
+    decision, key, inputs_hash = plan_step(state, plan.run, name, out, recipe, inputs, start)
     if decision == "skip":
         logger.info("%s: finished earlier, kept (%s)", name, out)
         return
     if decision == "fresh":
         _clear(out)
     (out / STAGE_DONE_FILE).unlink(missing_ok=True)  # unfinished until the model is saved
-    recipe_file = Path(plan.run.output_dir) / STAGE_RECIPES_DIR / f"{name}.yaml"
+    recipe_file = stage_recipe_file(plan, name)
     recipe_file.parent.mkdir(parents=True, exist_ok=True)
     recipe_file.write_text(
         f"# {name} stage of {plan.recipe_path} (written by model_training.run)\n"
@@ -312,10 +369,10 @@ def train_stage(plan: RunPlan, state: RunState, name: str) -> None:
     )
     state.record(name, key=key, inputs=inputs_hash)
     resume = ["--resume_from_checkpoint", "last"] if decision == "continue" else []
-    launch(plan, state, name, STAGE_MODULES[name], ["--config", str(recipe_file), *resume])
+    launch(state, name, [*stage_command(plan, name), *resume])
     if not (out / STAGE_DONE_FILE).is_file():
         raise StepFailed(name, 1)
-    state.record(name, status="done")
+    state.finish(name)
 
 
 def models_to_evaluate(plan: RunPlan, state: RunState) -> dict[str, str]:
@@ -337,14 +394,20 @@ def eval_folder(plan: RunPlan, label: str, task: str) -> str:
     return f"eval/{label}" if task == first else f"eval/{label}-{task}"
 
 
-def evaluate_model(
-    plan: RunPlan, state: RunState, label: str, model: str, task: str = CLASSIFICATION_TASK
-) -> dict:
-    """Evaluate one model on ``task``'s config in its own process(es) into
-    ``output_dir/<eval_folder>``."""
+def stage_recipe_file(plan: RunPlan, name: str) -> Path:
+    return Path(plan.run.output_dir) / STAGE_RECIPES_DIR / f"{name}.yaml"
+
+
+def stage_command(plan: RunPlan, name: str) -> list[str]:
+    """The command that trains stage ``name`` from its stage recipe file."""
+    recipe = stage_recipe_file(plan, name)
+    return [*launcher(plan.run), "-m", STAGE_MODULES[name], "--config", str(recipe)]
+
+
+def eval_args(plan: RunPlan, label: str, model: str, task: str) -> list[str]:
+    """The evaluator's options for one model and task (what its step's key hashes)."""
     run, data = plan.run, plan.stages[STAGES[-1]].args
-    step = eval_folder(plan, label, task)
-    out = Path(run.output_dir) / step
+    out = Path(run.output_dir) / eval_folder(plan, label, task)
     args = [
         "--model", model,
         "--dataset", data.dataset_name,
@@ -362,15 +425,32 @@ def evaluate_model(
         for flag, value in (("--judge", run.eval_judge), ("--judge-model", run.eval_judge_model)):
             if value is not None:
                 args += [flag, value]
+    return args
+
+
+def eval_command(plan: RunPlan, label: str, model: str, task: str) -> list[str]:
+    args = [*eval_args(plan, label, model, task), "--batch-size", str(plan.run.eval_batch_size)]
+    return [*launcher(plan.run), "-m", EVAL_MODULE, *args]
+
+
+def evaluate_model(
+    plan: RunPlan, state: RunState, label: str, model: str, task: str = CLASSIFICATION_TASK
+) -> dict:
+    """Evaluate one model on ``task``'s config in its own process(es) into
+    ``output_dir/<eval_folder>``."""
+    run = plan.run
+    step = eval_folder(plan, label, task)
+    out = Path(run.output_dir) / step
+    args = eval_args(plan, label, model, task)
     inputs = [label] if label in STAGES else []
-    decision, key, inputs_hash = plan_step(state, run, step, out, args, inputs)
+    start = None if inputs else model_fingerprint(model)
+    decision, key, inputs_hash = plan_step(state, run, step, out, args, inputs, start)
     if decision != "skip":
         logger.info("%s (%s): %s", step, EVAL_LABELS[label], model)
         state.record(step, key=key, inputs=inputs_hash)
         overwrite = ["--overwrite"] if decision == "fresh" else []
-        launch(plan, state, step, EVAL_MODULE, [*args, "--batch-size",
-               str(run.eval_batch_size), *overwrite])  # fmt: skip
-        state.record(step, status="done")
+        launch(state, step, [*eval_command(plan, label, model, task), *overwrite])
+        state.finish(step)
     else:
         logger.info("%s: finished earlier, kept (%s)", step, out)
     return json.loads((out / "results.json").read_text())
@@ -426,6 +506,10 @@ def publish(plan: RunPlan, summary: dict) -> None:
 
 def run(plan: RunPlan) -> dict | None:
     """Carry out a parsed run; return the summary (None when it evaluates nothing)."""
+    if plan.run.dry_run:
+        dry_run(plan, planned_steps(plan))
+        return None
+    check_backends(plan)
     started = time.monotonic()
     state = RunState(Path(plan.run.output_dir))
     ensure_dataset(plan)

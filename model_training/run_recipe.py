@@ -27,6 +27,7 @@ The parse ends in one plain stage recipe per stage (``StagePlan.recipe``): the Y
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,6 +186,23 @@ class RunArguments:
         default=None,
         metadata={"help": "Model name at an eval_judge endpoint (the evaluator's --judge-model)."},
     )
+    dry_run: bool = field(
+        default=False,
+        metadata={
+            "help": "Print the plan and stop: per step its command and processes, the estimated "
+            "memory per GPU by part (weights, gradients, optimizer state, reference model, "
+            "vLLM, activations), the disk per checkpoint and the stage's peak, and the "
+            "installed backends. Loads no weights (the meta device gives the shapes), needs "
+            "no GPU. Exit status 2 when a step cannot fit in gpu_memory_gib."
+        },
+    )
+    gpu_memory_gib: float = field(
+        default=80.0,
+        metadata={
+            "help": "Memory of one GPU, in GiB, that --dry_run's plan must fit (80: an H100 / "
+            "A100 80 GB; 141: an H200). vLLM colocate takes vllm_gpu_memory_utilization of it."
+        },
+    )
     eval_sam_model: str = field(
         default=NO_SAM,
         metadata={
@@ -196,6 +214,10 @@ class RunArguments:
     )
 
     def __post_init__(self) -> None:
+        if str(self.accelerate_config).lower() in ("none", "null", ""):
+            self.accelerate_config = None  # the command line's way to unset a recipe's config
+        if not self.gpu_memory_gib > 0:
+            raise RecipeError(f"gpu_memory_gib={self.gpu_memory_gib} must be a positive size")
         if not self.eval_sam_model:
             raise RecipeError(f"eval_sam_model is empty: name a SAM checkpoint or '{NO_SAM}'")
         if self.stage not in STAGE_CHOICES:
@@ -248,6 +270,10 @@ class StagePlan:
     model_args: ModelConfig
     recipe: dict  # the stage recipe YAML (shared fields, section, typed overrides)
     model_from_recipe: bool  # model_name_or_path set in this stage's section or override
+    # what the stage starts from: this run's previous stage (its output folder), or a model the
+    # recipe names (a later stage only with model_name_or_path in its own section or override)
+    start_stage: str | None = None
+    start_model: str | None = None
 
 
 @dataclass
@@ -363,9 +389,11 @@ def help_text() -> str:
 
 def _parse_stage(
     stage: str, recipe_path: Path, shared: dict, section: dict, common: list[str],
-    own: list[str], output_dir: str,
+    own: list[str], output_dir: str, plan_only: bool = False,
 ) -> tuple[StagePlan, set[str], set[str]]:  # fmt: skip
-    """One stage's plan, plus the shared keys and common flags this stage does not know."""
+    """One stage's plan, plus the shared keys and common flags this stage does not know.
+    ``plan_only`` (--dry_run): a GPU recipe parses on a machine without one (TrainingArguments
+    refuses bf16 there unless use_cpu); the plan still reads the stage as a GPU stage."""
     parser = stage_parser(stage)
     known = _fields(parser)
     unknown_section = set(section) - known
@@ -375,7 +403,12 @@ def _parse_stage(
             f"'{stage}' section (see --help)"
         )
     yaml_fields = {k: v for k, v in shared.items() if k in known} | section
-    parser.set_defaults_with_config(**yaml_fields, output_dir=output_dir)
+    forced_cpu = plan_only and "use_cpu" not in yaml_fields and "use_cpu" not in _keys(
+        common + own
+    )
+    parser.set_defaults_with_config(
+        **yaml_fields, output_dir=output_dir, **({"use_cpu": True} if forced_cpu else {})
+    )
     try:
         args, training, model_args, remaining = parser.parse_args_into_dataclasses(
             args=common + own, return_remaining_strings=True
@@ -383,6 +416,8 @@ def _parse_stage(
         check_model_config(model_args, args, training)  # refused fields, before any stage runs
     except (ValueError, TypeError) as err:
         raise RecipeError(f"{stage} stage: {err}") from err
+    if forced_cpu:
+        training.use_cpu = False
     unknown_own = set(_keys(remaining)) & set(_keys(own))
     if unknown_own:
         raise RecipeError(f"unknown {stage} field(s) {sorted(unknown_own)} (see --help)")
@@ -413,6 +448,10 @@ def parse_run(argv: list[str] | None = None) -> RunPlan:
                 f"the '{stage}' section"
             )
     shared = {k: v for k, v in recipe.items() if k not in STAGES and k not in run_fields}
+    if isinstance(recipe.get("accelerate_config"), str):  # a file beside the recipe, found from
+        beside = recipe_path.parent / recipe["accelerate_config"]  # any working directory
+        if beside.is_file():
+            recipe["accelerate_config"] = os.path.normpath(beside)
 
     common, per_stage = _split_overrides(argv)
     run_parser = _parser(RunArguments)
@@ -428,7 +467,8 @@ def parse_run(argv: list[str] | None = None) -> RunPlan:
     for stage in STAGES:
         output_dir = str(Path(run.output_dir) / stage)
         stages[stage], not_shared, not_flags = _parse_stage(
-            stage, recipe_path, shared, recipe[stage], rest, per_stage[stage], output_dir
+            stage, recipe_path, shared, recipe[stage], rest, per_stage[stage], output_dir,
+            plan_only=run.dry_run,
         )
         unknown_shared &= not_shared
         unknown_flags &= not_flags
@@ -438,6 +478,7 @@ def parse_run(argv: list[str] | None = None) -> RunPlan:
         raise RecipeError(f"unknown field(s) {sorted(unknown_flags)} (see --help)")
 
     check_eval_tasks(run, stages, recipe_path)
+    link_stages(stages)
     as_run = {k: v for k, v in recipe.items() if k not in STAGES}
     as_run |= {
         k: _plain(getattr(run, k))
@@ -450,9 +491,37 @@ def parse_run(argv: list[str] | None = None) -> RunPlan:
     for stage, plan in stages.items():
         objs = (plan.args, plan.training, plan.model_args)
         section = recipe[stage] | {k: _typed(objs, k) for k in _keys(per_stage[stage])}
+        if plan.start_stage is not None:  # the link, not a model of the user's: not recorded
+            section.pop("model_name_or_path", None)
         if section:
             as_run[stage] = section
     return RunPlan(run, stages, recipe_path, as_run)
+
+
+def _same_folder(a: str, b: str) -> bool:
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def link_stages(stages: dict[str, StagePlan]) -> None:
+    """Set each stage's start: the first stage starts from ``model_name_or_path``; a later stage
+    from this run's previous stage (its ``output_dir``), unless its own section or override
+    names another model (``--grpo.model_name_or_path``: paper_tables' ``grpo_from``). A stage
+    recipe that names this run's previous output folder is the same link. The stage recipe the
+    driver writes carries the start as its ``model_name_or_path``."""
+    previous: StagePlan | None = None
+    for name in STAGES:
+        plan = stages[name]
+        named = plan.model_args.model_name_or_path if plan.model_from_recipe else None
+        if previous is None:
+            plan.start_model = plan.model_args.model_name_or_path
+        elif named and not _same_folder(named, previous.training.output_dir):
+            plan.start_model = named
+        else:
+            plan.start_stage, plan.start_model = previous.name, previous.training.output_dir
+        plan.model_args.model_name_or_path = plan.start_model
+        if plan.start_model is not None:
+            plan.recipe["model_name_or_path"] = plan.start_model
+        previous = plan
 
 
 def eval_tasks(stages: dict[str, StagePlan]) -> tuple[str, ...]:
@@ -524,6 +593,7 @@ __all__ = [
     "check_eval_tasks",
     "eval_tasks",
     "help_text",
+    "link_stages",
     "load_recipe",
     "parse_run",
     "stage_hyperparameters",

@@ -83,8 +83,17 @@ def apply_trainable_scope(
     return model, names
 
 
+def parameter_size(parameter: torch.nn.Parameter) -> int:
+    """The number of elements of ``parameter``, also where DeepSpeed ZeRO-3 has partitioned it:
+    there ``parameter.data`` is an empty tensor and ``ds_numel`` (set by DeepSpeed's
+    ``zero.Init``, deepspeed/runtime/zero/partition_parameters.py) holds the full count."""
+    if hasattr(parameter, "ds_numel"):
+        return int(parameter.ds_numel)
+    return parameter.numel()
+
+
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """(trainable, total) parameter counts (unpartitioned sizes under ZeRO-3)."""
+    total = sum(parameter_size(p) for p in model.parameters())
+    trainable = sum(parameter_size(p) for p in model.parameters() if p.requires_grad)
     return trainable, total

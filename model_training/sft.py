@@ -3,7 +3,8 @@
     python -m model_training.sft --config recipes/....yaml [--field value ...]
 
 parse recipe -> load model (trainable scope) -> data (the task's rows; grounding targets in the
-processor's model-input frame) -> SFTTrainer -> train -> save.
+processor's model-input frame; read and converted by the main process of each node first, the
+others reading its datasets cache) -> SFTTrainer -> train -> save.
 ``--resume_from_checkpoint last`` (or a checkpoint folder) resumes.
 """
 
@@ -23,13 +24,14 @@ def train_sft(args: CTRateVQAArguments, training: SFTConfig, model_args: ModelCo
     """Train (resuming as ``training.resume_from_checkpoint`` says) and save to
     ``training.output_dir``; return that folder."""
     checkpoint = prepare_stage(training, args)
-    rows = load_task_rows(args)  # dataset errors before the model loads
+    with training.main_process_first(local=True, desc="reading the dataset"):
+        rows = load_task_rows(args)  # dataset errors before the model loads
     model, processor, summary = load_policy(model_args, args, training, checkpoint)
+    # the conversion runs once per node; the node's other processes read its datasets cache
+    with training.main_process_first(local=True, desc="SFT conversations"):
+        train_dataset = sft_dataset(args, processor, training.seed, rows)
     trainer = SFTTrainer(
-        model=model,
-        args=training,
-        processing_class=processor,
-        train_dataset=sft_dataset(args, processor, training.seed, rows),
+        model=model, args=training, processing_class=processor, train_dataset=train_dataset
     )
     return train_and_save(
         trainer,

@@ -1,6 +1,8 @@
 """The model behind the Space: loaded and prompted exactly as ``model_training``'s evaluator does
-(``load_model``, the system prompts of ``model_training.prompts``, greedy decoding by
-``greedy_replies``, replies read by ``read_reply``)."""
+(``load_model``, the system prompts of ``model_training.prompts``, replies read by
+``read_reply``) and decoded as it decodes by default: ``greedy_replies`` with the evaluator's
+``decoding.Decoding`` (greedy, repetition penalty 1.0), whatever the checkpoint's
+generation_config asks for, so that "ask the model" gives the evaluator's reply."""
 
 from __future__ import annotations
 

@@ -189,6 +189,8 @@ def test_evaluator_scores_grounding_rows_with_sam(parts, tmp_path):
     assert json.loads((out / "results.json").read_text()) == report
     assert report["sam_model"] == parts["sam"] and report["config"] == GROUNDING_CONFIG
     assert report["prompts"]["task"] == "grounding"
+    assert report["decoding"] == {"strategy": "greedy", "repetition_penalty": 1.0,
+                                  "max_new_tokens": 6}  # fmt: skip
     think = report["modes"]["think"]
     # row 1: image box [64, 0, 96, 32] (half of [64, 0, 96, 64]): IoU 0.5
     assert think["iou_mean"] == pytest.approx((1.0 + 0.5 + 0.0) / 3)

@@ -1,13 +1,19 @@
 """benchmarks/grpo_step.py: the 7B config builds (no layer_types IndexError), the --dry-run's
-parameter, token and FLOP counts, the MFU peak look-up and the no-GPU skip."""
+parameter, token and FLOP counts, the MFU peak look-up, the no-GPU skip and the removal of the
+random checkpoint's temporary folder."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib.util
 import io
 import json
+import os
+import signal
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
@@ -148,3 +154,62 @@ def test_without_a_gpu_the_benchmark_is_skipped(bench, monkeypatch, capsys):
     assert bench.main([]) == 0
     out = capsys.readouterr().out
     assert "no CUDA GPU" in out and "skipped" in out
+
+
+def _scratch_folders(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.glob("grpo-step-*"))
+
+
+def test_random_checkpoint_folder_is_removed_unless_the_workdir_is_given(
+    bench, monkeypatch, tmp_path
+):
+    """run() hands measure() a temporary folder (for the random checkpoint, 16.6 GB at the 7B
+    shape) that is removed afterwards, also when the run fails; a --workdir is the user's and
+    is kept. (The real measurement's removal: the SIGTERM test below.)"""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    seen: list[Path] = []
+
+    def fake_measure(args, work: Path) -> dict[str, Any]:
+        seen.append(work)
+        (work / "random-7b").mkdir(parents=True)
+        (work / "random-7b" / "model.safetensors").write_bytes(b"0" * 1024)
+        if args.steps == 0:
+            raise RuntimeError("a failed run")
+        return {"work": str(work)}
+
+    monkeypatch.setattr(bench, "measure", fake_measure)
+    args = argparse.Namespace(workdir=None, steps=1)
+    assert bench.run(args) == {"work": str(seen[0])}
+    assert seen[0].parent == scratch and seen[0].name.startswith("grpo-step-")
+    assert _scratch_folders(scratch) == []
+    with pytest.raises(RuntimeError, match="a failed run"):
+        bench.run(argparse.Namespace(workdir=None, steps=0))
+    assert len(seen) == 2 and _scratch_folders(scratch) == []
+    workdir = tmp_path / "mine"
+    bench.run(argparse.Namespace(workdir=str(workdir), steps=1))
+    assert seen[2] == workdir and (workdir / "random-7b" / "model.safetensors").is_file()
+
+
+def test_a_stopped_run_removes_its_random_checkpoint(tmp_path):
+    """`timeout` (as benchmarks/gpu_smoke.sh runs it) stops the benchmark with SIGTERM: the
+    temporary folder goes too."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    argv = [sys.executable, str(SCRIPT), "--shape", "tiny", "--allow-cpu", "--steps", "500"]
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(scratch.glob("grpo-step-*/random-tiny/model.safetensors")):
+            assert process.poll() is None and time.monotonic() < deadline, "no checkpoint"
+            time.sleep(0.2)
+        time.sleep(1.0)  # into the trainer
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, stderr.decode()[-2000:]
+    assert _scratch_folders(scratch) == []

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from transformers import TrainerState
 from trl import ModelConfig, SFTConfig
 
 from model_training.configs import CTRateVQAArguments, GRPORecipe
@@ -173,7 +174,10 @@ def test_a_checkpoint_missing_tensors_is_refused(
 def test_resume_last_without_a_checkpoint_starts_fresh(tmp_path):
     training = SFTConfig(output_dir=str(tmp_path / "none"), resume_from_checkpoint="last", **CPU)
     assert prepare_stage(training, CTRateVQAArguments()) is None
-    (tmp_path / "none" / "checkpoint-3").mkdir(parents=True)
+    checkpoint = tmp_path / "none" / "checkpoint-3"
+    checkpoint.mkdir(parents=True)  # a complete one (tests/test_checkpoints.py: incomplete ones)
+    TrainerState(global_step=3).save_to_json(str(checkpoint / "trainer_state.json"))
+    save_file({"w": torch.zeros(2)}, checkpoint / WEIGHTS)
     for value, expected in (("last", "checkpoint-3"), (True, "checkpoint-3"), (False, None)):
         training.resume_from_checkpoint = value  # YAML gives booleans
         found = prepare_stage(training, CTRateVQAArguments())

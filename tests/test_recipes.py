@@ -9,7 +9,7 @@ from trl import ModelConfig, SFTConfig, TrlParser
 
 from model_training.configs import CTRateVQAArguments, GRPORecipe
 
-RECIPES = Path(__file__).parents[1] / "recipes"
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 PAPER = RECIPES / "medreason-r1-qwen2.5-vl-7b"
 ON_CPU = ["--use_cpu", "true"]  # bf16 recipes are refused on a CPU-only machine otherwise
 
@@ -52,7 +52,8 @@ def test_7b_recipes_pin_image_tokens_and_size_vllm():
     plan = parse_run(
         ["--config", str(PAPER / "run.yaml"), "--use_cpu", "true", "--num_processes", "2"]
     )
-    assert plan.run.accelerate_config == "recipes/accelerate/zero2.yaml"
+    # the config beside the recipe folder, found from any working directory
+    assert Path(plan.run.accelerate_config).resolve() == RECIPES / "accelerate" / "zero2.yaml"
     for stage in plan.stages.values():
         assert (stage.args.image_min_pixels, stage.args.image_max_pixels) == (504**2, 512**2)
     grpo = plan.stages["grpo"].training

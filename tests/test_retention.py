@@ -103,6 +103,8 @@ def test_retention_end_to_end(tiny_benchmarks, tmp_path):
     assert code == 0
     report = json.loads((out / "retention.json").read_text())
     assert report["model"] == str(tiny_benchmarks["model"])
+    assert report["decoding"] == {"strategy": "greedy", "repetition_penalty": 1.0,
+                                  "max_new_tokens": 4}  # fmt: skip
     assert set(report["benchmarks"]) == {"chartqa", "textvqa"}
     chart, text = report["benchmarks"]["chartqa"], report["benchmarks"]["textvqa"]
     assert chart["dataset"] == tiny_benchmarks["chartqa"] and chart["split"] == "test"

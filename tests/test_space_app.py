@@ -4,6 +4,7 @@ model asked as the evaluator asks it, and ``push-space`` against the local test 
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 from pathlib import Path
@@ -25,6 +26,7 @@ from model_training.processor import load_processor
 from model_training.tiny_model import build_tiny_model
 
 from .conftest import LPS_AFFINE, write_nifti
+from .decoding_support import argmax_reply, build_penalised_model
 from .space_support import SPACE_DIR, case_with_rows, grounding_view, scan_input, space_app
 
 CLASSES = list(load_class_map().classes)
@@ -167,6 +169,22 @@ def test_the_page_flow_asks_the_model_as_the_evaluator_does(space, case, tiny_mo
         (expected,) = generate_replies(model, processor, [dataset_row], mode, 96)
         think, answer, reply, status = space.ask(scan, slice_index, box, "lung", "zoom", mode)
         assert status == "Done." and reply == expected and reply.strip()
+
+
+def test_the_space_decodes_greedily_whatever_the_checkpoint_asks(case, tmp_path):
+    """issue 18: generate applied the checkpoint's repetition penalty; the evaluator no longer
+    does, and the Space's reply stays the evaluator's (a plain argmax)."""
+    model_runner = importlib.import_module("model_runner")
+    penalised = build_penalised_model(tmp_path / "tiny")
+    row = case[1][-1]
+    question = variant_row(row, "zoom", CLASSES)["question"]
+    runner = model_runner.ModelRunner(str(penalised), 24)
+    reply = runner.ask(row["zoom_png"], question, CLASSES, "no-think")
+    model, processor = runner.load()
+    assert model.generation_config.repetition_penalty != 1.0
+    shown = {"image": Image.open(io.BytesIO(row["zoom_png"])), "question": question}
+    expected = argmax_reply(model, processor, shown, "no-think", 24)
+    assert reply.text == expected
 
 
 def test_missing_demo_model_is_explained_on_the_page(monkeypatch, tmp_path):

@@ -3,7 +3,7 @@ r"""Evaluate the paper's Table 1 baselines in one command and render Table 1.
     python -m model_training.evaluation.baselines \
         --baselines recipes/paper-tables/table1-baselines.yaml --dataset ORG/CT-RATE-VQA \
         --out outputs/table1 [--models NAME,NAME] [--trust-remote-code] [--limit N] \
-        [--batch-size B] [--max-new-tokens T] [--backend hf|vllm] ...
+        [--batch-size B] [--max-new-tokens T] [--repetition-penalty P] [--backend hf|vllm] ...
 
 Options: the fields of ``BaselinesArguments`` (``--help`` lists them). The baselines file lists
 the models (``models:``, one entry each: ``name``, ``hub_id`` or ``path``, optional ``revision``,
@@ -12,10 +12,12 @@ the models (``models:``, one entry each: ``name``, ``hub_id`` or ``path``, optio
 
 Each selected model is evaluated in both prompt modes by ``python -m
 model_training.evaluation.evaluate`` (one process per model, so each model's memory is freed),
-into ``OUT/<name>/``. Resumable: a model whose ``results.json`` is complete (same dataset,
-config, split, prompts, reply length and number of rows) is not run again, and an interrupted
-model resumes from its predictions. Skipped, with the reason printed: an entry without a
-checkpoint (``hub_id: null``) and an entry that needs remote code unless ``--trust-remote-code``.
+into ``OUT/<name>/``, every model decoded alike (the evaluator's greedy decoding, repetition
+penalty ``--repetition-penalty``, not each checkpoint's own generation_config). Resumable: a
+model whose ``results.json`` is complete (same dataset, config, split, prompts, decoding and
+number of rows) is not run again, and an interrupted model resumes from its predictions.
+Skipped, with the reason printed: an entry without a checkpoint (``hub_id: null``) and an entry
+that needs remote code unless ``--trust-remote-code``.
 A model that cannot be read or evaluated is reported and the others still run (exit status 1).
 
 Writes ``OUT/paper_figures.json`` (the paper's figures: ``{name: {"think": x, "no-think": y}}``,
@@ -98,6 +100,10 @@ class BaselinesArguments:
     )
     max_new_tokens: int = field(
         default=evaluator.DEFAULT_MAX_NEW_TOKENS, metadata={"help": "reply tokens per row"}
+    )
+    repetition_penalty: float = field(
+        default=evaluator.DEFAULT_REPETITION_PENALTY,
+        metadata={"help": "greedy decoding's repetition penalty for every model (> 0; 1.0: none)"},
     )
     backend: Literal["hf", "vllm"] = field(
         default=evaluator.DEFAULT_BACKEND,
@@ -334,6 +340,7 @@ def is_complete(folder: Path, model: str, options: BaselinesArguments, rows: int
         and _same_path(results.get("dataset"), options.dataset)
         and (results.get("config"), results.get("split")) == (options.config, options.split)
         and settings.get("max_new_tokens") == options.max_new_tokens
+        and settings.get("repetition_penalty") == options.repetition_penalty
         and settings.get("prompts") == prompts.record()
         and all(isinstance(modes.get(m), dict) and modes[m].get("n") == rows for m in PROMPT_MODES)
     )

@@ -13,9 +13,15 @@ path that is not a model or dataset, a bad option) exits with status 2 and one l
 
 Writes into DIR: ``results.json`` (the schema ``hub_cards.model_card`` reads),
 ``predictions.parquet`` (one row per sample and mode), ``per_class_accuracy.png`` and
-``confusion_<mode>.png``. Batched greedy generation with left padding. Resumable: every
-finished batch is appended to ``predictions.jsonl``; a re-run with the same model, dataset
-and prompts generates only the samples still missing.
+``confusion_<mode>.png``. Batched generation with left padding. Resumable: every finished batch
+is appended to ``predictions.jsonl``; a re-run with the same model, dataset, prompts and
+decoding generates only the samples still missing.
+
+Decoding (``decoding.Decoding``, the same on both backends and in the Space): greedy, at most
+``--max-new-tokens`` tokens, repetition penalty ``--repetition-penalty`` (default 1.0: none, as
+in GRPO's rollouts), whatever the checkpoint's ``generation_config.json`` asks for (the
+Qwen2.5-VL-Instruct one asks for 1.05 and sampling). results.json records it: ``"decoding":
+{"strategy": "greedy", "repetition_penalty": ..., "max_new_tokens": ...}``.
 
 Data parallel: under ``accelerate launch`` the missing samples are cut into batches (as one
 process would cut them) and process r of n takes batches r, r + n, ...; it generates on its own
@@ -37,7 +43,6 @@ and ``accuracy_micro_tags_only`` report them separately.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -70,7 +75,9 @@ from hub_cards.names import (
 
 from .. import prompts
 from ..answers import fallback_class, parse_reply
+from ..backends import vllm_problem
 from ..processor import load_processor
+from .decoding import DEFAULT_REPETITION_PENALTY, Decoding, DecodingError
 from .grounding_eval import GroundingError, check_options, dataset_task, reply_rows
 from .grounding_eval import print_report as print_grounding_report
 from .grounding_eval import write_report as write_grounding_report
@@ -90,7 +97,6 @@ DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 PROGRESS_FILE = "predictions.jsonl"  # one process
 RANK_PROGRESS_FILE = "predictions.rank{rank}-of-{world}.jsonl"  # process rank of world (> 1)
 SETTINGS_FILE = "eval_settings.json"
-VLLM_MISSING = "--backend vllm needs vLLM, which is not installed: pip install vllm (GPU machines)"
 
 Generate = Callable[[list[dict], str], list[str]]  # (rows, mode) -> one reply per row
 Batch = tuple[str, list[int]]  # (mode, dataset row indices)
@@ -123,6 +129,13 @@ class EvaluateArguments:
     )
     max_new_tokens: int = field(
         default=DEFAULT_MAX_NEW_TOKENS, metadata={"help": "reply tokens per row"}
+    )
+    repetition_penalty: float = field(
+        default=DEFAULT_REPETITION_PENALTY,
+        metadata={
+            "help": "greedy decoding's repetition penalty (> 0; 1.0: none, as GRPO's rollouts), "
+            "on both backends, whatever the checkpoint's generation_config says"
+        },
     )
     revision: str | None = field(default=None, metadata={"help": "dataset revision (Hub)"})
     overwrite: bool = field(
@@ -177,6 +190,10 @@ class EvaluateArguments:
                 raise EvaluationError(
                     f"--{name}={value}: give a positive number of rows / tokens / GPUs"
                 )
+        try:
+            self.decoding  # noqa: B018  (checks --repetition-penalty)
+        except DecodingError as err:
+            raise EvaluationError(str(err)) from None
         if self.mode not in (*prompts.MODES, "both"):
             raise EvaluationError(
                 f"--mode {self.mode!r}: use one of {', '.join(prompts.MODES)}, both"
@@ -197,6 +214,11 @@ class EvaluateArguments:
                 "--judge-model names the model at a judge endpoint: give --judge http(s)://.../v1 "
                 "or drop --judge-model"
             )
+
+    @property
+    def decoding(self) -> Decoding:
+        """The decoding of every reply (both backends)."""
+        return Decoding(self.max_new_tokens, self.repetition_penalty)
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -249,9 +271,15 @@ def read_reply(reply: str, options: list[str]) -> dict:
 
 @torch.no_grad()
 def greedy_replies(
-    model, processor, conversations: list[list[dict]], images: list, max_new_tokens: int
+    model,
+    processor,
+    conversations: list[list[dict]],
+    images: list,
+    max_new_tokens: int,
+    repetition_penalty: float = DEFAULT_REPETITION_PENALTY,
 ) -> list[str]:
-    """Greedy replies to one batch of (conversation, image) prompts, left padded."""
+    """Greedy replies (``Decoding``, not the checkpoint's generation_config) to one batch of
+    (conversation, image) prompts, left padded."""
     processor.tokenizer.padding_side = "left"
     texts = [processor.apply_chat_template(c, add_generation_prompt=True) for c in conversations]
     inputs = processor(
@@ -260,19 +288,27 @@ def greedy_replies(
         padding=True,
         return_tensors="pt",
     ).to(model.device)
-    generated = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    decoding = Decoding(max_new_tokens, repetition_penalty)
+    generated = model.generate(**inputs, generation_config=decoding.generation_config())
     return processor.batch_decode(
         generated[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
     )
 
 
 def generate_replies(
-    model, processor, rows: list[dict], mode: str, max_new_tokens: int
+    model,
+    processor,
+    rows: list[dict],
+    mode: str,
+    max_new_tokens: int,
+    repetition_penalty: float = DEFAULT_REPETITION_PENALTY,
 ) -> list[str]:
     """Greedy replies to one batch of CT-RATE-VQA rows in prompt ``mode``."""
     conversations = [prompts.prompt_messages(r, mode) for r in rows]
     images = [r["image"] for r in rows]
-    return greedy_replies(model, processor, conversations, images, max_new_tokens)
+    return greedy_replies(
+        model, processor, conversations, images, max_new_tokens, repetition_penalty
+    )
 
 
 def batch_rows(batch: dict[str, list]) -> list[dict]:
@@ -309,14 +345,14 @@ def predict(
     max_new_tokens: int,
     progress: bool = True,
     sink=None,
+    repetition_penalty: float = DEFAULT_REPETITION_PENALTY,
 ) -> list[dict]:
     """Prediction rows of ``ds`` in ``mode``; each finished batch is also passed to ``sink``."""
     out = []
     for start in tqdm(range(0, len(ds), batch_size), desc=f"eval ({mode})", disable=not progress):
         rows = batch_rows(ds[start : start + batch_size])
-        done = prediction_rows(
-            rows, generate_replies(model, processor, rows, mode, max_new_tokens), mode
-        )
+        replies = generate_replies(model, processor, rows, mode, max_new_tokens, repetition_penalty)
+        done = prediction_rows(rows, replies, mode)
         if sink is not None:
             sink(done)
         out.extend(done)
@@ -390,6 +426,7 @@ def _settings(options: EvaluateArguments) -> dict:
         "config": options.config,
         "split": options.split,
         "max_new_tokens": options.max_new_tokens,
+        "repetition_penalty": options.repetition_penalty,
         "prompts": prompts.record(),
     }
     if options.backend != DEFAULT_BACKEND:  # folders of hf runs stay resumable as they were
@@ -430,15 +467,15 @@ def prepare_output(output_dir: Path, settings: dict, overwrite: bool) -> None:
     if overwrite:
         for path in progress_files(output_dir):
             path.unlink()
-    elif (
-        settings_file.is_file()
-        and progress_files(output_dir)
-        and _same_source(json.loads(settings_file.read_text())) != _same_source(settings)
-    ):
-        raise EvaluationError(
-            f"{output_dir} holds predictions of another evaluation ({settings_file}); use "
-            "another --output-dir, or --overwrite to discard them"
-        )
+    elif settings_file.is_file() and progress_files(output_dir):
+        earlier, now = _same_source(json.loads(settings_file.read_text())), _same_source(settings)
+        changed = sorted(k for k in {*earlier, *now} if earlier.get(k) != now.get(k))
+        if changed:  # e.g. a run before --repetition-penalty: the checkpoint's decoding
+            raise EvaluationError(
+                f"{output_dir} holds predictions of another evaluation ({settings_file} differs "
+                f"in {', '.join(changed)}); use another --output-dir, or --overwrite to discard "
+                "them"
+            )
     settings_file.write_text(json.dumps(settings, indent=1))
 
 
@@ -508,8 +545,9 @@ def check_backend(backend: str, num_processes: int) -> None:
     """Refuse a backend that cannot run here, before anything is loaded."""
     if backend not in BACKENDS:
         raise EvaluationError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
-    if backend == "vllm" and importlib.util.find_spec("vllm") is None:
-        raise EvaluationError(VLLM_MISSING)
+    problem = vllm_problem() if backend == "vllm" else None
+    if problem:  # not installed, or outside the vLLM versions TRL supports
+        raise EvaluationError(f"--backend vllm: {problem}")
     if backend == "vllm" and num_processes > 1:
         raise EvaluationError(
             f"--backend vllm runs in one process, not {num_processes}: start it with python, "
@@ -517,11 +555,13 @@ def check_backend(backend: str, num_processes: int) -> None:
         )
 
 
-def hf_generator(model, processor, max_new_tokens: int) -> Generate:
+def hf_generator(
+    model, processor, max_new_tokens: int, repetition_penalty: float = DEFAULT_REPETITION_PENALTY
+) -> Generate:
     """Greedy replies with transformers' ``generate``."""
 
     def generate(rows: list[dict], mode: str) -> list[str]:
-        return generate_replies(model, processor, rows, mode, max_new_tokens)
+        return generate_replies(model, processor, rows, mode, max_new_tokens, repetition_penalty)
 
     return generate
 
@@ -533,9 +573,10 @@ def vllm_generator(
     max_model_len: int = DEFAULT_MAX_MODEL_LEN,
     gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
     trust_remote_code: bool = False,
+    repetition_penalty: float = DEFAULT_REPETITION_PENALTY,
 ) -> Generate:
     """Greedy replies with vLLM's offline ``LLM.generate`` (prompts chat-templated by the
-    checkpoint's own processor, one image each)."""
+    checkpoint's own processor, one image each), decoded as ``hf_generator`` decodes."""
     from vllm import LLM, SamplingParams
 
     processor = load_chat_processor(model_path, trust_remote_code)
@@ -547,7 +588,7 @@ def vllm_generator(
         tensor_parallel_size=tensor_parallel_size,
         trust_remote_code=trust_remote_code,
     )
-    sampling = SamplingParams(temperature=0, max_tokens=max_new_tokens)
+    sampling = SamplingParams(**Decoding(max_new_tokens, repetition_penalty).vllm_sampling())
 
     def generate(rows: list[dict], mode: str) -> list[str]:
         requests = [
@@ -674,12 +715,13 @@ def evaluate(options: EvaluateArguments) -> dict | None:
             generate = vllm_generator(
                 options.model, options.max_new_tokens, options.tensor_parallel_size,
                 options.max_model_len, options.gpu_memory_utilization, options.trust_remote_code,
+                options.repetition_penalty,
             )  # fmt: skip
         else:
             generate = hf_generator(
                 *load_model(options.model, options.trust_remote_code, state.device),
-                options.max_new_tokens,
-            )
+                options.max_new_tokens, options.repetition_penalty,
+            )  # fmt: skip
         path = progress_file(output_dir, state.process_index, state.num_processes)
         with progress_sink(path) as sink:
             run_batches(generate, ds, mine, sink, options.progress and state.is_main_process)
@@ -882,7 +924,8 @@ def check_complete(done: dict[tuple, dict], modes, ids: list[str], output_dir: P
 
 
 def report_header(settings: dict, revision: str | None, task: str) -> dict:
-    """The results.json keys every task's report starts with: model, dataset, task, prompts."""
+    """The results.json keys every task's report starts with: model, dataset, task, prompts,
+    decoding."""
     return {
         "model": settings["model"],
         **model_record(settings["model"]),
@@ -892,6 +935,7 @@ def report_header(settings: dict, revision: str | None, task: str) -> dict:
         "dataset_revision": dataset_revision(settings["dataset"], revision),
         "task": task,
         "prompts": prompts.record(task),
+        "decoding": Decoding(settings["max_new_tokens"], settings["repetition_penalty"]).record(),
     }
 
 

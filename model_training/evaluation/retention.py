@@ -12,9 +12,12 @@ model or dataset that is not there, a missing column) exits with status 2 and on
 
 Writes ``DIR/retention.json`` and ``DIR/retention_predictions.parquet`` (one row per question:
 benchmark, index, question, reply, the scored answer, the gold answers and the score).
-Batched greedy generation with left padding. A dataset is a Hub id or a local folder that
-``datasets.load_dataset(path, split=...)`` reads (for example Parquet files named
-``<split>-00000-of-00001.parquet``); the column names are options because Hub copies differ.
+Batched generation with left padding, decoded as the evaluator decodes (``decoding.Decoding``:
+greedy, repetition penalty ``--repetition-penalty``, default 1.0, whatever the checkpoint's
+generation_config says; ``retention.json`` records it under ``decoding``). A dataset is a Hub id
+or a local folder that ``datasets.load_dataset(path, split=...)`` reads (for example Parquet
+files named ``<split>-00000-of-00001.parquet``); the column names are options because Hub
+copies differ.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from tqdm.auto import tqdm
 from hub_cards.cli_options import parse_options
 
 from . import vqa_metrics
+from .decoding import DEFAULT_REPETITION_PENALTY, Decoding, DecodingError
 from .evaluate import (
     DEFAULT_BATCH_SIZE,
     EvaluationError,
@@ -122,6 +126,10 @@ class RetentionArguments:
     max_new_tokens: int = field(
         default=DEFAULT_MAX_NEW_TOKENS, metadata={"help": "reply tokens per question"}
     )
+    repetition_penalty: float = field(
+        default=DEFAULT_REPETITION_PENALTY,
+        metadata={"help": "greedy decoding's repetition penalty (> 0; 1.0: none)"},
+    )
     progress: bool = field(default=True, metadata={"help": "progress bar (--no-progress: none)"})
 
     def __post_init__(self) -> None:
@@ -129,6 +137,14 @@ class RetentionArguments:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise RetentionError(f"--{name}={value}: give a positive number")
+        try:
+            self.decoding  # noqa: B018  (checks --repetition-penalty)
+        except DecodingError as err:
+            raise RetentionError(str(err)) from None
+
+    @property
+    def decoding(self) -> Decoding:
+        return Decoding(self.max_new_tokens, self.repetition_penalty)
 
     def benchmarks(self) -> list[Benchmark]:
         """The chosen benchmarks, with their datasets, splits and columns."""
@@ -206,6 +222,7 @@ def generate_replies(
     batch_size: int,
     max_new_tokens: int,
     progress: bool = True,
+    repetition_penalty: float = DEFAULT_REPETITION_PENALTY,
 ) -> list[str]:
     """Greedy replies to the benchmark's (image, question) pairs, in batches, left padded."""
     replies: list[str] = []
@@ -213,8 +230,9 @@ def generate_replies(
         batch = ds[start : start + batch_size]
         conversations = [prompt_messages(str(q)) for q in batch[bench.question_column]]
         replies += greedy_replies(
-            model, processor, conversations, batch[bench.image_column], max_new_tokens
-        )
+            model, processor, conversations, batch[bench.image_column], max_new_tokens,
+            repetition_penalty,
+        )  # fmt: skip
     return replies
 
 
@@ -235,6 +253,7 @@ def run_benchmark(
     batch_size: int,
     max_new_tokens: int,
     progress: bool = True,
+    repetition_penalty: float = DEFAULT_REPETITION_PENALTY,
 ) -> tuple[dict, list[dict]]:
     """The benchmark's summary and its prediction rows."""
     ds = load_benchmark(bench, limit)
@@ -246,7 +265,9 @@ def run_benchmark(
             f"{len(golds)} rows have no gold answer in column {bench.answer_column!r} (TextVQA's "
             "test answers are hidden: use the validation split)."
         )
-    replies = generate_replies(model, processor, ds, bench, batch_size, max_new_tokens, progress)
+    replies = generate_replies(
+        model, processor, ds, bench, batch_size, max_new_tokens, progress, repetition_penalty
+    )
     answers = [scored_text(reply) for reply in replies]
     questions = [str(q) for q in ds[bench.question_column]]
     rows = [
@@ -288,13 +309,14 @@ def retention(options: RetentionArguments) -> dict:
     for bench in options.benchmarks():
         summary, rows = run_benchmark(
             model, processor, bench, options.limit, options.batch_size, options.max_new_tokens,
-            options.progress,
+            options.progress, options.repetition_penalty,
         )  # fmt: skip
         summaries[bench.name] = summary
         predictions += rows
     report = {
         "model": str(options.model),
         "prompt": SHORT_ANSWER_PROMPT,
+        "decoding": options.decoding.record(),
         "benchmarks": summaries,
         "weighted_average": vqa_metrics.weighted_average(
             {name: (benchmark_score(name, s), s["n"]) for name, s in summaries.items()}
