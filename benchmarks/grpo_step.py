@@ -56,7 +56,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model_training.model_shapes import (  # noqa: E402  (after the path above)
+from model_training.memory_plan import image_token_count  # noqa: E402  (after the path above)
+from model_training.model_shapes import (  # noqa: E402
     QWEN2_5_VL_MAX_PIXELS,
     QWEN2_5_VL_MIN_PIXELS,
     qwen2_5_vl_7b_config,
@@ -211,18 +212,10 @@ def prompts_dataset(rows: int) -> datasets.Dataset:
 
 
 def image_tokens(height: int, width: int, patch: int = 14, merge: int = 2) -> int:
-    """LLM tokens of one image: Qwen2.5-VL resizes to multiples of patch x merge pixels within
-    its pixel limits, cuts 14-px patches and merges each 2 x 2 of them into one token."""
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
-
-    resized_h, resized_w = smart_resize(
-        height,
-        width,
-        factor=patch * merge,
-        min_pixels=QWEN2_5_VL_MIN_PIXELS,
-        max_pixels=QWEN2_5_VL_MAX_PIXELS,
+    """LLM tokens of one image under Qwen2.5-VL-7B-Instruct's own pixel limits."""
+    return image_token_count(
+        height, width, QWEN2_5_VL_MIN_PIXELS, QWEN2_5_VL_MAX_PIXELS, patch, merge
     )
-    return (resized_h // patch) * (resized_w // patch) // merge**2
 
 
 def prompt_tokens(processor: ProcessorMixin) -> tuple[int, int]:

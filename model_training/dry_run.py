@@ -7,6 +7,7 @@ its largest part and what to change (exit status 2). The estimates: ``memory_pla
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import shutil
@@ -92,9 +93,11 @@ class StepPlan:
 # -- what the plan reads of the data -------------------------------------------------------------
 
 
+@functools.cache
 def dataset_facts(name: str, config: str, split: str) -> tuple[int | None, int | None]:
-    """(rows, image side) of a local build's config and split, from its manifest and first
-    Parquet shard; (None, None) where there is no local build (a Hub id, not built yet)."""
+    """(rows, image side) of a local build's config and split, from its manifest and the first
+    image of its first Parquet shard; (None, None) where there is no local build (a Hub id, not
+    built yet). Read once per (dataset, config, split) and plan."""
     folder = Path(name)
     try:
         manifest = json.loads((folder / MANIFEST_NAME).read_text())
@@ -104,22 +107,19 @@ def dataset_facts(name: str, config: str, split: str) -> tuple[int | None, int |
     splits = info.get("splits") or []  # the card's dataset_info: a list of {name, num_examples}
     rows = next((s.get("num_examples") for s in splits if s.get("name") == split), None)
     files = (((manifest.get("configs") or {}).get(config) or {}).get("data_files") or {})
-    side = None
-    for path in (files.get(split) or [])[:1]:
-        side = _image_side(folder / path)
-    return rows, side
+    shards = files.get(split) or []
+    return rows, _image_side(folder / shards[0]) if shards else None
 
 
 def _image_side(shard: Path) -> int | None:
-    import io
-
+    """The longer side of the shard's first image: one row read, its PNG header only."""
     import pyarrow.parquet as pq
-    from PIL import Image
+
+    from .data import image_size
 
     try:
-        table = pq.read_table(shard, columns=["image"]).slice(0, 1).to_pylist()
-        with Image.open(io.BytesIO(table[0]["image"]["bytes"])) as image:
-            return max(image.size)
+        batch = next(pq.ParquetFile(shard).iter_batches(batch_size=1, columns=["image"]))
+        return max(image_size(batch.to_pylist()[0]["image"]))
     except Exception:  # noqa: BLE001  (an unreadable shard: the default size is used)
         return None
 
@@ -180,10 +180,10 @@ def stage_plan(plan: RunPlan, planned: PlannedStep, shapes: dict) -> StepPlan:
                                    "to generate"))  # fmt: skip
         phases["generation"] = generation
     memory = StepMemory(planned.step, resident, phases)
-    size, parts, final = checkpoint_disk(shape, setup, prec, t.optim, lora)
+    checkpoint, parts, final = checkpoint_disk(shape, setup, prec, t.optim, lora)
     saves = saves_of(t, stage_steps(t, rows, setup, grpo))
     kept = checkpoints_kept(saves, t.save_total_limit)
-    disk = StageDisk(size, parts, final, kept, saves)
+    disk = StageDisk(checkpoint, parts, final, kept, saves)
     return StepPlan(planned, setup, on_gpu, shape, memory, disk)
 
 
@@ -211,24 +211,27 @@ def _image_tokens(plan: RunPlan, shape: ModelShape, stage: StagePlan, side: int 
     if side is None:
         side = run.synthetic_size if run.synthetic_cases else DEFAULT_IMAGE_SIDE
     model = plan.stages[STAGES[0]].start_model or ""
-    low, high = processor_bounds(model, run.tiny_model_if_missing and not Path(model).exists())
+    low, high = processor_bounds(model, _builds_tiny(plan, model))
     return image_tokens(shape, side, args.image_min_pixels or low, args.image_max_pixels or high)
+
+
+def _builds_tiny(plan: RunPlan, model: str) -> bool:
+    """The run builds the tiny model at ``model`` when it is missing (the demo)."""
+    return plan.run.tiny_model_if_missing and model == plan.stages[STAGES[0]].start_model
 
 
 def _shape(plan: RunPlan, shapes: dict, model: str | None, scope: str, stage: StagePlan):
     """The shape of the model a step reads: a later stage's (or a trained model's) is its
     starting model's, with the step's trainable scope."""
-    first = plan.stages[STAGES[0]]
     trained = {s.training.output_dir for s in plan.stages.values()}
     if model is None or model in trained:
-        model = first.start_model
+        model = plan.stages[STAGES[0]].start_model
     if not model:
         raise RecipeError("the plan needs model_name_or_path: set it in the recipe")
     key = (model, scope)
     if key not in shapes:
-        tiny = plan.run.tiny_model_if_missing and model == first.start_model
         config, source = model_config(model, stage.model_args.model_revision,
-                                      tiny and not Path(model).exists())  # fmt: skip
+                                      _builds_tiny(plan, model))  # fmt: skip
         shapes[key] = model_shape(config, source, scope, stage.model_args)
     return shapes[key]
 
@@ -299,6 +302,7 @@ def step_lines(step: StepPlan, plan: RunPlan, free: int | None) -> list[str]:
 
 def make_plan(plan: RunPlan, steps: list[PlannedStep]) -> list[StepPlan]:
     shapes: dict = {}
+    dataset_facts.cache_clear()  # read once per plan, afresh for the next
     return [
         stage_plan(plan, s, shapes) if s.stage else eval_plan(plan, s, shapes) for s in steps
     ]

@@ -82,7 +82,7 @@ def assemble_final(
     if final_dir.exists():
         shutil.rmtree(final_dir)
     copy_model_files(Path(model_dir), final_dir)
-    write_decoding(final_dir, Decoding(max_new_tokens=1))
+    write_decoding(final_dir, Decoding())
     header = f"# The recipe this model was trained with (from {recipe_source} + command line)\n"
     (final_dir / RUN_RECIPE_NAME).write_text(header + yaml.safe_dump(recipe, sort_keys=False))
     (final_dir / TRAINING_LOGS_NAME).write_text(json.dumps(training_logs, indent=1))

@@ -164,11 +164,9 @@ def model_config(path: str, revision: str | None = None, tiny_if_missing: bool =
     if folder.is_dir():
         return AutoConfig.from_pretrained(folder), "its config.json"
     if tiny_if_missing:
-        from .tiny_model import QWEN_ADDED_TOKENS, tiny_config, train_tokenizer
+        from .tiny_model import tiny_model_config
 
-        tokenizer = train_tokenizer()
-        ids = {token: tokenizer.convert_tokens_to_ids(token) for token, _ in QWEN_ADDED_TOKENS}
-        return tiny_config(len(tokenizer), ids), "the tiny model the run builds"
+        return tiny_model_config()[0], "the tiny model the run builds"
     try:
         return AutoConfig.from_pretrained(path, revision=revision, local_files_only=True), (
             "the Hub cache"
@@ -198,7 +196,7 @@ def model_shape(config, source: str, scope: str, model_args: Any = None) -> Mode
     """Counts and widths of ``config``'s model with ``scope`` trainable, on the meta device."""
     from transformers import AutoModelForImageTextToText
 
-    from .scope import apply_trainable_scope
+    from .scope import apply_trainable_scope, count_parameters
 
     with torch.device("meta"):
         model = AutoModelForImageTextToText.from_config(config)
@@ -206,13 +204,14 @@ def model_shape(config, source: str, scope: str, model_args: Any = None) -> Mode
         warnings.simplefilter("ignore")  # peft's deprecation probes
         model, names = apply_trainable_scope(model, scope, model_args)
     trainable = [p for p in model.parameters() if p.requires_grad]
+    trainable_count, total = count_parameters(model)
     text, vision = config.text_config, config.vision_config
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
     layers = [m for n, m in model.named_modules() if n.endswith("language_model.layers.0")]
     return ModelShape(
         source=source,
-        total=sum(p.numel() for p in model.parameters()),
-        trainable=sum(p.numel() for p in trainable),
+        total=total,
+        trainable=trainable_count,
         trainable_tensors=len(trainable),
         factored=sum(_factored(p.shape) for p in trainable),
         hidden=text.hidden_size,
@@ -233,19 +232,27 @@ def model_shape(config, source: str, scope: str, model_args: Any = None) -> Mode
     )
 
 
-def image_tokens(shape: ModelShape, side: int, low: int | None, high: int | None) -> int:
-    """LLM tokens of one ``side`` x ``side`` image under the resize bounds (Qwen2-VL's
-    smart_resize; unset bounds: Qwen2.5-VL's own)."""
+def image_token_count(
+    height: int, width: int, low: int | None = None, high: int | None = None, patch: int = 14,
+    merge: int = 2,
+) -> int:  # fmt: skip
+    """LLM tokens of one image: Qwen2-VL's smart_resize to multiples of ``patch`` x ``merge``
+    pixels within the resize bounds (unset: Qwen2.5-VL's own), ``patch``-pixel patches, each
+    ``merge`` x ``merge`` of them merged into one token."""
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
     from .model_shapes import QWEN2_5_VL_MAX_PIXELS, QWEN2_5_VL_MIN_PIXELS
 
-    factor = shape.patch * shape.merge
-    height, width = smart_resize(
-        side, side, factor=factor, min_pixels=low or QWEN2_5_VL_MIN_PIXELS,
+    resized_height, resized_width = smart_resize(
+        height, width, factor=patch * merge, min_pixels=low or QWEN2_5_VL_MIN_PIXELS,
         max_pixels=high or QWEN2_5_VL_MAX_PIXELS,
     )  # fmt: skip
-    return (height // shape.patch) * (width // shape.patch) // shape.merge**2
+    return (resized_height // patch) * (resized_width // patch) // merge**2
+
+
+def image_tokens(shape: ModelShape, side: int, low: int | None, high: int | None) -> int:
+    """LLM tokens of one ``side`` x ``side`` image of ``shape``'s model."""
+    return image_token_count(side, side, low, high, shape.patch, shape.merge)
 
 
 # -- memory ------------------------------------------------------------------------------------
@@ -430,18 +437,18 @@ def count(value: int) -> str:
 
 def processor_bounds(model: str, tiny: bool) -> tuple[int | None, int | None]:
     """The resize bounds (min, max pixels) of ``model``'s image processor where they can be
-    read offline: its preprocessor_config.json, or the tiny model's (built by the run);
-    (None, None) otherwise (Qwen2.5-VL's own defaults apply)."""
+    read offline: its preprocessor_config.json, else (``tiny``: the run builds the tiny model
+    there) the tiny model's; (None, None) otherwise (Qwen2.5-VL's own defaults apply)."""
     import json
 
-    if tiny:
-        from .tiny_model import MAX_PIXELS, MIN_PIXELS
-
-        return MIN_PIXELS, MAX_PIXELS
     try:
         config = json.loads((Path(model) / "preprocessor_config.json").read_text())
     except (OSError, ValueError):
-        return None, None
+        if not tiny:
+            return None, None
+        from .tiny_model import MAX_PIXELS, MIN_PIXELS
+
+        return MIN_PIXELS, MAX_PIXELS
     bounds = config.get("size") or {}
     return (bounds.get("shortest_edge", config.get("min_pixels")),
             bounds.get("longest_edge", config.get("max_pixels")))  # fmt: skip
@@ -462,6 +469,7 @@ __all__ = [
     "count",
     "generation_parts",
     "gradient_part",
+    "image_token_count",
     "image_tokens",
     "model_config",
     "model_shape",

@@ -300,19 +300,19 @@ def check_backends(plan: RunPlan) -> None:
     """Refuse, before any step starts, a run whose launcher needs DeepSpeed or whose GRPO
     needs vLLM where they cannot be imported (or vLLM is outside TRL's supported range)."""
     stages = [plan.stages[name] for name in STAGES if plan.run.stage in (name, "all")]
-    launches = [s.training.deepspeed for s in stages] or [None]
-    for deepspeed in launches:
-        setup = launch_setup(plan.run.accelerate_config, plan.run.num_processes, deepspeed)
-        if setup.deepspeed_source:
-            problem = deepspeed_problem(setup.deepspeed_source, check_import=True)
-            if problem:
-                raise RecipeError(problem)
-    for stage in stages:
-        if getattr(stage.training, "use_vllm", False):
-            problem = vllm_problem(check_import=True)
-            if problem:
-                raise RecipeError(f"{stage.name}: use_vllm is true, but {problem}; or set "
-                                  "use_vllm: false")  # fmt: skip
+    sources = {
+        launch_setup(plan.run.accelerate_config, plan.run.num_processes, deepspeed)
+        .deepspeed_source
+        for deepspeed in [s.training.deepspeed for s in stages] or [None]
+    } - {None}
+    if sources:  # one import check for every launch that asks for DeepSpeed
+        problem = deepspeed_problem(min(sources), check_import=True)
+        if problem:
+            raise RecipeError(problem)
+    vllm = [s.name for s in stages if getattr(s.training, "use_vllm", False)]
+    problem = vllm_problem(check_import=True) if vllm else None
+    if problem:
+        raise RecipeError(f"{vllm[0]}: use_vllm is true, but {problem}; or set use_vllm: false")
 
 
 def planned_steps(plan: RunPlan) -> list[PlannedStep]:

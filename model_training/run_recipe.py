@@ -51,6 +51,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RECIPE = REPO_ROOT / "recipes" / "demo-cpu.yaml"
 STAGES = ("sft", "grpo")  # the training stages, in order
 STAGE_CHOICES = (*STAGES, "eval", "all")
+GPU_MEMORY_GIB = 80.0  # ours: the plan's default GPU, an H100 / A100 80 GB
 TRAINER_CONFIGS = {"sft": SFTConfig, "grpo": GRPORecipe}
 GRPO_ONLY = (
     "num_generations",
@@ -189,15 +190,13 @@ class RunArguments:
     dry_run: bool = field(
         default=False,
         metadata={
-            "help": "Print the plan and stop: per step its command and processes, the estimated "
-            "memory per GPU by part (weights, gradients, optimizer state, reference model, "
-            "vLLM, activations), the disk per checkpoint and the stage's peak, and the "
-            "installed backends. Loads no weights (the meta device gives the shapes), needs "
-            "no GPU. Exit status 2 when a step cannot fit in gpu_memory_gib."
+            "help": "Print the plan and stop (model_training.dry_run): per step its command, "
+            "processes, memory per GPU by part and checkpoint disk; the installed backends. "
+            "No weights, no GPU. Exit status 2 when a step cannot fit in gpu_memory_gib."
         },
     )
     gpu_memory_gib: float = field(
-        default=80.0,
+        default=GPU_MEMORY_GIB,
         metadata={
             "help": "Memory of one GPU, in GiB, that --dry_run's plan must fit (80: an H100 / "
             "A100 80 GB; 141: an H200). vLLM colocate takes vllm_gpu_memory_utilization of it."
@@ -218,6 +217,10 @@ class RunArguments:
             self.accelerate_config = None  # the command line's way to unset a recipe's config
         if not self.gpu_memory_gib > 0:
             raise RecipeError(f"gpu_memory_gib={self.gpu_memory_gib} must be a positive size")
+        if not self.dry_run and self.gpu_memory_gib != GPU_MEMORY_GIB:
+            raise RecipeError("gpu_memory_gib sizes the --dry_run plan only: add --dry_run")
+        if self.dry_run and self.push_to_hub:
+            raise RecipeError("--dry_run trains and pushes nothing: drop --push-to-hub")
         if not self.eval_sam_model:
             raise RecipeError(f"eval_sam_model is empty: name a SAM checkpoint or '{NO_SAM}'")
         if self.stage not in STAGE_CHOICES:
@@ -270,10 +273,14 @@ class StagePlan:
     model_args: ModelConfig
     recipe: dict  # the stage recipe YAML (shared fields, section, typed overrides)
     model_from_recipe: bool  # model_name_or_path set in this stage's section or override
-    # what the stage starts from: this run's previous stage (its output folder), or a model the
-    # recipe names (a later stage only with model_name_or_path in its own section or override)
+    # the stage of this run it starts from (its output folder), or None: the model the recipe
+    # names. link_stages sets it and model_args.model_name_or_path.
     start_stage: str | None = None
-    start_model: str | None = None
+
+    @property
+    def start_model(self) -> str | None:
+        """The model the stage starts from (after :func:`link_stages`)."""
+        return self.model_args.model_name_or_path
 
 
 @dataclass
@@ -403,9 +410,7 @@ def _parse_stage(
             f"'{stage}' section (see --help)"
         )
     yaml_fields = {k: v for k, v in shared.items() if k in known} | section
-    forced_cpu = plan_only and "use_cpu" not in yaml_fields and "use_cpu" not in _keys(
-        common + own
-    )
+    forced_cpu = plan_only and "use_cpu" not in {*yaml_fields, *_keys(common + own)}
     parser.set_defaults_with_config(
         **yaml_fields, output_dir=output_dir, **({"use_cpu": True} if forced_cpu else {})
     )
@@ -448,10 +453,9 @@ def parse_run(argv: list[str] | None = None) -> RunPlan:
                 f"the '{stage}' section"
             )
     shared = {k: v for k, v in recipe.items() if k not in STAGES and k not in run_fields}
-    if isinstance(recipe.get("accelerate_config"), str):  # a file beside the recipe, found from
-        beside = recipe_path.parent / recipe["accelerate_config"]  # any working directory
-        if beside.is_file():
-            recipe["accelerate_config"] = os.path.normpath(beside)
+    beside = recipe_path.parent / str(recipe.get("accelerate_config"))  # from any folder
+    if isinstance(recipe.get("accelerate_config"), str) and beside.is_file():
+        recipe["accelerate_config"] = os.path.normpath(beside)
 
     common, per_stage = _split_overrides(argv)
     run_parser = _parser(RunArguments)
@@ -498,27 +502,19 @@ def parse_run(argv: list[str] | None = None) -> RunPlan:
     return RunPlan(run, stages, recipe_path, as_run)
 
 
-def _same_folder(a: str, b: str) -> bool:
-    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
-
-
 def link_stages(stages: dict[str, StagePlan]) -> None:
-    """Set each stage's start: the first stage starts from ``model_name_or_path``; a later stage
-    from this run's previous stage (its ``output_dir``), unless its own section or override
-    names another model (``--grpo.model_name_or_path``: paper_tables' ``grpo_from``). A stage
-    recipe that names this run's previous output folder is the same link. The stage recipe the
-    driver writes carries the start as its ``model_name_or_path``."""
+    """Set each stage's start: the first stage's is ``model_name_or_path``; a later stage's is
+    this run's previous stage (its ``output_dir``, also where its recipe names that folder),
+    unless its own section or override names another model (paper_tables' ``grpo_from``). The
+    stage recipe the driver writes carries the start as its ``model_name_or_path``."""
     previous: StagePlan | None = None
     for name in STAGES:
         plan = stages[name]
         named = plan.model_args.model_name_or_path if plan.model_from_recipe else None
-        if previous is None:
-            plan.start_model = plan.model_args.model_name_or_path
-        elif named and not _same_folder(named, previous.training.output_dir):
-            plan.start_model = named
-        else:
-            plan.start_stage, plan.start_model = previous.name, previous.training.output_dir
-        plan.model_args.model_name_or_path = plan.start_model
+        if previous is not None:
+            out = previous.training.output_dir
+            if not named or Path(named).resolve() == Path(out).resolve():  # the link itself
+                plan.start_stage, plan.model_args.model_name_or_path = previous.name, out
         if plan.start_model is not None:
             plan.recipe["model_name_or_path"] = plan.start_model
         previous = plan

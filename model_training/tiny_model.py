@@ -50,6 +50,7 @@ __all__ = [
     "build_tiny_model",
     "corpus",
     "tiny_config",
+    "tiny_model_config",
     "tiny_qwen2_vl_config",
     "train_tokenizer",
 ]
@@ -357,6 +358,14 @@ def train_tokenizer(vocab_size: int = BPE_VOCAB_SIZE) -> Qwen2Tokenizer:
     return tokenizer
 
 
+def tiny_model_config(architecture: str = DEFAULT_ARCHITECTURE):
+    """(config, tokenizer) of the tiny model :func:`build_tiny_model` writes: the config's
+    special token ids are the tokenizer's. Nothing is written."""
+    tokenizer = train_tokenizer()
+    token_ids = {token: tokenizer.convert_tokens_to_ids(token) for token, _ in QWEN_ADDED_TOKENS}
+    return _CONFIGS[architecture](len(tokenizer), token_ids), tokenizer
+
+
 def build_tiny_model(
     out_dir: str | Path,
     seed: int = 0,
@@ -374,9 +383,8 @@ def build_tiny_model(
         raise ValueError(f"architecture {architecture!r}: use one of {', '.join(ARCHITECTURES)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_tokenizer()
+    config, tokenizer = tiny_model_config(architecture)
     token_ids = {token: tokenizer.convert_tokens_to_ids(token) for token, _ in QWEN_ADDED_TOKENS}
-    config = _CONFIGS[architecture](len(tokenizer), token_ids)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

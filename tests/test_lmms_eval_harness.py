@@ -9,7 +9,9 @@ command line, through tests/lmms_harness.py, which registers a CPU chat model cl
 lmms-eval's ``huggingface`` class and our processor).
 
 The model: the tiny Qwen2.5-VL briefly SFT-trained on the evaluated rows, so that it answers in
-our format (a random one would reply gibberish and every comparison would be None == None). The
+our format (a random one would reply gibberish and every comparison would be None == None),
+then given the generation config a run's final/ publishes (its base's Qwen2.5-VL-Instruct
+values replaced by the evaluation's decoding: lmms-eval lets the checkpoint decide). The
 grounding task (``ct_rate_vqa_grounding``) gets its own tiny model, SFT-trained on the evaluated
 grounding rows' true boxes and points (model-input frame), so that its replies hold boxes to
 score, and its own harness run; our evaluator scores the same rows with ``--config grounding
@@ -29,14 +31,18 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from datasets import load_dataset
+from transformers import GenerationConfig
 from trl import ModelConfig, SFTConfig
 
 from hub_cards.names import GROUNDING_TASK
 from model_training.configs import CTRateVQAArguments
+from model_training.evaluation.decoding import Decoding
 from model_training.evaluation.evaluate import main as evaluate_main
+from model_training.final_model import write_decoding
 from model_training.sft import train_sft
 from model_training.tiny_model import MAX_PIXELS, MIN_PIXELS, build_tiny_model
 
+from .decoding_support import CHECKPOINT_DECODING
 from .lmms_harness import MODEL_ID
 from .lmms_task_files import TASK_DIR, TASK_FILES, load_task
 
@@ -78,9 +84,21 @@ def lmms_python() -> Path:
     return python
 
 
+def _as_published(folder: Path) -> Path:
+    """``folder`` as a run publishes it: its base's generation config (Qwen2.5-VL-Instruct's
+    sampling values and repetition penalty 1.05), which the driver's final/ replaces with the
+    evaluation's decoding (lmms-eval's chat classes let the checkpoint's config decide what
+    they do not pass: its penalty would apply)."""
+    config = GenerationConfig.from_pretrained(folder)
+    config.update(**CHECKPOINT_DECODING)
+    config.save_pretrained(folder)
+    write_decoding(folder, Decoding())
+    return folder
+
+
 def _sft_tiny_model(built_dataset: Path, root: Path, epochs: int, **task) -> Path:
-    """The tiny Qwen2.5-VL after a short SFT on the first evaluated test rows."""
-    return train_sft(
+    """The tiny Qwen2.5-VL after a short SFT on the first evaluated test rows, as published."""
+    return _as_published(train_sft(
         CTRateVQAArguments(
             dataset_name=str(built_dataset),
             dataset_train_split="test",
@@ -107,7 +125,7 @@ def _sft_tiny_model(built_dataset: Path, root: Path, epochs: int, **task) -> Pat
             seed=0,
         ),
         ModelConfig(model_name_or_path=str(build_tiny_model(root / "tiny"))),
-    )
+    ))
 
 
 @pytest.fixture(scope="module")

@@ -144,6 +144,8 @@ def test_stage_recipes_parse_alone(recipe, tmp_path):
         ({"push_to_hub": True}, [], "repo id"),
         ({"card_dataset_id": "ct-rate-vqa-demo"}, [], "card_dataset_id"),
         ({"eval_judge_model": "judge-20b"}, [], "eval_judge_model"),
+        ({}, ["--gpu_memory_gib", "141"], "sizes the --dry_run plan only"),  # else ignored
+        ({}, ["--dry_run", "--push-to-hub", "org/x"], "pushes nothing"),
     ],
 )
 def test_bad_recipes_name_the_field(tmp_path, recipe, edit, argv, message):

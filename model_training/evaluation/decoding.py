@@ -26,7 +26,7 @@ class Decoding:
     """Greedy decoding of at most ``max_new_tokens`` tokens with ``repetition_penalty``
     (> 0; 1.0: none; above 1 discourages tokens already in the prompt or the reply)."""
 
-    max_new_tokens: int
+    max_new_tokens: int | None = None  # None: the caller sets the length (a checkpoint's own)
     repetition_penalty: float = DEFAULT_REPETITION_PENALTY
 
     def __post_init__(self) -> None:
