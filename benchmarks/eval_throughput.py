@@ -42,7 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hub_cards.names import PROMPT_MODES  # noqa: E402
+from common.names import PROMPT_MODES  # noqa: E402
 from model_training.evaluation.evaluate import (  # noqa: E402
     DEFAULT_BATCH_SIZE,
     DEFAULT_CONFIG,

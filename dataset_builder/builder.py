@@ -16,7 +16,7 @@ from pathlib import Path
 
 import datasets
 
-from hub_cards.names import DATA_LICENSE, GROUNDING_CONFIG
+from common.names import DATA_LICENSE, GROUNDING_CONFIG
 
 from .case_processing import CaseCache
 from .class_map import load_class_map

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hub_cards.cli_options import parse_options
+from common.cli_options import parse_options
 
 from .config import CONFIGS, BuildOptions
 from .sources import CaseError

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from datasets.utils.py_utils import convert_file_size_to_int
 
-from hub_cards.names import GROUNDING_CONFIG
+from common.names import GROUNDING_CONFIG
 
 VARIANTS = ("zoom", "plain")  # the classification configs; `zoom` is the default one
 CONFIGS = (*VARIANTS, GROUNDING_CONFIG)  # every config one build pass writes

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datasets
 
-from hub_cards.names import GROUNDING_CONFIG
+from common.names import GROUNDING_CONFIG
 
 from .config import VARIANTS
 

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from datasets.utils.py_utils import convert_file_size_to_int
 from huggingface_hub import utils as hf_utils
 
+from common.names import CLASSIFICATION_TASK, GROUNDING_CONFIG, GROUNDING_TASK, MANIFEST_NAME
 from hub_cards.benchmark import (
     EVAL_FILE,
     IMAGE_URI_COLUMN,
@@ -41,7 +42,6 @@ from hub_cards.benchmark import (
     write_eval_yaml,
 )
 from hub_cards.dataset_card import write_dataset_card
-from hub_cards.names import CLASSIFICATION_TASK, GROUNDING_CONFIG, GROUNDING_TASK, MANIFEST_NAME
 
 from .builder import CTRateVQA
 from .class_map import load_class_map

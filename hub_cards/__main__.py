@@ -6,7 +6,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-from .cli_options import parse_options
+from common.cli_options import parse_options
+
 from .publish import PublishError, push_model, push_space
 
 COMMANDS = {

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from .names import GROUNDING_CONFIG
+from common.names import GROUNDING_CONFIG
 
 EVAL_FILE = "eval.yaml"
 EVALUATION_FRAMEWORK = "inspect-ai"  # the framework the Hub's Benchmark registry expects

@@ -15,9 +15,10 @@ from datasets.info import DatasetInfo, DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from common.names import DATA_LICENSE as LICENSE
+from common.names import GROUNDING_CONFIG
+
 from .benchmark import EVAL_FILE, inspect_card_text
-from .names import DATA_LICENSE as LICENSE
-from .names import GROUNDING_CONFIG
 
 PLOT_NAME = "class_distribution.png"
 

@@ -20,26 +20,25 @@ dataset repo that exists, carries the Benchmark tag and declares the ``task_id``
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import yaml
 from huggingface_hub import EvalResult, EvalResultEntry, ModelCard, ModelCardData
 from huggingface_hub._eval_results import eval_result_entries_to_yaml
 
-from .names import DATA_LICENSE as LICENSE
-from .names import GROUNDING_TASK
-from .names import PROMPT_MODES as MODES
+from common.hub_ids import hub_id_or_none, is_hub_id
+from common.names import DATA_LICENSE as LICENSE
+from common.names import GROUNDING_TASK
+from common.names import PROMPT_MODES as MODES
 
 EVAL_RESULTS_DIR = ".eval_results"
 EVAL_RESULTS_FILE = "ct-rate-vqa.yaml"
 
-HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def _hub_ids(names: list[str]) -> list[str] | None:
     """Only the names that are Hub repo ids: the card's metadata must not link local folders."""
-    ids = [n for n in names if isinstance(n, str) and HUB_ID_RE.match(n)]
+    ids = [n for n in names if is_hub_id(n, namespaced=True)]
     return ids or None
 
 
@@ -51,20 +50,15 @@ def hub_dataset_id(results: dict | None, dataset_id: str | None = None) -> str |
     """The Hub dataset id results can be attached to: ``dataset_id`` when given, else the
     evaluated dataset when it is a Hub id; None for a local build."""
     if dataset_id is not None:
-        if not HUB_ID_RE.match(dataset_id):
+        if not is_hub_id(dataset_id, namespaced=True):
             raise ValueError(
                 f"dataset id {dataset_id!r} is not a Hub repo id (ORG/NAME): evaluation results "
                 "attach only to a dataset on the Hub"
             )
         return dataset_id
     evaluated = (results or {}).get("dataset")
-    return evaluated if isinstance(evaluated, str) and _is_hub_id(evaluated) else None
+    return hub_id_or_none(evaluated)
 
-
-def _is_hub_id(name: str) -> bool:
-    """A name that reads as ORG/NAME and is not a local folder (results record local builds
-    by their path, e.g. ``outputs/ct-rate-vqa-demo``)."""
-    return bool(HUB_ID_RE.match(name)) and not Path(name).exists()
 
 
 def dataset_label(results: dict | None, dataset_id: str | None) -> str:

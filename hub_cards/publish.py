@@ -34,7 +34,8 @@ from huggingface_hub import (
 )
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from .names import MANIFEST_NAME
+from common.errors import UserError
+from common.names import MANIFEST_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ STALE_PATTERNS = ("*.parquet",)  # remote files of these kinds that the folder l
 DEFAULT_BATCH_BYTES = 2 * 1024**3  # bytes uploaded per batch before the next one starts
 
 
-class PublishError(ValueError):
+class PublishError(UserError):
     """A folder or repo id that cannot be published; the message says what to do."""
 
 
@@ -259,7 +260,8 @@ def push_model(folder: str | Path, repo_id: str, **kwargs) -> PushReport:
 
 
 SPACE_SDK = "gradio"  # ours: the Space's app is a Gradio app (space/app.py)
-SPACE_PACKAGES = ("dataset_builder", "model_training", "hub_cards")  # what space/app.py imports
+# what space/app.py imports
+SPACE_PACKAGES = ("common", "hub_cards", "dataset_builder", "model_training")
 
 
 def _space_front_matter(readme: Path) -> dict:

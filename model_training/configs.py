@@ -16,7 +16,8 @@ from typing import Any
 
 from trl import GRPOConfig, ModelConfig, ScriptArguments
 
-from hub_cards.names import (
+from common.errors import UserError
+from common.names import (
     CLASSIFICATION_TASK,
     GROUNDING_CONFIG,
     GROUNDING_TASK,
@@ -34,7 +35,7 @@ TASK_CHOICES = (*TASKS, MULTITASK)
 DEFAULT_CLASSIFICATION_CONFIG = "zoom"  # paper (MedReason-R1): the zoom-in patch
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A recipe value this project refuses; the message is one line for the user. The stage
     scripts print it as ``error: ...`` and exit 2."""
 

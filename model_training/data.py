@@ -31,7 +31,7 @@ from typing import Any
 import datasets
 from PIL import Image
 
-from hub_cards.names import CLASSIFICATION_TASK, GROUNDING_TASK
+from common.names import CLASSIFICATION_TASK, GROUNDING_TASK
 
 from .configs import ConfigError, CTRateVQAArguments
 from .grounding import Frame, format_answer, frame_for

@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub_cards.names import MANIFEST_NAME
+from common.names import MANIFEST_NAME
 
 from .backends import LaunchSetup, backend_lines, launch_setup
 from .memory_plan import (

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import yaml
 
+from common.names import RUN_RECIPE_NAME, TRAINING_LOGS_NAME, TRAINING_SUMMARY_NAME
 from hub_cards.model_card import write_model_card
-from hub_cards.names import RUN_RECIPE_NAME, TRAINING_LOGS_NAME, TRAINING_SUMMARY_NAME
 
 from .curves import plot_stage
 from .evaluation.decoding import Decoding

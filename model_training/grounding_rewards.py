@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from hub_cards.names import CLASSIFICATION_TASK, GROUNDING_TASK
+from common.names import CLASSIFICATION_TASK, GROUNDING_TASK
 
 from .answers import THINK_RE, completion_text
 from .grounding import (

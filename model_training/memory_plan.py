@@ -50,6 +50,8 @@ from typing import Any
 
 import torch
 
+from common.errors import UserError
+
 from .backends import LaunchSetup
 from .model_shapes import known_config
 
@@ -72,7 +74,7 @@ EIGHT_BIT_OPTIMIZERS = ("adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit", "ada
 SGD_OPTIMIZERS = ("sgd",)
 
 
-class PlanError(ValueError):
+class PlanError(UserError):
     """The plan cannot be made (the model's shape is nowhere to be found): the message says
     what to do."""
 

@@ -39,8 +39,9 @@ from pathlib import Path
 
 import yaml
 
-from hub_cards.cli_options import parse_options
-from hub_cards.names import GROUNDING_TASK
+from common.cli_options import parse_options
+from common.errors import UserError
+from common.names import GROUNDING_TASK
 
 MULTITASK_TABLE = "multitask"  # ours: both tasks' metrics per model (its leaderboard layout)
 TABLES = ("table1", "table3", "table4", "fig3", MULTITASK_TABLE)
@@ -50,7 +51,7 @@ SPEC_KEYS = {"recipe", "output_dir", "runs", "tables", "baselines", "baseline_op
 RUN_KEYS = {"overrides", "grpo_from"}
 
 
-class TablesError(ValueError):
+class TablesError(UserError):
     """A spec or option that cannot be carried out; the message says what to do."""
 
 

@@ -26,7 +26,7 @@ from transformers.utils import (
 )
 from trl import ModelConfig, TrlParser, get_quantization_config
 
-from hub_cards.names import CLASSIFICATION_TASK, GROUNDING_TASK, TRAINING_SUMMARY_NAME
+from common.names import CLASSIFICATION_TASK, GROUNDING_TASK, TRAINING_SUMMARY_NAME
 
 from . import prompts
 from .configs import ConfigError, CTRateVQAArguments, check_model_config, user_error

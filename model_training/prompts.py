@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from hub_cards.names import CLASSIFICATION_TASK, GROUNDING_TASK
-from hub_cards.names import PROMPT_MODES as MODES
+from common.names import CLASSIFICATION_TASK, GROUNDING_TASK
+from common.names import PROMPT_MODES as MODES
 
 SYSTEM_PROMPTS = {
     "think": (

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from hub_cards.names import CLASSIFICATION_TASK
+from common.names import CLASSIFICATION_TASK
 
 from .answers import completion_text, parse_reply
 from .grounding_rewards import GROUNDING_REWARDS, row_task

@@ -39,7 +39,8 @@ from pathlib import Path
 
 import yaml
 
-from hub_cards.names import (
+from common.hub_ids import hub_id_or_none
+from common.names import (
     CLASSIFICATION_TASK,
     FINAL_DIR_NAME,
     GROUNDING_TASK,
@@ -64,7 +65,6 @@ from .run_summary import (
     STAGE_DONE_FILE,
     card_inputs,
     format_summary,
-    hub_id_or_none,
     run_summary,
     training_logs,
 )

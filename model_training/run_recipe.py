@@ -34,8 +34,9 @@ from pathlib import Path
 import yaml
 from trl import ModelConfig, SFTConfig, TrlParser
 
-from hub_cards.model_card import HUB_ID_RE
-from hub_cards.names import CLASSIFICATION_TASK, GROUNDING_TASK
+from common.errors import UserError
+from common.hub_ids import is_hub_id
+from common.names import CLASSIFICATION_TASK, GROUNDING_TASK
 
 from .configs import CTRateVQAArguments, GRPORecipe, check_model_config
 from .evaluation.evaluate import (
@@ -64,7 +65,7 @@ GRPO_ONLY = (
 )  # card hyperparameters of GRPO only
 
 
-class RecipeError(ValueError):
+class RecipeError(UserError):
     """A recipe or command line that cannot be run; the message says what to change."""
 
 
@@ -234,7 +235,9 @@ class RunArguments:
                 "eval_judge_model names the model at a judge endpoint: set eval_judge to its "
                 "http(s)://.../v1 URL, or drop eval_judge_model"
             )
-        if self.card_dataset_id is not None and not HUB_ID_RE.match(str(self.card_dataset_id)):
+        if self.card_dataset_id is not None and not is_hub_id(
+            self.card_dataset_id, namespaced=True
+        ):
             raise RecipeError(
                 f"card_dataset_id={self.card_dataset_id!r} is not a Hub dataset id (ORG/NAME): "
                 "name the Hub repo the dataset was pushed to, or leave it unset"
@@ -471,7 +474,13 @@ def parse_run(argv: list[str] | None = None) -> RunPlan:
     for stage in STAGES:
         output_dir = str(Path(run.output_dir) / stage)
         stages[stage], not_shared, not_flags = _parse_stage(
-            stage, recipe_path, shared, recipe[stage], rest, per_stage[stage], output_dir,
+            stage,
+            recipe_path,
+            shared,
+            recipe[stage],
+            rest,
+            per_stage[stage],
+            output_dir,
             plan_only=run.dry_run,
         )
         unknown_shared &= not_shared

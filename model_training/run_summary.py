@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hub_cards.model_card import HUB_ID_RE
-from hub_cards.names import CLASSIFICATION_TASK, GROUNDING_TASK
-from hub_cards.names import TRAINING_SUMMARY_NAME as STAGE_DONE_FILE
+from common.hub_ids import hub_id_or_none
+from common.names import CLASSIFICATION_TASK, GROUNDING_TASK
+from common.names import TRAINING_SUMMARY_NAME as STAGE_DONE_FILE
 
 from .curves import reward_trend
 from .data import image_size, load_vqa
@@ -31,10 +31,6 @@ GROUNDING_METRICS = (  # the grounding evaluator's means and rates (mask Dice wi
     "format_rate", "parse_rate", "complete_rate",
 )  # fmt: skip
 
-
-def hub_id_or_none(name: str) -> str | None:
-    """``name`` if it reads as a Hub repo id rather than a local folder."""
-    return name if HUB_ID_RE.match(name) and not Path(name).exists() else None
 
 
 def training_logs(plan: RunPlan) -> dict[str, dict]:

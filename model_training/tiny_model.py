@@ -461,7 +461,7 @@ class TinyModelArguments:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hub_cards.cli_options import parse_options
+    from common.cli_options import parse_options
 
     try:
         (args,) = parse_options(

@@ -38,9 +38,10 @@ from scan_input import (  # noqa: E402
     window_options,
 )
 
+from common.cli_options import parse_options  # noqa: E402
+from common.errors import UserError
 from dataset_builder.class_map import load_class_map  # noqa: E402
 from dataset_builder.config import VARIANTS  # noqa: E402
-from hub_cards.cli_options import parse_options  # noqa: E402
 from model_training import prompts  # noqa: E402
 from model_training.evaluation.evaluate import DEFAULT_MAX_NEW_TOKENS  # noqa: E402
 from model_training.evaluation.sam import NO_SAM, SegmenterError, sam_config  # noqa: E402
@@ -60,7 +61,7 @@ PROGRESS = gr.Progress()  # Gradio injects a tracker into handlers with this def
 NOTICE = "Research use only. Not a medical device; not for clinical decisions."
 
 
-class SpaceError(ValueError):
+class SpaceError(UserError):
     """A bad command-line option; the message (one line) says what to do."""
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
+from common.errors import UserError
 from dataset_builder.config import VARIANTS, BuildOptions
 from dataset_builder.lesions import LesionCandidate, finding_candidates
 from dataset_builder.qa_rows import question_for
@@ -37,7 +38,7 @@ BOX_COLOR = (255, 0, 0)  # the picker's box: the builder's localisation red
 CLICK_COLOR = (255, 255, 0)  # the picker's first corner, before the second click
 
 
-class UploadError(ValueError):
+class UploadError(UserError):
     """An upload or a choice that cannot be used; the message (one line) says what to do."""
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hub_cards.names import PROMPT_MODES
+from common.names import PROMPT_MODES
 from model_training.evaluation import paper
 from model_training.evaluation.baselines import (
     PAPER_FIGURES_FILE,

@@ -7,9 +7,9 @@ import dataclasses
 
 import pytest
 
+from common.cli_options import parse_options
 from dataset_builder.cli import COMMANDS, PushArguments, main
 from dataset_builder.config import BuildOptions
-from hub_cards.cli_options import parse_options
 
 
 def _parse(argv: list[str]) -> BuildOptions:

@@ -15,6 +15,7 @@ from huggingface_hub import DatasetCard
 from PIL import Image
 from skimage.measure import label
 
+from common.names import GROUNDING_CONFIG
 from dataset_builder import BuildOptions
 from dataset_builder.case_processing import process_case
 from dataset_builder.class_map import load_class_map
@@ -24,7 +25,6 @@ from dataset_builder.pipeline import cache_folder
 from dataset_builder.qa_rows import grounding_row
 from dataset_builder.sources import load_cases
 from hub_cards.benchmark import EVAL_FILE, inspect_config
-from hub_cards.names import GROUNDING_CONFIG
 
 from .conftest import blank_ct, box_mask
 

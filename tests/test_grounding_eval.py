@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from hub_cards.names import GROUNDING_CONFIG
+from common.names import GROUNDING_CONFIG
 from model_training.evaluation.evaluate import EvaluateArguments, evaluate, main
 from model_training.evaluation.grounding_eval import score, score_reply
 from model_training.evaluation.leaderboard import LeaderboardArguments, build_leaderboard

@@ -11,7 +11,7 @@ import datasets
 import pytest
 import yaml
 
-from hub_cards.names import GROUNDING_CONFIG, GROUNDING_TASK
+from common.names import GROUNDING_CONFIG, GROUNDING_TASK
 from model_training import grpo, sft
 from model_training import run as run_module
 from model_training.configs import ConfigError, CTRateVQAArguments

@@ -25,6 +25,7 @@ from inspect_ai.log import read_eval_log
 from inspect_ai.model import ContentImage, ModelOutput, ModelUsage, get_model
 from pydantic import ValidationError
 
+from common.names import GROUNDING_CONFIG
 from hub_cards.benchmark import (
     EVAL_FILE,
     IMAGE_URI_COLUMN,
@@ -32,7 +33,6 @@ from hub_cards.benchmark import (
     data_uri,
     inspect_config,
 )
-from hub_cards.names import GROUNDING_CONFIG
 from hub_cards.publish import push_dataset
 
 REPO = "medreason/ct-rate-vqa-bench"

@@ -34,7 +34,7 @@ from datasets import load_dataset
 from transformers import GenerationConfig
 from trl import ModelConfig, SFTConfig
 
-from hub_cards.names import GROUNDING_TASK
+from common.names import GROUNDING_TASK
 from model_training.configs import CTRateVQAArguments
 from model_training.evaluation.decoding import Decoding
 from model_training.evaluation.evaluate import main as evaluate_main

@@ -20,7 +20,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
     smart_resize,
 )
 
-from hub_cards.names import GROUNDING_CONFIG
+from common.names import GROUNDING_CONFIG
 from model_training import answers, grounding, prompts
 from model_training.answers import parse_reply
 from model_training.evaluation import grounding_eval

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hub_cards.names import CLASSIFICATION_TASK, GROUNDING_TASK
+from common.names import CLASSIFICATION_TASK, GROUNDING_TASK
 from model_training import grpo
 from model_training import run as run_module
 from model_training.configs import CTRateVQAArguments

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hub_cards.names import CLASSIFICATION_TASK, GROUNDING_TASK
+from common.names import CLASSIFICATION_TASK, GROUNDING_TASK
 from model_training import paper_tables
 from model_training.evaluation.leaderboard import NOT_EVALUATED, main
 from model_training.grounding_rewards import GROUNDING_SOFT_REWARDS

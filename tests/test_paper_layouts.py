@@ -19,7 +19,7 @@ import torch
 import yaml
 from transformers import AutoModelForImageTextToText, Qwen2Config, Qwen2ForCausalLM
 
-from hub_cards.names import TRAINING_SUMMARY_NAME
+from common.names import TRAINING_SUMMARY_NAME
 from model_training import prompts
 from model_training.evaluation import paper
 from model_training.evaluation.evaluate import (

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from common.names import CLASSIFICATION_TASK, GROUNDING_TASK
 from dataset_builder.class_map import load_class_map
-from hub_cards.names import CLASSIFICATION_TASK, GROUNDING_TASK
 from model_training.answers import completion_text, parse_reply
 from model_training.grounding_rewards import GROUNDING_HARD_REWARDS
 from model_training.rewards import (

@@ -43,8 +43,10 @@ from typing import Any, Literal
 
 import yaml
 
-from hub_cards.cli_options import parse_options
-from hub_cards.names import PROMPT_MODES
+from common.cli_options import parse_options
+from common.errors import UserError
+from common.hub_ids import is_hub_id
+from common.names import PROMPT_MODES
 
 from .. import prompts
 from . import evaluate as evaluator
@@ -70,7 +72,7 @@ ENTRY_KEYS = (
 HUB_ONLY_KEYS = ("revision", "subfolder", "needs_subfolder")
 
 
-class BaselinesError(ValueError):
+class BaselinesError(UserError):
     """Bad input to the baselines command; the message is one line for the user."""
 
 
@@ -228,7 +230,7 @@ def _entry(path: Path, index: int, entry: Any) -> Baseline:
         raise BaselinesError(f"{where}: size must be a string such as 7B, or null")
     if entry.get("hub_id") is not None and entry.get("path") is not None:
         raise BaselinesError(f"{where} has both hub_id and path; keep one")
-    if entry.get("hub_id") is not None and not evaluator.is_hub_id(entry["hub_id"]):
+    if entry.get("hub_id") is not None and not is_hub_id(entry["hub_id"]):
         raise BaselinesError(f"{where}: hub_id {entry['hub_id']!r} is not a Hub id (ORG/NAME)")
     for key in HUB_ONLY_KEYS:
         if entry.get(key) is not None and entry.get("hub_id") is None:

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from common.errors import UserError
+
 DEFAULT_REPETITION_PENALTY = 1.0  # none: GRPO's rollouts (TRL) and vLLM's default
 STRATEGY = "greedy"
 
 
-class DecodingError(ValueError):
+class DecodingError(UserError):
     """Decoding settings that cannot be used; the message names the option."""
 
 

@@ -57,12 +57,12 @@ import datasets
 import torch
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, parse_flag_from_env
-from huggingface_hub.errors import HFValidationError
-from huggingface_hub.utils import validate_repo_id
 from tqdm.auto import tqdm
 
-from hub_cards.cli_options import parse_options
-from hub_cards.names import (
+from common.cli_options import parse_options
+from common.errors import UserError
+from common.hub_ids import is_hub_id
+from common.names import (
     CLASSIFICATION_TASK,
     FINAL_DIR_NAME,
     GROUNDING_TASK,
@@ -102,7 +102,7 @@ Generate = Callable[[list[dict], str], list[str]]  # (rows, mode) -> one reply p
 Batch = tuple[str, list[int]]  # (mode, dataset row indices)
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UserError):
     """An evaluation that cannot go on; the message says what to change."""
 
 
@@ -393,15 +393,6 @@ def run_batches(
 
 
 # -- progress files ----------------------------------------------------------------------------
-
-
-def is_hub_id(name: str) -> bool:
-    """Whether ``name`` is spelt like a Hub repo id (``org/name`` or ``name``)."""
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        return False
-    return True
 
 
 def source_name(name: str) -> str:
@@ -845,7 +836,7 @@ def _stage_folder_stages(folder: Path, depth: int = 0) -> list[dict]:
     """The stages a stage folder (``<run>/sft``, ``<run>/grpo`` or a stage script's output) was
     trained with: its training_summary.json, and the run's stage recipe where there is one
     (whose model_name_or_path leads to the stage it started from)."""
-    from hub_cards.names import TRAINING_SUMMARY_NAME
+    from common.names import TRAINING_SUMMARY_NAME
 
     summary = _json_or_none(folder / TRAINING_SUMMARY_NAME)
     if not summary or summary.get("stage") not in STAGE_LABELS:

@@ -33,7 +33,8 @@ from typing import Any
 import datasets
 import numpy as np
 
-from hub_cards.names import CLASSIFICATION_TASK, GROUNDING_CONFIG, GROUNDING_TASK
+from common.errors import UserError
+from common.names import CLASSIFICATION_TASK, GROUNDING_CONFIG, GROUNDING_TASK
 
 from .. import prompts
 from ..answers import parse_reply
@@ -61,7 +62,7 @@ _ROW_VALUE = {
 }
 
 
-class GroundingError(ValueError):
+class GroundingError(UserError):
     """A grounding evaluation that cannot go on; the message says what to change (the
     evaluator reports it as its own errors: one line, exit status 2)."""
 

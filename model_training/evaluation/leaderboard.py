@@ -85,15 +85,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from hub_cards.model_card import HUB_ID_RE  # noqa: E402
-from hub_cards.names import (
+from common.errors import UserError
+from common.hub_ids import is_hub_id  # noqa: E402
+from common.names import (
     CLASSIFICATION_TASK,  # noqa: E402
     DATA_LICENSE,  # noqa: E402
     GROUNDING_TASK,  # noqa: E402
     MULTITASK,  # noqa: E402
     STAGE_LABELS,  # noqa: E402
 )
-from hub_cards.names import PROMPT_MODES as MODES  # noqa: E402
+from common.names import PROMPT_MODES as MODES  # noqa: E402
 from hub_cards.publish import PublishError, check_repo_id, push_folder  # noqa: E402
 
 from . import paper  # noqa: E402
@@ -144,7 +145,7 @@ PAPER_SOURCE = "MedReason-R1 (Li et al. 2025, arXiv 2510.19626)"
 SFT_ONLY, SFT_GRPO = ("sft",), ("sft", "grpo")  # training.stages of the two Fig. 3 models
 
 
-class LeaderboardError(ValueError):
+class LeaderboardError(UserError):
     """Results that cannot be gathered into one table; the message says what to do."""
 
 
@@ -336,7 +337,7 @@ def model_label(results: dict) -> str:
 
 def _is_local(name: str) -> bool:
     """Whether a recorded model or dataset is a local path rather than a Hub id."""
-    return not HUB_ID_RE.match(name) or Path(name).exists()
+    return not is_hub_id(name, namespaced=True)
 
 
 def public_name(name: str, label: str | None = None) -> str:
@@ -1513,7 +1514,7 @@ def push_results(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hub_cards.cli_options import parse_options
+    from common.cli_options import parse_options
 
     options, positionals = parse_options(
         LeaderboardArguments,

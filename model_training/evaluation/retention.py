@@ -32,7 +32,9 @@ from typing import Literal
 import datasets
 from tqdm.auto import tqdm
 
-from hub_cards.cli_options import parse_options
+from common.cli_options import parse_options
+from common.errors import UserError
+from common.hub_ids import is_hub_id
 
 from . import vqa_metrics
 from .decoding import DEFAULT_REPETITION_PENALTY, Decoding, DecodingError
@@ -41,7 +43,6 @@ from .evaluate import (
     EvaluationError,
     check_model,
     greedy_replies,
-    is_hub_id,
     load_model,
 )
 
@@ -75,7 +76,7 @@ DEFAULTS = {
 }
 
 
-class RetentionError(ValueError):
+class RetentionError(UserError):
     """A retention run that cannot go on; the message says what to change."""
 
 

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.errors import UserError
+
 from ..grounding import Box, Point
 
 # ours: MedSAM (ViT-B; MedReasoner's eval/statistic.py compares it) is on the Hub as a SamModel
@@ -47,7 +49,7 @@ TINY_SAM_CHANNELS = 32  # image-embedding / prompt width (SAM: 256)
 TINY_SAM_SEED = 0
 
 
-class SegmenterError(ValueError):
+class SegmenterError(UserError):
     """A SAM checkpoint that cannot be used; the message says what to pass instead."""
 
 

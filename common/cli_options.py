@@ -100,3 +100,41 @@ def parse_options(
     if surplus:
         parser.error(f"unrecognized argument(s) {' '.join(surplus)}")
     return (*parsed, rest) if positionals else tuple(parsed)
+
+
+def to_argv(
+    options: object, *, always: tuple[str, ...] = (), default: object | None = None
+) -> list[str]:
+    """The command line that parses back into ``options`` (a dataclass of this convention),
+    for a child process: the fields that differ from ``default`` (an instance of the same
+    dataclass; without one, the fields' own defaults) and the fields named in ``always``. The only
+    place a dataclass becomes argv: in-process callers pass the dataclass itself."""
+    argv: list[str] = []
+    for f in dataclasses.fields(options):  # type: ignore[arg-type]
+        if not f.init:
+            continue
+        value = getattr(options, f.name)
+        if default is not None:
+            base = getattr(default, f.name)
+        elif f.default is not dataclasses.MISSING:
+            base = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            base = f.default_factory()
+        else:
+            base = dataclasses.MISSING
+        if f.name not in always and value == base:
+            continue
+        flag = f"--{f.name.replace('_', '-')}"
+        if f.metadata.get("positional"):
+            argv.append(str(value))
+        elif isinstance(value, bool):
+            argv.append(flag if value else f"--no-{f.name.replace('_', '-')}")
+        elif value is None:
+            argv += [flag, "none"]
+        elif isinstance(value, list | tuple):
+            argv += [flag, *map(str, value)]
+        elif isinstance(value, dict):
+            raise TypeError(f"{f.name}: a dict option cannot be written as a command line")
+        else:
+            argv += [flag, str(value)]
+    return argv
