@@ -22,16 +22,12 @@ from transformers import AutoModelForImageTextToText, Qwen2Config, Qwen2ForCausa
 from common.names import TRAINING_SUMMARY_NAME
 from model_training import prompts
 from model_training.evaluation import paper
-from model_training.evaluation.evaluate import (
-    EvaluateArguments,
-    evaluate,
-    parameter_count,
-    training_record,
-)
+from model_training.evaluation.evaluate import EvaluateArguments, evaluate, parameter_count
 from model_training.evaluation.leaderboard import main
 from model_training.final_model import assemble_final
 from model_training.rewards import DEFAULT_REWARD_WEIGHTS, DEFAULT_REWARDS
 from model_training.tiny_model import build_tiny_model, train_tokenizer
+from model_training.training_history import training_record
 
 LIMIT = 4  # rows evaluated per mode
 
