@@ -1,9 +1,9 @@
 """Evaluator throughput (one run each; noisy machines).
 
-Batch mode (default): the evaluator's own prediction loop (``evaluate.predict`` of
-model_training.evaluation: chat template, processor, greedy ``generate`` with left padding,
-reply parsing) over the same test rows with batch size 1 and with a larger batch; prints
-samples/s for each and their ratio.
+Batch mode (default): the evaluator's own loop (``evaluate.run_batches``, the loop
+``evaluate.evaluate`` runs: batches planned as it plans them, chat template, processor, greedy
+``generate`` with left padding, the task's reply rows) over the same test rows with batch size 1
+and with a larger batch; prints samples/s for each and their ratio.
 
     python benchmarks/eval_throughput.py                       # tiny model, synthetic data
     python benchmarks/eval_throughput.py --model outputs/demo-cpu/final \
@@ -44,20 +44,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.names import PROMPT_MODES  # noqa: E402
 from model_training.evaluation.evaluate import (  # noqa: E402
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_CONFIG,
     EvaluateArguments,
     evaluate,
-    load_model,
-    predict,
     process_state,
+    run_batches,
 )
+from model_training.evaluation.generation import hf_generator, load_model  # noqa: E402
+from model_training.evaluation.options import DEFAULT_BATCH_SIZE, DEFAULT_CONFIG  # noqa: E402
+from model_training.evaluation.progress import plan_batches  # noqa: E402
+from model_training.evaluation.tasks import TASKS, dataset_task  # noqa: E402
 from model_training.tiny_model import build_tiny_model  # noqa: E402
 
 
-def samples_per_second(model, processor, ds, mode, batch_size, max_new_tokens) -> float:
+def predict(model, processor, ds, config, mode, batch_size, max_new_tokens) -> list[dict]:
+    """The prediction rows of ``ds`` in ``mode``, made by the loop ``evaluate`` runs."""
+    task = TASKS[dataset_task(ds.column_names, config)]
+    batches = plan_batches(ds["id"], (mode,), {}, batch_size)  # ids may repeat: by index
+    rows: list[dict] = []
+    generate = hf_generator(model, processor, max_new_tokens)
+    run_batches(generate, task.reply_rows, ds, batches, rows.extend, progress=False)
+    return rows
+
+
+def samples_per_second(model, processor, ds, config, mode, batch_size, max_new_tokens) -> float:
     start = time.perf_counter()
-    rows = predict(model, processor, ds, mode, batch_size, max_new_tokens, progress=False)
+    rows = predict(model, processor, ds, config, mode, batch_size, max_new_tokens)
     assert len(rows) == len(ds)
     return len(ds) / (time.perf_counter() - start)
 
@@ -176,9 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     ds = ds.select(range(args.samples))
     model, processor = load_model(model_path)
     torch.manual_seed(0)
-    predict(model, processor, ds.select(range(2)), args.mode, 2, 4, progress=False)  # warm-up
-    one = samples_per_second(model, processor, ds, args.mode, 1, args.max_new_tokens)
-    many = samples_per_second(model, processor, ds, args.mode, args.batch_size, args.max_new_tokens)
+    predict(model, processor, ds.select(range(2)), args.config, args.mode, 2, 4)  # warm-up
+    timed = (model, processor, ds, args.config, args.mode)
+    one = samples_per_second(*timed, 1, args.max_new_tokens)
+    many = samples_per_second(*timed, args.batch_size, args.max_new_tokens)
     print(f"model {model_path}, {args.samples} samples, max_new_tokens {args.max_new_tokens}, "
           f"{torch.get_num_threads()} threads")  # fmt: skip
     print(f"one at a time:     {one:7.2f} samples/s")

@@ -356,11 +356,12 @@ logging_steps: 1
 save_strategy: steps
 save_steps: 1
 save_total_limit: 1
-eval_modes: think
 eval_base_model: $EVAL_BASE
-eval_limit: $EVAL_LIMIT
-eval_batch_size: 16
-eval_max_new_tokens: $NEW_TOKENS
+eval:
+  mode: think
+  limit: $EVAL_LIMIT
+  batch_size: 16
+  max_new_tokens: $NEW_TOKENS
 sft:
   max_steps: $SFT_STEPS
   per_device_train_batch_size: 4

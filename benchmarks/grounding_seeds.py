@@ -22,6 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from common.errors import UserError, user_errors
+
 METRICS = ("iou_mean", "iou_50", "point_dice_mean")  # run_summary's grounding metrics
 LABELS = ("after SFT", "after GRPO")  # run_summary's grounding_evaluations keys compared
 MODE = "think"  # the demo's evaluation mode
@@ -43,11 +45,12 @@ def seed_row(summary: dict) -> dict[str, dict[str, float]]:
     evaluations = summary.get("grounding_evaluations") or {}
     missing = [label for label in LABELS if MODE not in (evaluations.get(label) or {})]
     if missing:
-        raise SystemExit(f"error: the run has no {MODE} grounding evaluation {missing}: is the "
-                         "recipe a grounding one (task: grounding) with SFT and GRPO?")  # fmt: skip
+        raise UserError(f"the run has no {MODE} grounding evaluation {missing}: is the recipe "
+                        "a grounding one (task: grounding) with SFT and GRPO?")  # fmt: skip
     return {label: {m: 100 * evaluations[label][MODE][m] for m in METRICS} for label in LABELS}
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipe", default="recipes/demo-grounding-cpu.yaml")
@@ -57,11 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         seeds = [int(s) for s in options.seeds.split(",") if s.strip()]
     except ValueError:
-        print(f"error: --seeds {options.seeds!r}: write integers, e.g. 0,1,2", file=sys.stderr)
-        return 2
+        raise UserError(f"--seeds {options.seeds!r}: write integers, e.g. 0,1,2") from None
     if not seeds or not Path(options.recipe).is_file():
-        print(f"error: need seeds and an existing --recipe (got {options.recipe})", file=sys.stderr)
-        return 2
+        raise UserError(f"need seeds and an existing --recipe (got {options.recipe})")
     out = Path(options.output_dir)
     rows = {seed: seed_row(run_seed(options.recipe, out, seed, extra)) for seed in seeds}
     head = "seed  " + "  ".join(f"{lab} IoU / IoU>=0.5 / pDice" for lab in LABELS)

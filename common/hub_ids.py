@@ -30,10 +30,3 @@ def hub_id_or_none(name: object, *, namespaced: bool = True) -> str | None:
     """``name`` when it is a Hub repo id (``is_hub_id``), else None."""
     return name if is_hub_id(name, namespaced=namespaced) else None  # type: ignore[return-value]
 
-
-def revision_text(revisions: list[str] | tuple[str, ...] | str | None) -> str:
-    """``, revision `r1, r2``` as reports and tables print a dataset revision; empty if none."""
-    if not revisions:
-        return ""
-    items = [revisions] if isinstance(revisions, str) else list(revisions)
-    return f", revision `{', '.join(items)}`"

@@ -10,18 +10,23 @@ Each command's options are the fields of its dataclasses (``SynthArguments``;
 ``HfArgumentParser``: ``python -m dataset_builder COMMAND --help`` lists them with their
 defaults; ``--num-workers`` and ``--num_workers`` are both accepted. A user error is one line
 on stderr and exit status 2.
+
+From Python, ``build(BuildArguments(...), BuildOptions(...))`` runs the build command (the run
+driver's demo build does) and returns the manifest; its refusals are one ``BuildError``.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from common.cli_options import parse_options
+from common.errors import UserError, user_errors
 
 from .config import CONFIGS, BuildOptions
 from .sources import CaseError
@@ -31,12 +36,27 @@ PROG = "python -m dataset_builder"
 SYNTH_MARKER = "synth_complete.json"
 
 
+class BuildError(UserError):
+    """Input a dataset_builder command refuses (an option, a folder, a case); one line."""
+
+
+@contextmanager
+def builder_errors() -> Iterator[None]:
+    """The builder's refusals (a ValueError, a CaseError, a missing file) as one BuildError."""
+    try:
+        yield
+    except UserError:
+        raise
+    except (CaseError, OSError, ValueError) as err:
+        raise BuildError(str(err).replace("\n", " ")) from err
+
+
 def _check_ranges(args: object, least: dict[str, int]) -> None:
     """Refuse an integer option below its least value, naming the option."""
     for name, low in least.items():
         value = getattr(args, name)
         if value is not None and value < low:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
+            raise BuildError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
 
 
 def _synth_field(name: str) -> Any:
@@ -192,7 +212,14 @@ def run_synth(args: SynthArguments) -> int:
     return 0
 
 
-def run_build(args: BuildArguments, options: BuildOptions) -> int:
+def build(args: BuildArguments, options: BuildOptions) -> dict:
+    """Build CT-RATE-VQA into ``args.out`` (from ``--synthetic N`` cases or the source folders);
+    return its manifest. A refusal is one BuildError."""
+    with builder_errors():
+        return _build(args, options)
+
+
+def _build(args: BuildArguments, options: BuildOptions) -> dict:
     from .class_map import load_class_map
     from .repo_layout import build_repo, check_out
 
@@ -218,7 +245,7 @@ def run_build(args: BuildArguments, options: BuildOptions) -> int:
         )
     if not rex_dir or not ctrate_dir:
         raise ValueError("--rex-dir and --ctrate-dir are required (or --synthetic N)")
-    manifest = build_repo(
+    return build_repo(
         rex_dir,
         ctrate_dir,
         args.out,
@@ -231,6 +258,10 @@ def run_build(args: BuildArguments, options: BuildOptions) -> int:
         source_note=note,
         force=args.force,
     )
+
+
+def run_build(args: BuildArguments, options: BuildOptions) -> int:
+    manifest = build(args, options)
     counts = manifest["counts"]
     print(f"CT-RATE-VQA written to {args.out}")
     for variant, info in manifest["dataset_info"].items():
@@ -272,6 +303,7 @@ COMMANDS: dict[str, tuple[tuple[type, ...], Callable[..., int]]] = {
 }
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = argv[0] if argv else ""
@@ -285,9 +317,6 @@ def main(argv: list[str] | None = None) -> int:
               f"{command or 'none'!r} (see {PROG} --help)", file=sys.stderr)  # fmt: skip
         return 2
     dataclasses, run = COMMANDS[command]
-    try:
+    with builder_errors():
         options = parse_options(dataclasses, argv[1:], f"{PROG} {command}", dataclasses[0].__doc__)
         return run(*options)
-    except (CaseError, OSError, ValueError) as err:
-        print(f"error: {err}".replace("\n", " "), file=sys.stderr)
-        return 2

@@ -7,8 +7,9 @@ import sys
 from dataclasses import dataclass, field
 
 from common.cli_options import parse_options
+from common.errors import user_errors
 
-from .publish import PublishError, push_model, push_space
+from .publish import push_model, push_space
 
 COMMANDS = {
     "push-model": "Upload a checkpoint folder as a Hub model repo.",
@@ -54,6 +55,7 @@ PUSHERS = {
 }
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] not in COMMANDS:
@@ -67,17 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     options, push = PUSHERS[argv[0]]
     (args,) = parse_options(options, argv[1:], f"python -m hub_cards {argv[0]}", __doc__)
-    try:
-        report = push(
-            args.folder,
-            args.repo_id,
-            private=args.private,
-            revision=args.revision,
-            endpoint=args.endpoint,
-        )
-    except PublishError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    report = push(
+        args.folder, args.repo_id, private=args.private, revision=args.revision,
+        endpoint=args.endpoint,
+    )  # fmt: skip
     print(f"{report.url}: {'commit ' + report.commit[:12] if report.commit else 'unchanged'}")
     return 0
 

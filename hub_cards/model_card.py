@@ -4,10 +4,10 @@ Inputs (written by training and evaluation):
 
 - ``training``: {"base_model", "datasets": [ids], "stages": [{"name", "hyperparameters": {}}],
   "trainable_scope", "trainable_parameters", "total_parameters", "plots": [file names]}
-- ``results``: ``results.json`` of the evaluator: {"model", "dataset", "config", "split",
-  "dataset_revision", "modes": {"think" | "no-think": {"n", "accuracy_micro",
-  "accuracy_macro", "per_class": {class: {"accuracy", "support"}}, "format_rate",
-  "validity_rate"}}} with accuracies as fractions in [0, 1].
+- ``results``: ``results.json`` of the evaluator (``common.results_schema``, which checks it):
+  {"model", "dataset", "config", "split", "dataset_revision", "modes": {"think" | "no-think":
+  {"n", "accuracy_micro", "accuracy_macro", "per_class": {class: {"accuracy", "support"}},
+  "format_rate", "validity_rate"}}} with accuracies as fractions in [0, 1].
 
 Outputs: the card's ``model-index`` (``huggingface_hub.EvalResult``) and
 ``.eval_results/ct-rate-vqa.yaml`` (``huggingface_hub.EvalResultEntry``), with values in %.
@@ -30,6 +30,7 @@ from common.hub_ids import hub_id_or_none, is_hub_id
 from common.names import DATA_LICENSE as LICENSE
 from common.names import GROUNDING_TASK
 from common.names import PROMPT_MODES as MODES
+from common.results_schema import check_results, task_of
 
 EVAL_RESULTS_DIR = ".eval_results"
 EVAL_RESULTS_FILE = "ct-rate-vqa.yaml"
@@ -147,11 +148,12 @@ Results = dict | list[dict] | None  # one results.json, or one per task (multita
 
 
 def _by_task(results: Results) -> tuple[dict | None, dict | None]:
-    """(the classification results, the grounding results) among ``results``."""
+    """(the classification results, the grounding results) among ``results``, each checked
+    against the results.json schema."""
     listed = [] if results is None else [results] if isinstance(results, dict) else list(results)
     classification = grounding = None
     for item in listed:
-        if item.get("task") == GROUNDING_TASK:
+        if task_of(check_results(item, "the model card's results")) == GROUNDING_TASK:
             grounding = item
         else:
             classification = item

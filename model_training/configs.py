@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,13 +37,6 @@ DEFAULT_CLASSIFICATION_CONFIG = "zoom"  # paper (MedReason-R1): the zoom-in patc
 class ConfigError(UserError):
     """A recipe value this project refuses; the message is one line for the user. The stage
     scripts print it as ``error: ...`` and exit 2."""
-
-
-def user_error(error: Exception) -> int:
-    """Print ``error: <message>`` to stderr (first line only: no traceback); return 2."""
-    lines = str(error).strip().splitlines() or [type(error).__name__]
-    print(f"error: {lines[0]}", file=sys.stderr)
-    return 2
 
 
 @dataclass

@@ -42,7 +42,7 @@ from .memory_plan import (
     size,
     static_parts,
 )
-from .run_recipe import STAGES, RecipeError, RunPlan, StagePlan
+from .run_arguments import STAGES, RecipeError, RunPlan, StagePlan
 
 # what to change when a part does not fit, by part (the refusal names the largest)
 REMEDIES = {
@@ -61,9 +61,9 @@ REMEDIES = {
     "logits": "lower per_device_train_batch_size (raise gradient_accumulation_steps to keep "
     "the batch), or max_completion_length",
     "KV cache": "generate fewer sequences at once (GRPO: per_device_train_batch_size x "
-    "steps_per_generation, or use_vllm: true; evaluation: eval_batch_size)",
+    "steps_per_generation, or use_vllm: true; evaluation: eval.batch_size)",
     "prefill": "generate fewer sequences at once (GRPO: steps_per_generation; evaluation: "
-    "eval_batch_size)",
+    "eval.batch_size)",
     "gathered weights": "set ds3_gather_for_generation: false, or use_vllm: true",
     "gathered layers": "use more GPUs",
 }
@@ -190,16 +190,16 @@ def stage_plan(plan: RunPlan, planned: PlannedStep, shapes: dict) -> StepPlan:
 def eval_plan(plan: RunPlan, planned: PlannedStep, shapes: dict) -> StepPlan:
     """An evaluation: the model in bf16 on a GPU (fp32 on a CPU run), one generation batch."""
     last = plan.stages[STAGES[-1]]
-    args, run = last.args, plan.run
+    args, run, options = last.args, plan.run, plan.evaluations[planned.task]
     setup = launch_setup(run.accelerate_config, run.num_processes, None)
     shape = _shape(plan, shapes, planned.model, "full", last)
     on_gpu = not last.training.use_cpu
     weights = 2 if on_gpu else 4
-    _, side = dataset_facts(args.dataset_name, args.config_of(planned.task), run.eval_split)
+    _, side = dataset_facts(args.dataset_name, options.config, options.split)
     image = _image_tokens(plan, shape, last, side)
     resident = [Part("weights", shape.total * weights, f"{count(shape.total)} x {weights} bytes")]
-    generation = generation_parts(shape, run.eval_batch_size, image + PROMPT_TEXT_TOKENS,
-                                  run.eval_max_new_tokens, image, weights)  # fmt: skip
+    generation = generation_parts(shape, options.batch_size, image + PROMPT_TEXT_TOKENS,
+                                  options.max_new_tokens, image, weights)  # fmt: skip
     return StepPlan(planned, setup, on_gpu, shape, StepMemory(planned.step, resident,
                                                               {"generation": generation}))
 

@@ -7,6 +7,9 @@
                               decode as the evaluator did
       tokenizer and processor files, chat_template             (``load_processor`` reads them)
       recipe.yaml            the run's recipe with its command-line overrides
+      training_summary.json  the last stage's own: its history (the stages the model went
+                             through, in order; model_training.training_history), which the
+                             evaluator reads, and its scope, prompts and log history
       training_logs.json     per stage: trainable scope, parameter counts, prompts, log history
       sft_loss.png, grpo_loss.png, grpo_reward.png              training curves
       results.json           evaluation of this model (hub_cards schema)
@@ -26,17 +29,18 @@ from pathlib import Path
 
 import yaml
 
-from common.names import RUN_RECIPE_NAME, TRAINING_LOGS_NAME, TRAINING_SUMMARY_NAME
+from common.names import RUN_RECIPE_NAME, TRAINING_LOGS_NAME
 from hub_cards.model_card import write_model_card
 
 from .curves import plot_stage
 from .evaluation.decoding import Decoding
 
-SKIPPED = (TRAINING_SUMMARY_NAME, "*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt")
+SKIPPED = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt")
 
 
 def copy_model_files(stage_dir: Path, final_dir: Path) -> list[str]:
-    """Copy the top-level files of a trained stage (weights, config, processor)."""
+    """Copy the top-level files of a trained stage (weights, config, processor, and its
+    training_summary.json with the model's history)."""
     final_dir.mkdir(parents=True, exist_ok=True)
     copied = []
     for path in sorted(stage_dir.iterdir()):

@@ -20,7 +20,7 @@ from trl import GRPOTrainer, ModelConfig
 
 from .configs import CTRateVQAArguments, GRPORecipe
 from .data import grpo_dataset, load_task_rows
-from .policy import load_policy, prepare_stage, stage_main, task_record, train_and_save
+from .policy import load_policy, prepare_stage, stage_main, stage_record, train_and_save
 from .rewards import get_rewards
 
 
@@ -69,11 +69,14 @@ def train_grpo(args: CTRateVQAArguments, training: GRPORecipe, model_args: Model
         training.output_dir,
         summary,
         checkpoint,
-        stage="grpo",
-        dataset_config=args.dataset_config,
-        **task_record(args),
-        reward_funcs=training.reward_funcs,
-        reward_weights=training.reward_weights,
+        **stage_record(
+            "grpo",
+            args,
+            model_args,
+            training.output_dir,
+            reward_funcs=training.reward_funcs,
+            reward_weights=training.reward_weights,
+        ),
     )
 
 

@@ -11,11 +11,14 @@ models it compares as ``RUN/MODEL`` (MODEL: ``base``, ``sft`` or ``grpo``, the r
 ``eval/MODEL`` results). A run may start its GRPO from another run's SFT model
 (``grpo_from: RUN``), so that the reward ablations share one SFT model as in the paper.
 
-Each run goes to ``OUT/RUN`` and is resumed, never redone: a finished step is kept (the run
-driver's state file), so asking for a second table reuses the runs of the first. Each table is
-rendered by ``python -m model_training.evaluation.leaderboard --layout TABLE`` into
-``OUT/TABLE/`` (``TABLE.md``, ``.json``, ``.png``). Table 1 also evaluates the baselines file
-the spec names (``python -m model_training.evaluation.baselines``).
+A run's ``overrides`` are the run recipe's fields as the run driver's command line gives them
+(``FIELD``, ``sft.FIELD``, ``grpo.FIELD``, ``eval.FIELD``); each run is planned in this process
+(``run_recipe.plan_run``) and carried out by the run driver's ``run(plan)``. Each run goes to
+``OUT/RUN`` and is resumed, never redone: a finished step is kept (the run driver's state
+file), so asking for a second table reuses the runs of the first. Each table is rendered by the
+leaderboard (``build_leaderboard``, layout TABLE) into ``OUT/TABLE/`` (``TABLE.md``, ``.json``,
+``.png``). Table 1 also evaluates the baselines file the spec names (the baselines command's
+``run``, with ``baseline_options`` as its fields).
 
 Tables: ``table1`` (models, with / without thinking), ``table3`` (SFT with the zoom-in patch vs
 plain images), ``table4`` (GRPO reward ablations), ``fig3`` (chain of thought forced after
@@ -27,12 +30,12 @@ defines.
 A ``multitask`` table's ``RUN/MODEL`` brings every task result the run has for the model:
 ``eval/MODEL/results.json`` (the run's first task: classification, or grounding for a
 grounding-only run) and ``eval/MODEL-grounding/results.json`` (a multitask run's grounding
-evaluation), and the runs' mean-box baseline (``run_summary.json``) as its own row.
+evaluation); the mean-box baseline row comes from the grounding results themselves.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,8 +43,16 @@ from pathlib import Path
 import yaml
 
 from common.cli_options import parse_options
-from common.errors import UserError
+from common.errors import UserError, user_errors
 from common.names import GROUNDING_TASK
+
+from .evaluation.baselines import PAPER_FIGURES_FILE, BaselinesArguments
+from .evaluation.baselines import run as run_baselines_command
+from .evaluation.leaderboard import LeaderboardArguments, build_leaderboard
+from .run import StepFailed
+from .run import run as run_driver
+from .run_arguments import RunPlan
+from .run_recipe import load_recipe, plan_run, with_overrides
 
 MULTITASK_TABLE = "multitask"  # ours: both tasks' metrics per model (its leaderboard layout)
 TABLES = ("table1", "table3", "table4", "fig3", MULTITASK_TABLE)
@@ -132,32 +143,24 @@ def load_spec(path: str | Path) -> Spec:
     return spec
 
 
-def override_args(overrides: dict) -> list[str]:
-    """``{flag: value}`` -> the run driver's ``--flag value`` (a list gives several values)."""
-    args: list[str] = []
-    for key, value in overrides.items():
-        values = value if isinstance(value, list) else [value]
-        args += [f"--{key}", *("null" if v is None else str(v).lower() if isinstance(v, bool)
-                               else str(v) for v in values)]  # fmt: skip
-    return args
-
-
-def run_commands(spec: Spec, out: Path, name: str) -> list[list[str]]:
-    """The run driver's argument lists for one run: train what it trains, then evaluate."""
-    run = spec.runs[name]
-    overrides = dict(run.get("overrides") or {})
+def run_plans(spec: Spec, out: Path, name: str, plan_only: bool = False) -> list[RunPlan]:
+    """The run driver's plans for one run: train what it trains, then evaluate (resumed).
+    ``plan_only`` (``--dry-run``): parsed as the run driver's ``--dry_run`` parses them, so a
+    GPU recipe plans on a machine without one."""
+    run_spec = spec.runs[name]
+    overrides = dict(run_spec.get("overrides") or {})
     stage = str(overrides.pop("stage", "all"))
-    base = ["--config", spec.recipe, "--output_dir", str(out / name), "--resume"]
-    base += override_args(overrides)
-    source = run.get("grpo_from")
+    overrides |= {"output_dir": str(out / name), "resume": True, "dry_run": plan_only}
+    source = run_spec.get("grpo_from")
     if source is not None:
         if stage not in ("all", "grpo"):
             raise TablesError(f"run {name!r}: grpo_from trains GRPO; drop stage {stage!r}")
-        base += ["--grpo.model_name_or_path", str(out / source / "sft")]
+        overrides["grpo.model_name_or_path"] = str(out / source / "sft")
         stage = "grpo"
-    if stage == "all":
-        return [[*base, "--stage", "all"]]
-    return [[*base, "--stage", stage], [*base, "--stage", "eval"]]
+    recipe = load_recipe(Path(spec.recipe))
+    stages = ["all"] if stage == "all" else [stage, "eval"]
+    return [plan_run(Path(spec.recipe), with_overrides(recipe, overrides | {"stage": s}))
+            for s in stages]  # fmt: skip
 
 
 def runs_needed(spec: Spec, tables: list[str]) -> list[str]:
@@ -199,56 +202,26 @@ def task_results(out: Path, ref: str, dry_run: bool = False) -> list[Path]:
     )
 
 
-def grounding_baseline(out: Path, refs: list[str], dry_run: bool = False) -> Path | None:
-    """The run_summary.json holding the mean-box baseline of the table's runs (the first run
-    with one); refuses runs whose baselines differ, since the table shows one."""
-    from .run import SUMMARY_FILE
-
-    runs = list(dict.fromkeys(ref.partition("/")[0] for ref in refs))
-    found: dict[Path, dict] = {}
-    for run in runs:
-        path = out / run / SUMMARY_FILE
-        summary = json.loads(path.read_text()) if path.is_file() else {}
-        baseline = summary.get("grounding_baseline")
-        if baseline:
-            found[path] = baseline
-    if len({json.dumps(b, sort_keys=True) for b in found.values()}) > 1:
-        raise TablesError(
-            f"the runs of table {MULTITASK_TABLE} have different mean-box baselines ("
-            + "; ".join(
-                f"{p}: IoU {b['iou_mean']:.4f} over {b['train_rows']} train rows"
-                for p, b in found.items()
-            )
-            + "): give their runs the same dataset_limit, eval_split and eval_limit"
-        )
-    if found:
-        return next(iter(found))
-    return out / runs[0] / SUMMARY_FILE if dry_run and runs else None
-
-
-def render_args(
+def leaderboard_options(
     spec: Spec, out: Path, table: str, baseline_results: list[Path], dry_run: bool = False
-) -> list[str]:
+) -> LeaderboardArguments:
+    """The leaderboard's options for one table: its results (and Table 1's baselines)."""
     refs = [str(ref) for ref in spec.tables[table]]
     if table == MULTITASK_TABLE:
         results = [str(p) for ref in refs for p in task_results(out, ref, dry_run)]
     else:
         results = [str(results_path(out, ref)) for ref in refs]
-    args = [*results, *map(str, baseline_results), "--output", str(out / table), "--layout", table]
-    figures = out / "baselines" / "paper_figures.json"
-    if table == "table1" and figures.is_file():
-        args += ["--paper-figures", str(figures)]
-    baseline = grounding_baseline(out, refs, dry_run) if table == MULTITASK_TABLE else None
-    if baseline is not None:
-        args += ["--grounding-baseline", str(baseline)]
-    return args
+    figures = out / "baselines" / PAPER_FIGURES_FILE
+    return LeaderboardArguments(
+        output=str(out / table),
+        results=[*results, *map(str, baseline_results)],
+        layout=table,
+        paper_figures=str(figures) if table == "table1" and figures.is_file() else None,
+    )
 
 
 def make_tables(options: PaperTablesArguments) -> dict[str, Path]:
     """Run what the tables need and render them; return {table: its markdown file}."""
-    from .evaluation import leaderboard
-    from .run import main as run_main
-
     spec = load_spec(options.spec)
     if options.table != "all" and options.table not in TABLES:
         raise TablesError(f"--table {options.table!r}: use one of {', '.join(TABLES)}, or all")
@@ -264,49 +237,54 @@ def make_tables(options: PaperTablesArguments) -> dict[str, Path]:
         )
     out = Path(options.output_dir or spec.output_dir)
     for name in runs_needed(spec, tables):
-        for argv in run_commands(spec, out, name):
-            print("python -m model_training.run " + " ".join(argv), flush=True)
-            if not options.dry_run and run_main(argv) != 0:
-                raise TablesError(f"run {name!r} failed (its message is above); fix it and re-run")
+        for plan in run_plans(spec, out, name, plan_only=options.dry_run):
+            print(f"run {name} (stage {plan.run.stage}): {spec.recipe} with {spec.runs[name]} "
+                  f"-> {plan.run.output_dir}", flush=True)  # fmt: skip
+            if options.dry_run:
+                continue
+            try:
+                run_driver(plan)
+            except (UserError, StepFailed) as err:
+                raise TablesError(f"run {name!r} failed: {err}") from err
     baseline_results: list[Path] = []
     if "table1" in tables and spec.baselines is not None:
         baseline_results = run_baselines(spec, out, options)
     made = {}
     for table in tables:
-        argv = render_args(spec, out, table, baseline_results, options.dry_run)
-        print("python -m model_training.evaluation.leaderboard " + " ".join(argv), flush=True)
+        board = leaderboard_options(spec, out, table, baseline_results, options.dry_run)
+        print(f"leaderboard: layout {board.layout}, results {' '.join(board.results)} -> "
+              f"{board.output}", flush=True)  # fmt: skip
         if not options.dry_run:
-            if leaderboard.main(argv) != 0:
-                raise TablesError(f"{table} could not be rendered (its message is above)")
+            build_leaderboard(board)
             made[table] = out / table / f"{table}.md"
     return made
 
 
 def run_baselines(spec: Spec, out: Path, options: PaperTablesArguments) -> list[Path]:
     """Evaluate the spec's baselines file (Table 1); return their results.json files."""
-    from .evaluation import baselines
-
-    argv = ["--baselines", str(spec.baselines), "--out", str(out / "baselines")]
-    argv += override_args(spec.baseline_options or {})
-    if options.trust_remote_code:
-        argv.append("--trust-remote-code")
-    print("python -m model_training.evaluation.baselines " + " ".join(argv), flush=True)
+    fields = {k.replace("-", "_"): v for k, v in (spec.baseline_options or {}).items()}
+    try:
+        baselines = BaselinesArguments(
+            baselines=str(spec.baselines), out=str(out / "baselines"),
+            trust_remote_code=options.trust_remote_code, **fields,
+        )  # fmt: skip
+    except TypeError as err:  # a field the baselines command does not have, or one missing
+        raise TablesError(f"spec {options.spec}: baseline_options: {err}") from None
+    print(f"baselines: {spec.baselines} -> {baselines.out}", flush=True)
     if options.dry_run:
         return []
-    if baselines.main(argv) != 0:
+    if run_baselines_command(baselines) != 0:
         raise TablesError("the baselines' evaluation failed (its message is above)")
     return sorted((out / "baselines").glob("*/results.json"))
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> int:
     (options,) = parse_options(
         PaperTablesArguments, argv, "python -m model_training.paper_tables", __doc__
     )
-    try:
-        made = make_tables(options)
-    except TablesError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    made = make_tables(options)
     for table, path in made.items():
         print(f"\n{table}: {path}\n{path.read_text()}")
     return 0

@@ -26,12 +26,14 @@ from transformers.utils import (
 )
 from trl import ModelConfig, TrlParser, get_quantization_config
 
+from common.errors import report
 from common.names import CLASSIFICATION_TASK, GROUNDING_TASK, TRAINING_SUMMARY_NAME
 
 from . import prompts
-from .configs import ConfigError, CTRateVQAArguments, check_model_config, user_error
+from .configs import ConfigError, CTRateVQAArguments, check_model_config
 from .processor import load_processor
 from .scope import apply_trainable_scope, count_parameters
+from .training_history import stage_history
 
 logger = logging.getLogger(__name__)
 
@@ -276,7 +278,8 @@ def train_and_save(
     trainer, processor, output_dir: str, summary: dict, checkpoint: str | None = None, **extra
 ) -> Path:
     """Train (resuming from ``checkpoint`` if given), then save the model, its processor and
-    ``training_summary.json`` (scope, prompts, log history, ``extra``).
+    ``training_summary.json`` (scope, prompts, log history, ``extra``: a stage's
+    :func:`stage_record`, with the model's history).
 
     A checkpoint already at ``max_steps`` is saved as it is: the Trainer would train one step
     past it (its stop check follows a step). Under DeepSpeed, where only the Trainer loads the
@@ -293,15 +296,27 @@ def train_and_save(
     trainer.save_model(out)  # (the main process writes; every process takes part)
     if trainer.is_world_process_zero():
         processor.save_pretrained(out)
-        record = {
-            **{k: v for k, v in summary.items() if k != "trainable_names"},
-            "world_size": trainer.args.world_size,
-            "prompts": prompts.record(),
-            **extra,  # a stage's task_record() replaces the prompts of classification
-            "log_history": trainer.state.log_history,
-        }
-        (out / TRAINING_SUMMARY_NAME).write_text(json.dumps(record, indent=1))
+        write_training_summary(
+            out, summary, trainer.args.world_size, trainer.state.log_history, **extra
+        )
     return out
+
+
+def write_training_summary(
+    out: Path, summary: dict, world_size: int, log_history: list[dict], **extra
+) -> Path:
+    """Write ``out/training_summary.json``: the scope ``summary`` (its counts), the world size,
+    the prompts, ``extra`` (a stage's :func:`stage_record`) and the Trainer's log history."""
+    record = {
+        **{k: v for k, v in summary.items() if k != "trainable_names"},
+        "world_size": world_size,
+        "prompts": prompts.record(),
+        **extra,  # a stage's task_record() replaces the prompts of classification
+        "log_history": log_history,
+    }
+    path = out / TRAINING_SUMMARY_NAME
+    path.write_text(json.dumps(record, indent=1))
+    return path
 
 
 def task_record(args: CTRateVQAArguments) -> dict:
@@ -319,6 +334,28 @@ def task_record(args: CTRateVQAArguments) -> dict:
     }
 
 
+def stage_record(
+    stage: str,
+    args: CTRateVQAArguments,
+    model_args: ModelConfig,
+    output_dir: str,
+    reward_funcs: list[str] | None = None,
+    reward_weights: list[float] | None = None,
+) -> dict:
+    """What stage ``stage`` adds to its training summary (``train_and_save``'s ``extra``): its
+    name, data config, :func:`task_record`, the GRPO rewards, and its ``history`` (the stages
+    the model went through, this one last: :func:`~model_training.training_history.stage_history`,
+    which results.json and a run's ``final/`` read)."""
+    rewards = {"reward_funcs": reward_funcs, "reward_weights": reward_weights}
+    return {
+        "stage": stage,
+        "dataset_config": args.dataset_config,
+        **task_record(args),
+        **{key: value for key, value in rewards.items() if value is not None},
+        "history": stage_history(stage, args, model_args.model_name_or_path, output_dir, **rewards),
+    }
+
+
 def stage_main(argv: list[str] | None, trainer_config: type, train: Callable[..., Path]) -> int:
     """A stage script's ``main``: parse (CTRateVQAArguments, ``trainer_config``, ModelConfig),
     check, train; a refused setting or unreadable dataset prints ``error: ...`` and returns 2
@@ -327,13 +364,13 @@ def stage_main(argv: list[str] | None, trainer_config: type, train: Callable[...
     try:
         args, training, model_args = parser.parse_args_and_config(argv)
         check_model_config(model_args, args, training)
-    except ValueError as error:  # the dataclasses' own checks (ours and TRL's)
-        return user_error(error)
+    except ValueError as error:  # the dataclasses' own checks (ours and TRL's ValueErrors)
+        return report(error)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         train(args, training, model_args)
     except ConfigError as error:
-        return user_error(error)
+        return report(error)
     finally:  # leave the process group before exit (gloo's threads abort an unclean exit)
         PartialState().destroy_process_group()
     return 0

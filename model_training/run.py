@@ -3,7 +3,7 @@
     python -m model_training.run                       # the CPU demo (recipes/demo-cpu.yaml)
     python -m model_training.run --config RECIPE.yaml [--stage sft|grpo|eval|all] \
         [--resume | --overwrite] [--field value ...] [--sft.field value ...] \
-        [--grpo.field value ...] [--push-to-hub ORG/NAME]
+        [--grpo.field value ...] [--eval.field value ...] [--push-to-hub ORG/NAME]
     python -m model_training.run --config recipes/medreason-r1-qwen2.5-vl-7b/run.yaml \
         --accelerate_config recipes/accelerate/zero2.yaml --num_processes 8
 
@@ -13,283 +13,64 @@ This is a plain driver process. Each step runs in processes of its own, started 
     sft        python -m model_training.sft --config OUT/recipes/sft.yaml
     grpo       python -m model_training.grpo --config OUT/recipes/grpo.yaml   (from OUT/sft)
     eval/base  python -m model_training.evaluation.evaluate --model BASE ... \
-                   --output-dir OUT/eval/base
+                   --output-dir OUT/eval/base      (the recipe's eval: section, as options)
     eval/sft, eval/grpo   the same for the trained models
     final      OUT/final/: weights, processor, card, curves, results (in the driver)
 
-The driver reads what each step wrote. What is done lives in one file, ``OUT/run_state.json``:
-per step, a key (a hash of the step's settings and of the versions of the steps it starts
-from: their keys and when they finished) and a status. ``--resume`` keeps a finished step
-whose key is unchanged, continues a stage from its last complete checkpoint and an evaluation
-from its predictions.
+The driver reads what each step wrote. What is done lives in one file, ``OUT/run_state.json``
+(``run_state``): ``--resume`` keeps a finished step whose key is unchanged, continues a stage
+from its last complete checkpoint and an evaluation from its predictions. From Python:
+``run(parse_run(argv))``, or ``run(plan_run(path, with_overrides(load_recipe(path), {...})))``.
 """
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 import logging
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import yaml
 
-from common.hub_ids import hub_id_or_none
+from common.cli_options import to_argv
+from common.errors import report, user_errors
 from common.names import (
     CLASSIFICATION_TASK,
     FINAL_DIR_NAME,
-    GROUNDING_TASK,
-    MANIFEST_NAME,
     STAGE_RECIPES_DIR,
 )
+from common.names import TRAINING_SUMMARY_NAME as STAGE_DONE_FILE
+from common.results_schema import RESULTS_FILE, read_results
 
 from .backends import deepspeed_problem, launch_setup, vllm_problem
 from .dry_run import PlannedStep, dry_run
+from .evaluation.evaluate import EvaluateArguments
 from .final_model import assemble_final
-from .run_recipe import (
-    STAGES,
-    RecipeError,
-    RunArguments,
-    RunPlan,
-    eval_tasks,
-    help_text,
-    parse_run,
-)
-from .run_summary import (
-    EVAL_LABELS,
-    STAGE_DONE_FILE,
-    card_inputs,
-    format_summary,
-    run_summary,
-    training_logs,
-)
+from .run_arguments import STAGES, RecipeError, RunPlan
+from .run_evaluations import eval_tasks
+from .run_inputs import build_complete, ensure_base_model, ensure_dataset
+from .run_launch import StepFailed, launch, launcher
+from .run_recipe import help_text, parse_run
+from .run_state import RunState, check_ours, model_fingerprint, plan_step
+from .run_summary import EVAL_LABELS, card_inputs, format_summary, run_summary, training_logs
 
 logger = logging.getLogger("model_training.run")
 
-STATE_FILE = "run_state.json"
 SUMMARY_FILE = "run_summary.json"
 STAGE_MODULES = {"sft": "model_training.sft", "grpo": "model_training.grpo"}
 EVAL_MODULE = "model_training.evaluation.evaluate"
-
-
-class StepFailed(RuntimeError):
-    """A step's process exited with an error; its own output says why."""
-
-    def __init__(self, step: str, returncode: int):
-        super().__init__(
-            f"{step} failed (exit status {returncode}); its output above says why. Fix the "
-            "cause, then re-run the same command with --resume"
-        )
-        self.returncode = returncode
-
-
-# -- the run's state: one file ---------------------------------------------------------------
-
-
-class RunState:
-    """``run_state.json``: {step: {"key", "inputs", "status": "running" | "done", "command"}}.
-
-    A step's ``inputs`` is the hash of the keys of the steps it starts from; its ``key`` adds
-    its own settings. A step is current when it is done with the key this command computes."""
-
-    def __init__(self, output_dir: Path):
-        self.path = output_dir / STATE_FILE
-        self.steps: dict[str, dict] = (
-            json.loads(self.path.read_text()) if self.path.is_file() else {}
-        )
-
-    def key(self, step: str) -> str | None:
-        record = self.steps.get(step)
-        return record["key"] if record and record["status"] == "done" else None
-
-    def version(self, step: str) -> str | None:
-        """What a later step's inputs hash takes from ``step``: its key and when it finished,
-        so that redoing a step with the same settings (``--overwrite --stage sft``) still
-        changes what the steps after it start from."""
-        key = self.key(step)
-        return None if key is None else f"{key}@{self.steps[step].get('finished')}"
-
-    def finish(self, step: str) -> None:
-        self.record(step, status="done", finished=time.time_ns())
-
-    def record(self, step: str, **fields) -> None:
-        self.steps[step] = {**self.steps.get(step, {}), **fields}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.steps, indent=1))
-
-
-def _hash(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def check_ours(state: RunState, step: str, folder: Path) -> None:
-    """Refuse a step folder that holds files this run did not write (never delete those)."""
-    if step not in state.steps and folder.exists() and any(folder.iterdir()):
-        raise RecipeError(
-            f"{folder} exists but this run did not write it (no '{step}' in {state.path}); "
-            "move it away or choose another output_dir"
-        )
-
-
-def model_fingerprint(model: str | None) -> list | None:
-    """What identifies a local start model's current files (name, size and modification time
-    of its config and weights), so that a step starting from a folder another run rewrote
-    (paper_tables' ``grpo_from``) starts afresh; None for a Hub id or no model."""
-    folder = Path(model) if model else None
-    if folder is None or not folder.is_dir():
-        return None
-    files = sorted(p for p in folder.iterdir() if p.name == "config.json" or p.suffix in (
-        ".safetensors", ".json") and p.name.startswith(("model", "adapter")))  # fmt: skip
-    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
-
-
-def plan_step(
-    state: RunState, run: RunArguments, step: str, folder: Path, settings: dict, inputs: list[str],
-    start: list | None = None,
-) -> tuple[str, str, str]:  # fmt: skip
-    """Decide a step: ('skip' | 'continue' | 'fresh', key, inputs hash). ``continue`` keeps
-    the step's partial work (checkpoints, predictions); ``fresh`` deletes what it wrote. The
-    inputs hash covers the versions of the ``inputs`` steps (:meth:`RunState.version`) and the
-    ``start`` model's fingerprint."""
-    inputs_hash = _hash([state.version(name) for name in inputs], *([start] if start else []))
-    key = _hash(settings, inputs_hash)
-    record = state.steps.get(step)
-    if record is None:
-        check_ours(state, step, folder)
-        return "fresh", key, inputs_hash
-    if not (run.resume or run.overwrite):
-        raise RecipeError(
-            f"{folder} holds the '{step}' step of an earlier run: pass --resume to keep and "
-            "continue it, or --overwrite to redo it"
-        )
-    if run.resume and record["status"] == "done" and record["key"] == key and folder.exists():
-        return "skip", key, inputs_hash
-    if run.resume and record.get("inputs") == inputs_hash:
-        return "continue", key, inputs_hash
-    return "fresh", key, inputs_hash
-
-
-# -- launching ---------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def launcher(run: RunArguments) -> list[str]:
-    """The command prefix before ``-m MODULE``: plain python, or ``accelerate launch``."""
-    if run.accelerate_config is None and (run.num_processes or 1) == 1:
-        return [sys.executable]
-    command = [sys.executable, "-m", "accelerate.commands.launch"]
-    if run.accelerate_config:
-        command += ["--config_file", run.accelerate_config]
-    else:
-        # accelerate 1.15: `--cpu --num_processes N` starts ONE process (its simple launcher);
-        # `--multi_gpu` starts N with torchrun, and processes whose configs say use_cpu then
-        # join over gloo (CPU) instead of NCCL.
-        command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-        command += ["--multi_gpu"] if (run.num_processes or 1) > 1 else []
-    if run.num_processes:
-        command += ["--num_processes", str(run.num_processes)]
-    return [*command, "--main_process_port", str(_free_port())]
-
-
-def launch(state: RunState, step: str, command: list[str]) -> None:
-    logger.info("%s: %s", step, " ".join(command))
-    process = subprocess.Popen(command)
-    state.record(step, command=command[1:], pid=process.pid, status="running")
-    returncode = process.wait()
-    if returncode:
-        raise StepFailed(step, returncode)
+EVAL_NAMED = ("model", "dataset", "output_dir", "config")  # always on an evaluation's command
+EVAL_UNKEYED = ("batch_size", "overwrite", "progress")  # how, not what: not in the step's key
 
 
 def _clear(folder: Path) -> None:
     """Delete a step's folder, which this run wrote (plan_step checked the record)."""
     if folder.exists():
         shutil.rmtree(folder)
-
-
-# -- inputs of the demo ------------------------------------------------------------------------
-
-
-def build_complete(folder: Path, configs: set[str] | frozenset[str] = frozenset()) -> bool:
-    """A finished build that holds ``configs`` (a build made before a config existed, e.g. the
-    classification demo's before `grounding`, is built again: the per-case cache is reused)."""
-    manifest = folder / MANIFEST_NAME
-    try:
-        record = json.loads(manifest.read_text())
-    except (OSError, ValueError):
-        return False
-    return record.get("status") == "complete" and configs <= set(record.get("configs") or [])
-
-
-def ensure_dataset(plan: RunPlan) -> None:
-    """Build the synthetic CT-RATE-VQA where the recipe asks for it and it is not there yet."""
-    run = plan.run
-    if run.synthetic_cases is None:
-        return
-    needed: dict[str, set[str]] = {}
-    for stage in plan.stages.values():
-        configs = {stage.args.config_of(task) for task in stage.args.tasks}
-        needed.setdefault(stage.args.dataset_name, set()).update(configs)
-    for name in sorted(needed):
-        folder = Path(name)
-        if build_complete(folder, needed[name]):
-            continue
-        if hub_id_or_none(name):  # never phantom data under a name that reads as a Hub id
-            logger.info(
-                "dataset_name %s reads as a Hub dataset id: it is loaded from the Hub and "
-                "nothing is synthesised (a local folder of that name: write ./%s)",
-                name,
-                name,
-            )
-            continue
-        from dataset_builder.cli import main as build_main
-
-        command = [
-            "build",
-            "--synthetic", str(run.synthetic_cases),
-            "--synthetic-size", str(run.synthetic_size),
-            "--synthetic-slices", str(run.synthetic_slices),
-            "--seed", str(run.synthetic_seed),
-            "--out", str(folder),
-        ]  # fmt: skip
-        logger.warning(
-            "building a SYNTHETIC dataset of %d PHANTOM cases into %s (synthetic_cases): not "
-            "patient data; set dataset_name to a built CT-RATE-VQA to train on real data: "
-            "python -m dataset_builder %s",
-            run.synthetic_cases,
-            folder,
-            " ".join(command),
-        )
-        if build_main(command) != 0:
-            raise RecipeError(
-                f"the synthetic dataset build into {folder} failed (its message is above); "
-                "fix it or set dataset_name to a built CT-RATE-VQA"
-            )
-
-
-def ensure_base_model(plan: RunPlan) -> None:
-    """Build the tiny offline Qwen2.5-VL where the recipe asks for it and it is missing."""
-    path = plan.stages[STAGES[0]].model_args.model_name_or_path
-    if not plan.run.tiny_model_if_missing or not path or Path(path).exists():
-        return
-    if hub_id_or_none(path):  # a Hub model id: from_pretrained loads it; nothing is built
-        return
-    from .tiny_model import build_tiny_model
-
-    logger.info("building the tiny Qwen2.5-VL: python -m model_training.tiny_model --out %s", path)
-    build_tiny_model(Path(path))
-
-
-# -- steps -------------------------------------------------------------------------------------
 
 
 def stage_done(state: RunState, output_dir: str | Path, name: str) -> bool:
@@ -299,10 +80,9 @@ def stage_done(state: RunState, output_dir: str | Path, name: str) -> bool:
 def check_backends(plan: RunPlan) -> None:
     """Refuse, before any step starts, a run whose launcher needs DeepSpeed or whose GRPO
     needs vLLM where they cannot be imported (or vLLM is outside TRL's supported range)."""
-    stages = [plan.stages[name] for name in STAGES if plan.run.stage in (name, "all")]
+    stages = [plan.stages[name] for name in STAGES if plan.run.runs(name)]
     sources = {
-        launch_setup(plan.run.accelerate_config, plan.run.num_processes, deepspeed)
-        .deepspeed_source
+        launch_setup(plan.run.accelerate_config, plan.run.num_processes, deepspeed).deepspeed_source
         for deepspeed in [s.training.deepspeed for s in stages] or [None]
     } - {None}
     if sources:  # one import check for every launch that asks for DeepSpeed
@@ -318,20 +98,16 @@ def check_backends(plan: RunPlan) -> None:
 def planned_steps(plan: RunPlan) -> list[PlannedStep]:
     """The steps this command would start, in order (every stage it trains, then every
     evaluation, assuming the stages finish)."""
-    stage = plan.run.stage
-    steps = [
-        PlannedStep(name, stage_command(plan, name), stage=name)
-        for name in STAGES
-        if stage in (name, "all")
-    ]
-    if stage in ("eval", "all"):
+    steps = [PlannedStep(name, stage_command(plan, name), stage=name)
+             for name in STAGES if plan.run.runs(name)]  # fmt: skip
+    if plan.run.runs("eval"):
         models = {"base": plan.stages[STAGES[0]].start_model} if plan.run.eval_base_model else {}
         models |= {name: plan.stages[name].training.output_dir for name in STAGES}
         for task in eval_tasks(plan.stages):
             for label, model in models.items():
-                steps.append(PlannedStep(eval_folder(plan, label, task),
-                                         eval_command(plan, label, model, task),
-                                         model=model, task=task))  # fmt: skip
+                options = eval_options(plan, label, model, task)
+                steps.append(PlannedStep(eval_folder(plan, label, task), eval_command(
+                    plan, options), model=model, task=task))  # fmt: skip
     return steps
 
 
@@ -404,56 +180,40 @@ def stage_command(plan: RunPlan, name: str) -> list[str]:
     return [*launcher(plan.run), "-m", STAGE_MODULES[name], "--config", str(recipe)]
 
 
-def eval_args(plan: RunPlan, label: str, model: str, task: str) -> list[str]:
-    """The evaluator's options for one model and task (what its step's key hashes)."""
-    run, data = plan.run, plan.stages[STAGES[-1]].args
-    out = Path(run.output_dir) / eval_folder(plan, label, task)
-    args = [
-        "--model", model,
-        "--dataset", data.dataset_name,
-        "--config", data.config_of(task),
-        "--split", run.eval_split,
-        "--mode", run.eval_modes,
-        "--max-new-tokens", str(run.eval_max_new_tokens),
-        "--output-dir", str(out),
-    ]  # fmt: skip
-    if run.eval_limit is not None:
-        args += ["--limit", str(run.eval_limit)]
-    if task == GROUNDING_TASK:
-        args += ["--sam-model", run.eval_sam_model]
-    else:
-        for flag, value in (("--judge", run.eval_judge), ("--judge-model", run.eval_judge_model)):
-            if value is not None:
-                args += [flag, value]
-    return args
+def eval_options(plan: RunPlan, label: str, model: str, task: str) -> EvaluateArguments:
+    """The evaluator's options for one model and task: the task's (``RunPlan.evaluations``)
+    with the model and the step's folder filled in."""
+    out = Path(plan.run.output_dir) / eval_folder(plan, label, task)
+    return dataclasses.replace(plan.evaluations[task], model=model, output_dir=str(out))
 
 
-def eval_command(plan: RunPlan, label: str, model: str, task: str) -> list[str]:
-    args = [*eval_args(plan, label, model, task), "--batch-size", str(plan.run.eval_batch_size)]
-    return [*launcher(plan.run), "-m", EVAL_MODULE, *args]
+def eval_command(plan: RunPlan, options: EvaluateArguments) -> list[str]:
+    """The evaluator's process for ``options``: the one dataclass-to-argv helper."""
+    return [*launcher(plan.run), "-m", EVAL_MODULE, *to_argv(options, always=EVAL_NAMED)]
 
 
 def evaluate_model(
     plan: RunPlan, state: RunState, label: str, model: str, task: str = CLASSIFICATION_TASK
 ) -> dict:
     """Evaluate one model on ``task``'s config in its own process(es) into
-    ``output_dir/<eval_folder>``."""
+    ``output_dir/<eval_folder>``; its results.json."""
     run = plan.run
     step = eval_folder(plan, label, task)
     out = Path(run.output_dir) / step
-    args = eval_args(plan, label, model, task)
+    options = eval_options(plan, label, model, task)
+    settings = {k: v for k, v in dataclasses.asdict(options).items() if k not in EVAL_UNKEYED}
     inputs = [label] if label in STAGES else []
     start = None if inputs else model_fingerprint(model)
-    decision, key, inputs_hash = plan_step(state, run, step, out, args, inputs, start)
+    decision, key, inputs_hash = plan_step(state, run, step, out, settings, inputs, start)
     if decision != "skip":
         logger.info("%s (%s): %s", step, EVAL_LABELS[label], model)
         state.record(step, key=key, inputs=inputs_hash)
-        overwrite = ["--overwrite"] if decision == "fresh" else []
-        launch(state, step, [*eval_command(plan, label, model, task), *overwrite])
+        options = dataclasses.replace(options, overwrite=decision == "fresh")
+        launch(state, step, eval_command(plan, options))
         state.finish(step)
     else:
         logger.info("%s: finished earlier, kept (%s)", step, out)
-    return json.loads((out / "results.json").read_text())
+    return read_results(out / RESULTS_FILE)
 
 
 def finish(plan: RunPlan, state: RunState, reports: dict[str, dict[str, dict]]) -> dict:
@@ -501,9 +261,6 @@ def publish(plan: RunPlan, summary: dict) -> None:
     print(f"published {final} -> {plan.run.push_to_hub} ({report})")
 
 
-# -- entry point ---------------------------------------------------------------------------------
-
-
 def run(plan: RunPlan) -> dict | None:
     """Carry out a parsed run; return the summary (None when it evaluates nothing)."""
     if plan.run.dry_run:
@@ -514,11 +271,10 @@ def run(plan: RunPlan) -> dict | None:
     state = RunState(Path(plan.run.output_dir))
     ensure_dataset(plan)
     ensure_base_model(plan)
-    stage = plan.run.stage
     for name in STAGES:
-        if stage in (name, "all"):
+        if plan.run.runs(name):
             train_stage(plan, state, name)
-    if stage not in ("eval", "all"):
+    if not plan.run.runs("eval"):
         return None
     models = models_to_evaluate(plan, state)
     reports = {
@@ -536,29 +292,32 @@ def run(plan: RunPlan) -> dict | None:
     return summary
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if "-h" in argv or "--help" in argv:
         print(help_text())
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    # checked before parsing: TRL's configs would start torch.distributed
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise RecipeError(
+            "model_training.run starts the processes of each step itself: run it with "
+            "`python -m model_training.run`, not under accelerate launch or torchrun, and "
+            "give the launcher as --accelerate_config FILE --num_processes N (or in the recipe)"
+        )
     try:
-        # checked before parsing: TRL's configs would start torch.distributed
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise RecipeError(
-                "model_training.run starts the processes of each step itself: run it with "
-                "`python -m model_training.run`, not under accelerate launch or torchrun, and "
-                "give the launcher as --accelerate_config FILE --num_processes N (or in the recipe)"
-            )
         run(parse_run(argv))
-    except RecipeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except StepFailed as err:
-        print(f"error: {err}", file=sys.stderr)
+    except StepFailed as err:  # the step's own exit status: 2 (its user error) or 1
+        report(err)
         return 2 if err.returncode == 2 else 1
     return 0
 
+
+__all__ = [
+    "SUMMARY_FILE", "StepFailed", "build_complete", "check_backends", "ensure_dataset",
+    "evaluate_model", "launcher", "main", "plan_step", "planned_steps", "run",
+]  # fmt: skip
 
 if __name__ == "__main__":
     sys.exit(main())

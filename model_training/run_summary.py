@@ -1,27 +1,25 @@
 """What a run reports: the summary of its evaluations (classification accuracy; grounding box
-IoU, point-Dice and mask Dice, against the mean-box baseline) and GRPO rewards, and the card's
-inputs.
+IoU, point-Dice and mask Dice, against the mean-box baseline the grounding evaluations write)
+and GRPO rewards, and the card's inputs.
 
 Read from the files the stages wrote (``training_summary.json`` per stage, ``results.json`` per
-evaluation); printed by the driver and kept as ``run_summary.json``.
+evaluation, read through ``common.results_schema``); printed by the driver and kept as
+``run_summary.json``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-
-import numpy as np
 
 from common.hub_ids import hub_id_or_none
 from common.names import CLASSIFICATION_TASK, GROUNDING_TASK
 from common.names import TRAINING_SUMMARY_NAME as STAGE_DONE_FILE
+from common.results_schema import MEAN_BOX_BASELINE
 
 from .curves import reward_trend
-from .data import image_size, load_vqa
-from .evaluation.grounding_eval import IOU_HIT
-from .grounding import box_iou, points_dice
-from .run_recipe import STAGES, RunPlan, stage_hyperparameters
+from .run_arguments import STAGES, RunPlan, StagePlan, typed
 
 EVAL_LABELS = {"base": "before SFT", "sft": "after SFT", "grpo": "after GRPO"}
 SUMMARY_METRICS = ("n", "accuracy_micro", "accuracy_macro", "format_rate", "validity_rate")
@@ -30,7 +28,18 @@ GROUNDING_METRICS = (  # the grounding evaluator's means and rates (mask Dice wi
     "n", "iou_mean", "iou_50", "point_dice_mean", "mask_dice_mean", "oracle_dice_mean",
     "format_rate", "parse_rate", "complete_rate",
 )  # fmt: skip
-
+CARD_HYPERPARAMETERS = (  # a stage's settings worth printing in a model card
+    "task", "trainable_scope", "prompt_mode", "sft_target", "dataset_config",
+    "grounding_config", "grounding_fraction", "num_train_epochs",
+    "max_steps", "learning_rate", "lr_scheduler_type", "warmup_steps",
+    "per_device_train_batch_size", "gradient_accumulation_steps", "num_generations",
+    "max_completion_length", "loss_type", "beta", "temperature", "reward_funcs",
+    "reward_weights", "seed",
+)  # fmt: skip
+GRPO_ONLY = (  # card hyperparameters of GRPO only
+    "num_generations", "max_completion_length", "loss_type", "beta", "temperature",
+    "reward_funcs", "reward_weights",
+)  # fmt: skip
 
 
 def training_logs(plan: RunPlan) -> dict[str, dict]:
@@ -57,7 +66,10 @@ def run_summary(plan: RunPlan, reports: dict[str, dict[str, dict]], logs: dict[s
             EVAL_LABELS[label]: grounding_metrics(report)
             for label, report in reports[GROUNDING_TASK].items()
         }
-        summary["grounding_baseline"] = mean_box_baseline(plan)
+        summary["grounding_baseline"] = next(  # every grounding evaluation of a run: the same
+            (r[MEAN_BOX_BASELINE] for r in reports[GROUNDING_TASK].values()
+             if r.get(MEAN_BOX_BASELINE)), None,
+        )  # fmt: skip
     return {
         **summary,
         "grpo_reward": reward_trend(logs.get("grpo", {}).get("log_history", [])),
@@ -79,46 +91,6 @@ def grounding_metrics(report: dict) -> dict:
             mode: {key: metrics[key] for key in GROUNDING_METRICS if key in metrics}
             for mode, metrics in report["modes"].items()
         },
-    }
-
-
-def mean_box_baseline(plan: RunPlan) -> dict:
-    """The trivial grounding baseline the models must beat: the mean box and the mean of each
-    point over the training rows (in fractions of each image's size), answered for every row of
-    the evaluated split; its box IoU, IoU >= 0.5 rate and point-Dice (image frame)."""
-    run, args = plan.run, plan.stages[STAGES[-1]].args
-    config = args.config_of(GROUNDING_TASK)
-    train = load_vqa(args.dataset_name, config, args.dataset_train_split, args.dataset_limit,
-                     task=GROUNDING_TASK)  # fmt: skip
-    test = load_vqa(args.dataset_name, config, run.eval_split, run.eval_limit, task=GROUNDING_TASK)
-
-    def fractions(image: dict, box: list, points: list) -> np.ndarray:
-        """Box corners and point centres (a point is a pixel: x + 0.5) over the image size."""
-        w, h = image_size(image)
-        centres = [v + 0.5 for p in points for v in p]
-        return np.array([*box, *centres], float) / np.array([w, h] * 4, float)
-
-    mean = np.mean(
-        [fractions(*row) for row in zip(train["image"], train["bbox"], train["points"],
-                                        strict=True)], axis=0
-    )  # fmt: skip
-    ious, dices = [], []
-    for image, box, points in zip(test["image"], test["bbox"], test["points"], strict=True):
-        w, h = image_size(image)
-        guess = mean * np.array([w, h] * 4, float)
-        ious.append(box_iou([float(v) for v in guess[:4]], list(box)))
-        true_points = [[p[0] + 0.5, p[1] + 0.5] for p in points]
-        guess_points = [[float(v) for v in guess[4:6]], [float(v) for v in guess[6:]]]
-        dices.append(points_dice(guess_points, true_points))
-    n = len(ious)
-    return {
-        "n": n,
-        "train_rows": len(train),
-        "box_fraction": [round(float(v), 4) for v in mean[:4]],
-        "points_fraction": [[round(float(v), 4) for v in mean[i : i + 2]] for i in (4, 6)],
-        "iou_mean": float(np.mean(ious)) if n else 0.0,
-        "iou_50": float(np.mean([v >= IOU_HIT for v in ious])) if n else 0.0,
-        "point_dice_mean": float(np.mean(dices)) if n else 0.0,
     }
 
 
@@ -220,6 +192,25 @@ def format_grounding(summary: dict) -> list[str]:
             rates = f"  (complete answers {100 * m['complete_rate']:.0f} %)"
             lines.append(f"  {label:<18}{cells}{rates}")
     return lines
+
+
+def stage_hyperparameters(plan: StagePlan) -> dict:
+    """The settings of a stage worth printing in a model card (non-default, readable)."""
+    objects = (plan.args, plan.training, plan.model_args)
+    present = {f.name for obj in objects for f in dataclasses.fields(obj)}
+    skipped = GRPO_ONLY if plan.name == "sft" else ("sft_target",)
+    out = {k: typed(objects, k) for k in CARD_HYPERPARAMETERS if k in present and k not in skipped}
+    if plan.training.max_steps and plan.training.max_steps > 0:
+        out.pop("num_train_epochs", None)
+    unread = {  # the task options a task does not read
+        CLASSIFICATION_TASK: ("grounding_config", "grounding_fraction"),
+        GROUNDING_TASK: ("dataset_config", "grounding_fraction"),
+    }.get(plan.args.task, ())
+    for key in unread:
+        out.pop(key, None)
+    if out.get("grounding_fraction") is None:
+        out.pop("grounding_fraction", None)
+    return out
 
 
 def card_inputs(plan: RunPlan, logs: dict[str, dict]) -> tuple[dict, str | None]:

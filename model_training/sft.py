@@ -17,7 +17,7 @@ from trl import ModelConfig, SFTConfig, SFTTrainer
 
 from .configs import CTRateVQAArguments
 from .data import load_task_rows, sft_dataset
-from .policy import load_policy, prepare_stage, stage_main, task_record, train_and_save
+from .policy import load_policy, prepare_stage, stage_main, stage_record, train_and_save
 
 
 def train_sft(args: CTRateVQAArguments, training: SFTConfig, model_args: ModelConfig) -> Path:
@@ -39,9 +39,7 @@ def train_sft(args: CTRateVQAArguments, training: SFTConfig, model_args: ModelCo
         training.output_dir,
         summary,
         checkpoint,
-        stage="sft",
-        dataset_config=args.dataset_config,
-        **task_record(args),
+        **stage_record("sft", args, model_args, training.output_dir),
     )
 
 

@@ -38,6 +38,8 @@ from transformers import (
 )
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
+from common.errors import UserError, user_errors
+
 from .processor import IMAGE_TEXT_PROCESSORS
 
 __all__ = [
@@ -454,26 +456,22 @@ class TinyModelArguments:
 
     def __post_init__(self) -> None:
         if not 0 < self.min_pixels <= self.max_pixels:
-            raise ValueError(
+            raise UserError(
                 f"--min-pixels {self.min_pixels} and --max-pixels {self.max_pixels}: need "
                 "0 < min <= max"
             )
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> int:
     from common.cli_options import parse_options
 
-    try:
-        (args,) = parse_options(
-            TinyModelArguments,
-            argv,
-            "python -m model_training.tiny_model",
-            "Write a tiny random Qwen2.5-VL or Qwen2-VL checkpoint folder (offline, "
-            "deterministic).",
-        )
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    (args,) = parse_options(
+        TinyModelArguments,
+        argv,
+        "python -m model_training.tiny_model",
+        "Write a tiny random Qwen2.5-VL or Qwen2-VL checkpoint folder (offline, deterministic).",
+    )
     out = build_tiny_model(
         args.out,
         seed=args.seed,

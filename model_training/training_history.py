@@ -1,22 +1,41 @@
-"""What a trained checkpoint records about its training, read for results.json: the run's name,
-the stages in order, each stage's data config, the GRPO rewards, the trainable scope and the task.
+"""A trained checkpoint's history, written by the stage that trains it and read for results.json.
+
+Each training stage writes into its ``training_summary.json`` a ``history`` list: the stages the
+model went through, in order (:func:`stage_history`). A stage's history is the history recorded
+by the model it started from (``model_name_or_path``, where that is a local folder holding one)
+plus its own entry, so a GRPO started from another run's SFT model records both stages. An
+entry holds the facts the stage knew:
+
+    stage             sft or grpo
+    run               the run's name: the output folder's, or its parent's where the folder is
+                      named like a stage (sft/, grpo/, final/)
+    base_model        the model the stage started from: a Hub id, or a local folder's name
+    dataset           the training data: a Hub id, or a local folder's name
+    dataset_config    the config(s) its rows came from (a grounding stage: its grounding config;
+                      multitask: both, as ``zoom+grounding``)
+    task              classification, grounding or multitask
+    trainable_scope   the parameters it trained
+    reward_funcs, reward_weights   GRPO's rewards
+
+Published files never hold a local path: a local folder is recorded by its name only. A run's
+``final/`` carries its last stage's file; :func:`training_record` reads any of these folders
+and never looks at the folder layout or the recipes.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from common.names import (
-    FINAL_DIR_NAME,
-    GROUNDING_TASK,
-    MULTITASK,
-    RUN_RECIPE_NAME,
-    STAGE_LABELS,
-    STAGE_RECIPES_DIR,
-    TRAINING_LOGS_NAME,
-)
+from common.hub_ids import is_hub_id
+from common.names import FINAL_DIR_NAME, STAGE_LABELS, TRAINING_SUMMARY_NAME
+
+if TYPE_CHECKING:
+    from .configs import CTRateVQAArguments
+
+HISTORY_KEY = "history"  # the key of training_summary.json holding the stages, in order
+REWARD_KEYS = ("reward_funcs", "reward_weights")
 
 
 def json_or_none(path: Path) -> dict | None:
@@ -27,104 +46,83 @@ def json_or_none(path: Path) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def _yaml_or_empty(path: Path) -> dict:
-    import yaml
-
-    try:
-        value = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
-    return value if isinstance(value, dict) else {}
+def recorded_name(name: str) -> str:
+    """A Hub id as it is; anything else (a local folder) by its last path part only."""
+    return name if is_hub_id(name) else Path(name).name
 
 
-def _default_dataset_config() -> str:
-    from .configs import CTRateVQAArguments
-
-    return CTRateVQAArguments.__dataclass_fields__["dataset_config"].default
-
-
-def _stage_record(stage: str, summary: dict, dataset_config: object) -> dict:
-    """One stage's record: the config(s) its rows came from (a grounding stage reads its
-    grounding_config; a multitask stage both, as ``zoom+grounding``), its task, its rewards."""
-    config = dataset_config or _default_dataset_config()
-    task = summary.get("task")
-    if task == GROUNDING_TASK and summary.get("grounding_config"):
-        config = summary["grounding_config"]
-    elif task == MULTITASK and summary.get("grounding_config"):
-        config = f"{config}+{summary['grounding_config']}"
-    record = {"stage": stage, "dataset_config": config}
-    if task:
-        record["task"] = task
-    for key in ("reward_funcs", "reward_weights", "trainable_scope"):
-        if summary.get(key) is not None:
-            record[key] = summary[key]
-    return record
+def run_name(output_dir: str | Path) -> str:
+    """The name of the run a stage's output folder belongs to: the folder's own name, or its
+    parent's where it is named like a stage or a run's final folder."""
+    folder = Path(output_dir).resolve()
+    generic = folder.name == FINAL_DIR_NAME or folder.name in STAGE_LABELS
+    return folder.parent.name if generic else folder.name
 
 
-def _final_stages(folder: Path) -> list[dict]:
-    """The stages a run's ``final/`` folder was trained with (training_logs.json, recipe.yaml)."""
-    logs = json_or_none(folder / TRAINING_LOGS_NAME) or {}
-    recipe = _yaml_or_empty(folder / RUN_RECIPE_NAME)
-    stages: list[dict] = []
-    for stage, summary in logs.items():
-        if stage not in STAGE_LABELS or not isinstance(summary, dict):
-            continue
-        section = recipe.get(stage) if isinstance(recipe.get(stage), dict) else {}
-        if stages and "model_name_or_path" in section:  # started from another model
-            stages = []
-        config = section.get("dataset_config", recipe.get("dataset_config"))
-        stages.append(_stage_record(stage, summary, config))
-    return stages
+def recorded_history(model: str | Path) -> list[dict] | None:
+    """The history a local folder's training_summary.json records; None for a Hub id, a folder
+    without one, or a record that is not a list of stage entries."""
+    folder = Path(model)
+    summary = json_or_none(folder / TRAINING_SUMMARY_NAME) if folder.is_dir() else None
+    history = (summary or {}).get(HISTORY_KEY)
+    if not isinstance(history, list) or not history:
+        return None
+    return history if all(_is_entry(entry) for entry in history) else None
 
 
-def _stage_folder_stages(folder: Path, depth: int = 0) -> list[dict]:
-    """The stages a stage folder (``<run>/sft``, ``<run>/grpo`` or a stage script's output) was
-    trained with: its training_summary.json, and the run's stage recipe where there is one
-    (whose model_name_or_path leads to the stage it started from)."""
-    from common.names import TRAINING_SUMMARY_NAME
+def _is_entry(entry: object) -> bool:
+    """A history entry with what training_record reads: a stage, a run and a data config."""
+    return (
+        isinstance(entry, dict)
+        and entry.get("stage") in STAGE_LABELS
+        and all(isinstance(entry.get(key), str) for key in ("run", "dataset_config"))
+    )
 
-    summary = json_or_none(folder / TRAINING_SUMMARY_NAME)
-    if not summary or summary.get("stage") not in STAGE_LABELS:
-        return []
-    stage = summary["stage"]
-    recipe = _yaml_or_empty(folder.parent / STAGE_RECIPES_DIR / f"{stage}.yaml")
-    if Path(str(recipe.get("output_dir", ""))).name != folder.name:
-        recipe = {}  # the recipes/ folder next to it is not this stage's
-    earlier: list[dict] = []
-    start, out = recipe.get("model_name_or_path"), recipe.get("output_dir")
-    if start and out and depth < len(STAGE_LABELS):
-        started_from = (folder / os.path.relpath(str(start), str(out))).resolve()
-        if started_from.is_dir() and started_from != folder.resolve():
-            earlier = _stage_folder_stages(started_from, depth + 1)
-    config = summary.get("dataset_config", recipe.get("dataset_config"))
-    return [*earlier, _stage_record(stage, summary, config)]
+
+def stage_history(
+    stage: str,
+    args: CTRateVQAArguments,
+    start_model: str,
+    output_dir: str | Path,
+    reward_funcs: list[str] | None = None,
+    reward_weights: list[float] | None = None,
+) -> list[dict]:
+    """The history a stage writes: ``start_model``'s recorded history plus this stage's entry
+    (stage ``stage`` trained from ``start_model`` into ``output_dir`` with ``args``)."""
+    entry = {
+        "stage": stage,
+        "run": run_name(output_dir),
+        "base_model": recorded_name(start_model),
+        "dataset": recorded_name(str(args.dataset_name)),
+        "dataset_config": "+".join(args.config_of(task) for task in args.tasks),
+        "task": args.task,
+        "trainable_scope": args.trainable_scope,
+    }
+    rewards = dict(zip(REWARD_KEYS, (reward_funcs, reward_weights), strict=True))
+    entry |= {key: list(value) for key, value in rewards.items() if value is not None}
+    return [*(recorded_history(start_model) or []), entry]
 
 
 def training_record(model: str) -> dict | None:
     """What a local checkpoint folder records about its training, for results.json: the run's
     name, the stages in order, the training data config of the first stage (and of each), the
-    GRPO reward names and weights. None for a Hub model or a folder without training records."""
-    folder = Path(model)
-    if not folder.is_dir():
+    GRPO reward names and weights of the last GRPO stage, the last stage's trainable scope and
+    task. None for a Hub model or a folder without a recorded history."""
+    stages = recorded_history(model)
+    if stages is None:
         return None
-    stages = _final_stages(folder) or _stage_folder_stages(folder)
-    if not stages:
-        return None
-    named = folder.resolve()
-    generic = named.name == FINAL_DIR_NAME or named.name in STAGE_LABELS
     record = {
-        "run": named.parent.name if generic else named.name,
+        "run": stages[-1]["run"],
         "stages": [s["stage"] for s in stages],
         "dataset_config": stages[0]["dataset_config"],
         "dataset_configs": {s["stage"]: s["dataset_config"] for s in stages},
     }
     grpo = [s for s in stages if s["stage"] == "grpo"]
     if grpo:
-        record |= {k: grpo[-1][k] for k in ("reward_funcs", "reward_weights") if k in grpo[-1]}
-    if "trainable_scope" in stages[-1]:
-        record["trainable_scope"] = stages[-1]["trainable_scope"]
-    if "task" in stages[-1]:
-        record["task"] = stages[-1]["task"]  # classification, grounding or multitask
+        record |= {k: grpo[-1][k] for k in REWARD_KEYS if k in grpo[-1]}
+    for key in ("trainable_scope", "task"):  # task: classification, grounding or multitask
+        if key in stages[-1]:
+            record[key] = stages[-1][key]
     return record
 
 
@@ -136,5 +134,3 @@ def display_name(model: str, training: dict | None) -> str:
     if training:
         return f"{training['run']} ({'+'.join(STAGE_LABELS[s] for s in training['stages'])})"
     return Path(model).resolve().name
-
-

@@ -39,7 +39,7 @@ from scan_input import (  # noqa: E402
 )
 
 from common.cli_options import parse_options  # noqa: E402
-from common.errors import UserError
+from common.errors import UserError, user_errors  # noqa: E402
 from dataset_builder.class_map import load_class_map  # noqa: E402
 from dataset_builder.config import VARIANTS  # noqa: E402
 from model_training import prompts  # noqa: E402
@@ -334,23 +334,18 @@ def build_blocks(space: SpaceApp) -> gr.Blocks:
     return blocks
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> int:
-    try:
-        (args,) = parse_options(SpaceArguments, argv, "python space/app.py", __doc__)
-        space = SpaceApp(args)
-    except SpaceError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    (args,) = parse_options(SpaceArguments, argv, "python space/app.py", __doc__)
+    space = SpaceApp(args)
     if space.model_problem and args.model != DEMO_MODEL:  # the user named it: refuse
-        print(f"error: --model: {space.model_problem}", file=sys.stderr)
-        return 2
+        raise SpaceError(f"--model: {space.model_problem}")
     if space.model_problem:  # the default demo model is missing: the page says how to make it
         print(f"warning: {space.model_problem}", file=sys.stderr)
     try:
         build_blocks(space).launch(server_name=args.host, server_port=args.port)
     except OSError as err:
-        print(f"error: cannot serve on {args.host}:{args.port} ({err})", file=sys.stderr)
-        return 2
+        raise SpaceError(f"cannot serve on {args.host}:{args.port} ({err})") from None
     return 0
 
 

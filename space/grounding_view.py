@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 from dataset_builder.config import GROUNDING_QUERY_TEMPLATE
 from dataset_builder.qa_rows import grounding_query
 from model_training import prompts
-from model_training.evaluation.evaluate import greedy_replies
+from model_training.evaluation.generation import greedy_replies
 from model_training.evaluation.sam import NO_SAM, load_segmenter
 from model_training.grounding import box_iou, frame_for, parse_grounding
 

@@ -14,13 +14,9 @@ from pathlib import Path
 from PIL import Image
 
 from model_training import prompts
-from model_training.evaluation.evaluate import (
-    EvaluationError,
-    check_model,
-    greedy_replies,
-    load_model,
-    read_reply,
-)
+from model_training.evaluation.generation import check_model, greedy_replies, load_model
+from model_training.evaluation.options import EvaluationError
+from model_training.evaluation.tasks.classification import read_reply
 
 DEMO_MODEL = (
     "outputs/demo-cpu/final"  # ours: the final checkpoint of `python -m model_training.run`

@@ -12,14 +12,9 @@ import pytest
 from datasets import load_dataset
 
 from model_training.evaluation.decoding import Decoding
-from model_training.evaluation.evaluate import (
-    SETTINGS_FILE,
-    EvaluateArguments,
-    EvaluationError,
-    evaluate,
-    load_model,
-    main,
-)
+from model_training.evaluation.evaluate import EvaluateArguments, EvaluationError, evaluate, main
+from model_training.evaluation.generation import load_model
+from model_training.evaluation.progress import SETTINGS_FILE
 
 from .decoding_support import argmax_reply, build_penalised_model
 

@@ -10,8 +10,14 @@ from pathlib import Path
 import pytest
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
+from common.cli_options import parse_options
+from common.names import CLASSIFICATION_TASK
+from model_training import prompts
 from model_training.evaluation import evaluate as evaluation
-from model_training.evaluation.evaluate import EvaluateArguments, evaluate, main, parse_options
+from model_training.evaluation import options as evaluator_options
+from model_training.evaluation.evaluate import EvaluateArguments, evaluate, main
+from model_training.evaluation.progress import SETTINGS_FILE, source_name
+from model_training.evaluation.tasks import TASKS
 from model_training.tiny_model import build_tiny_model
 
 PROG = "python -m model_training.evaluation.evaluate"
@@ -55,11 +61,11 @@ def test_dashed_and_underscored_options_are_the_same():
 def test_defaults_are_the_evaluators():
     options = EvaluateArguments("m", "d", "o")
     assert (options.batch_size, options.max_new_tokens, options.mode) == (
-        evaluation.DEFAULT_BATCH_SIZE,
-        evaluation.DEFAULT_MAX_NEW_TOKENS,
-        evaluation.DEFAULT_MODE,
+        evaluator_options.DEFAULT_BATCH_SIZE,
+        evaluator_options.DEFAULT_MAX_NEW_TOKENS,
+        evaluator_options.DEFAULT_MODE,
     )
-    assert options.modes == evaluation.prompts.MODES
+    assert options.modes == prompts.MODES
 
 
 def test_help_documents_every_option(capsys):
@@ -142,6 +148,31 @@ def test_a_missing_config_or_split_lists_those_there(tiny, built_dataset, tmp_pa
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("extra", "flag"),
+    [
+        (["--sam-model", "some/sam"], "--sam-model"),
+        (["--baseline-split", "validation"], "--baseline-split"),
+        (["--baseline-limit", "8"], "--baseline-limit"),
+    ],
+)
+def test_grounding_options_are_refused_on_classification_configs(
+    tiny, built_dataset, tmp_path, capsys, extra, flag
+):
+    """Accepted and ignored would be a bug: the grounding task's options, on a zoom config."""
+    out = tmp_path / "eval"
+    assert main(_argv(tiny, built_dataset, out, *extra)) == 2
+    err = capsys.readouterr().err  # (after datasets' progress bars, if it builds its cache)
+    (line,) = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert err.rstrip().endswith(line) and "Traceback" not in err
+    assert flag in line and "grounding" in line and f"drop {flag}" in line
+    assert not out.exists()
+    # its defaults, and none, are no request: nothing to refuse (checked before any output)
+    for options in (EvaluateArguments("m", "d", "o", baseline_split=None, sam_model="none"),
+                    EvaluateArguments("m", "d", "o")):  # fmt: skip
+        TASKS[CLASSIFICATION_TASK].check_options(options)
+
+
 def test_the_same_model_spelt_two_ways_resumes(tiny, built_dataset, tmp_path, monkeypatch):
     """``./outputs/x/final/`` and ``outputs/x/final`` are one model, not "another model"."""
     monkeypatch.chdir(tiny.parent.parent)
@@ -151,7 +182,7 @@ def test_the_same_model_spelt_two_ways_resumes(tiny, built_dataset, tmp_path, mo
         batch_size=2, max_new_tokens=2, progress=False,
     )  # fmt: skip
     first = evaluate(options)
-    settings = json.loads((tmp_path / "eval" / evaluation.SETTINGS_FILE).read_text())
+    settings = json.loads((tmp_path / "eval" / SETTINGS_FILE).read_text())
     assert settings["model"] == f"{tiny.parent.name}/{tiny.name}"  # normalised
     again = evaluate(dataclasses.replace(options, model=f"{tiny.parent.name}/{tiny.name}"))
     assert again == first
@@ -162,7 +193,7 @@ def test_the_same_model_spelt_two_ways_resumes(tiny, built_dataset, tmp_path, mo
 
 
 def test_hub_ids_are_kept_as_given():
-    assert evaluation.source_name("Qwen/Qwen2.5-VL-3B-Instruct") == "Qwen/Qwen2.5-VL-3B-Instruct"
+    assert source_name("Qwen/Qwen2.5-VL-3B-Instruct") == "Qwen/Qwen2.5-VL-3B-Instruct"
 
 
 def test_vllm_options_without_the_vllm_backend_are_refused(tmp_path, capsys):

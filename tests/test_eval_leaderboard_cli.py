@@ -1,10 +1,13 @@
 """The leaderboard's command line (HfArgumentParser, positional RESULTS kept) and its refusals:
-results of one mode on different n, and non-numeric accuracies (one line, exit 2)."""
+results of one mode on different n, and non-numeric accuracies (one line, exit 2); every layout
+through the command line prints and writes its own files (issue 19's bug: grounding results)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,3 +74,110 @@ def test_non_numeric_accuracy_names_the_file(tmp_path, capsys, micro):
     bad = _write(tmp_path / "bad", "org/b-7B", micro=micro)
     assert main([str(good), str(bad), "--output", str(tmp_path / "board")]) == 2
     _one_line(capsys, str(bad), "accuracy_micro")
+
+
+# -- every layout through the command line: the files it prints are the files it wrote -------
+
+
+def _results(folder: Path, model: str, task: str = "classification", **extra) -> Path:
+    """A results.json with both modes (think with a judged consistency) of one model."""
+    if task == "grounding":
+        metrics = {"n": 40, "iou_mean": 0.3, "iou_50": 0.25, "point_dice_mean": 0.2}
+    else:
+        metrics = {"n": 40, "accuracy_micro": 0.5, "accuracy_macro": 0.5, "per_class": {},
+                   "validity_rate": 0.9, "fallback_rate": 0.0, "consistency": 0.9}  # fmt: skip
+    results = {"model": model, "dataset": "org/ct-rate-vqa", "split": "test", "task": task,
+               "config": "grounding" if task == "grounding" else "zoom",
+               "modes": {"think": metrics, "no-think": metrics}, **extra}  # fmt: skip
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps(results))
+    return folder / "results.json"
+
+
+def _trained(stages: list[str], config: str = "zoom", rewards: tuple[str, ...] = ()) -> dict:
+    return {"stages": stages, "dataset_config": config,
+            **({"reward_funcs": list(rewards), "reward_weights": [1.0] * len(rewards)}
+               if rewards else {})}  # fmt: skip
+
+
+def _layout_inputs(root: Path) -> dict[str, tuple[list[str], list[Path]]]:
+    """{layout: (its options, results that fit it)}."""
+    sft = _results(root / "sft", "runs/zoom/sft", display_name="zoom (SFT)",
+                   training=_trained(["sft"]))  # fmt: skip
+    two = ("correctness", "format")
+    rl = _results(root / "grpo", "runs/zoom/grpo", display_name="zoom (SFT+GRPO)",
+                  training=_trained(["sft", "grpo"], rewards=two))  # fmt: skip
+    plain = _results(root / "plain", "runs/plain/sft", display_name="plain (SFT)",
+                     training=_trained(["sft"], "plain"))  # fmt: skip
+    plain_data = json.loads(plain.read_text()) | {"config": "plain"}
+    plain.write_text(json.dumps(plain_data))
+    only = _results(root / "grpo-correctness", "runs/c/grpo", display_name="c (SFT+GRPO)",
+                    training=_trained(["sft", "grpo"], rewards=("correctness",)))  # fmt: skip
+    ground = [_results(root / f"{m}-grounding", f"org/{m}", "grounding") for m in ("a", "b")]
+    mixed = _results(root / "sft-grounding", "runs/zoom/sft", "grounding",
+                     display_name="zoom (SFT)", training=_trained(["sft"]))  # fmt: skip
+    return {
+        "leaderboard": (["--macro"], [sft, rl]),
+        "table1": ([], [sft, rl]),
+        "table3": ([], [sft, plain]),
+        "table4": ([], [rl, only]),
+        "fig3": ([], [sft, rl]),
+        "grounding": ([], ground),
+        "multitask": ([], [sft, mixed, *ground]),
+    }
+
+
+def _wrote(out: Path, layout: str) -> str:
+    return "wrote " + ", ".join(str(out / f"{layout}.{ext}") for ext in ("md", "json", "png"))
+
+
+def test_every_layout_prints_and_writes_its_own_files(tmp_path, capsys):
+    for layout, (options, files) in _layout_inputs(tmp_path / "results").items():
+        out = tmp_path / layout
+        assert main([*map(str, files), "--output", str(out), "--layout", layout, *options]) == 0
+        printed = capsys.readouterr().out
+        md = (out / f"{layout}.md").read_text()
+        assert printed == f"{md}\n{_wrote(out, layout)}\n", layout
+        assert sorted(p.name for p in out.iterdir()) == [
+            f"{layout}.json", f"{layout}.md", f"{layout}.png"
+        ]  # fmt: skip
+        board = json.loads((out / f"{layout}.json").read_text())
+        assert board["layout"] == layout and board["files"]["md"] == str(out / f"{layout}.md")
+        assert (out / f"{layout}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_grounding_results_get_the_grounding_files_by_default(tmp_path, capsys):
+    """The bug of issue 19: two grounding results with the default layout wrote
+    OUT/grounding.{md,json,png}, then failed on the missing OUT/leaderboard.md."""
+    _, files = _layout_inputs(tmp_path / "results")["grounding"]
+    out = tmp_path / "in-process"
+    assert main([*map(str, files), "--output", str(out)]) == 0
+    md = (out / "grounding.md").read_text()
+    assert capsys.readouterr().out == f"{md}\n{_wrote(out, 'grounding')}\n"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "grounding.json", "grounding.md", "grounding.png"
+    ]  # fmt: skip
+    out = tmp_path / "command"
+    done = subprocess.run(
+        [sys.executable, "-m", "model_training.evaluation.leaderboard", *map(str, files),
+         "--output", str(out)],
+        capture_output=True, text=True, cwd=Path(__file__).parents[1], check=False,
+    )  # fmt: skip
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert done.stdout == f"{(out / 'grounding.md').read_text()}\n{_wrote(out, 'grounding')}\n"
+    assert not (out / "leaderboard.md").exists()
+
+
+def test_a_layout_of_the_other_task_or_mixed_tasks_is_refused(tmp_path, capsys):
+    inputs = _layout_inputs(tmp_path / "results")
+    grounding, classification = inputs["grounding"][1], inputs["table1"][1]
+    out = str(tmp_path / "out")
+    assert main([*map(str, grounding), "--output", out, "--layout", "table1"]) == 2
+    _one_line(capsys, "--layout table1 takes classification", "--layout grounding")
+    assert main([*map(str, classification), "--output", out, "--layout", "grounding"]) == 2
+    _one_line(capsys, "--layout grounding takes grounding", "--layout leaderboard")
+    assert main([str(grounding[0]), str(classification[0]), "--output", out]) == 2
+    _one_line(capsys, "different tasks", str(grounding[0]), str(classification[0]))
+    assert main([*map(str, grounding), "--output", out, "--per-class"]) == 2
+    _one_line(capsys, "--per-class applies to --layout leaderboard only (not grounding)")
+    assert not Path(out).exists()

@@ -6,8 +6,9 @@ import dataclasses
 
 import pytest
 
-from model_training.evaluation import evaluate, retention
-from model_training.evaluation.evaluate import parse_options
+from common.cli_options import parse_options
+from model_training.evaluation import options as evaluator_options
+from model_training.evaluation import retention
 
 PROG = "python -m model_training.evaluation.retention"
 
@@ -21,7 +22,7 @@ def test_options_dashed_and_underscored_and_shared_defaults():
     (bench,) = options.benchmarks()
     assert bench == retention.Benchmark("textvqa", "d", "validation", "image", "prompt", "answers")
     default = retention.RetentionArguments("m", "o")
-    assert default.batch_size == evaluate.DEFAULT_BATCH_SIZE  # declared once, in evaluate.py
+    assert default.batch_size == evaluator_options.DEFAULT_BATCH_SIZE  # declared once
     assert [b.name for b in default.benchmarks()] == ["chartqa", "textvqa"]
 
 

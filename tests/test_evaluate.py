@@ -9,7 +9,8 @@ from dataclasses import replace
 import pytest
 from datasets import load_dataset
 
-from model_training.evaluation.evaluate import EvaluateArguments, evaluate, score
+from model_training.evaluation.evaluate import EvaluateArguments, evaluate
+from model_training.evaluation.tasks.classification import score
 from model_training.tiny_model import build_tiny_model
 
 
@@ -74,7 +75,7 @@ CLASSES = ["emphysema", "pulmonary nodules/masses", "ground-glass opacity"]
     ],
 )  # fmt: skip
 def test_replies_are_read_with_tags_then_fallback(reply, answer, parsed_by, well_formed):
-    from model_training.evaluation.evaluate import read_reply
+    from model_training.evaluation.tasks.classification import read_reply
 
     read = read_reply(reply, CLASSES)
     assert (read["answer"], read["parsed_by"], read["well_formed"]) == (
@@ -101,6 +102,7 @@ def test_fallback_answers_are_counted_separately():
 
 def test_evaluation_resumes_and_refuses_foreign_predictions(built_dataset, tmp_path):
     import model_training.evaluation.evaluate as evaluation
+    import model_training.evaluation.generation as generation
 
     model = build_tiny_model(tmp_path / "tiny")
     out = tmp_path / "eval"
@@ -116,17 +118,17 @@ def test_evaluation_resumes_and_refuses_foreign_predictions(built_dataset, tmp_p
     # a killed run: the last batch and half a line are lost
     (out / "predictions.jsonl").write_text("\n".join(lines[:2]) + "\n" + lines[2][:20])
     generated = []
-    original = evaluation.generate_replies
+    original = generation.generate_replies
 
     def counting(model_, processor, rows, *args):
         generated.extend(r["id"] for r in rows)
         return original(model_, processor, rows, *args)
 
-    evaluation.generate_replies = counting
+    generation.generate_replies = counting
     try:
         again = evaluate(replace(options, limit=6))
     finally:
-        evaluation.generate_replies = original
+        generation.generate_replies = original
     ids = load_dataset(str(built_dataset), "zoom", split="test")["id"][:6]
     assert generated == ids[2:]  # only the missing samples were generated
     assert again["modes"]["no-think"]["n"] == 6

@@ -18,11 +18,10 @@ import pytest
 import torch
 from datasets import load_dataset
 
-from model_training.evaluation.evaluate import (
+from model_training.evaluation.evaluate import EvaluateArguments, evaluate
+from model_training.evaluation.progress import (
     PROGRESS_FILE,
     SETTINGS_FILE,
-    EvaluateArguments,
-    evaluate,
     plan_batches,
     progress_file,
     read_progress,

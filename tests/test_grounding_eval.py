@@ -18,9 +18,9 @@ from PIL import Image, ImageDraw
 
 from common.names import GROUNDING_CONFIG
 from model_training.evaluation.evaluate import EvaluateArguments, evaluate, main
-from model_training.evaluation.grounding_eval import score, score_reply
 from model_training.evaluation.leaderboard import LeaderboardArguments, build_leaderboard
 from model_training.evaluation.sam import build_tiny_sam, load_segmenter
+from model_training.evaluation.tasks.grounding import score, score_reply
 from model_training.grounding import Frame, mask_dice
 from model_training.tiny_model import CLASS_NAMES, build_tiny_model
 
@@ -198,6 +198,15 @@ def test_evaluator_scores_grounding_rows_with_sam(parts, tmp_path):
     assert think["per_class"]["emphysema"]["iou_mean"] == pytest.approx(0.5)
     assert think["per_class"]["emphysema"]["support"] == 2
     assert think["complete_rate"] == pytest.approx(2 / 3) == think["format_rate"]
+    # the mean-box baseline: the mean of the 3 training boxes, [112/3, 32, 208/3, 272/3] px,
+    # answered for the 3 test rows (IoU 14080/21248, 1/22, 1/11 by hand)
+    baseline = report["mean_box_baseline"]
+    assert (baseline["n"], baseline["train_rows"]) == (3, 3)
+    assert baseline["box_fraction"] == [0.2917, 0.25, 0.5417, 0.7083]
+    assert baseline["iou_mean"] == pytest.approx((14080 / 21248 + 1 / 22 + 1 / 11) / 3)
+    assert baseline["iou_50"] == pytest.approx(1 / 3)
+    assert set(baseline) == {"n", "train_rows", "box_fraction", "points_fraction", "iou_mean",
+                             "iou_50", "point_dice_mean"}  # fmt: skip
 
     # mask Dice: the tiny SAM's own masks for the predicted (and the true) prompts
     predictions = datasets.load_dataset(
@@ -252,6 +261,33 @@ def test_grounding_options_are_refused_where_they_do_not_apply(parts, tmp_path, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--sam-model none" in err
     assert not (tmp_path / "eval").exists()
+
+
+def test_mean_box_baseline_options(parts, tmp_path, capsys):
+    """--baseline-limit 1: the first training row's box and points, answered for that same row
+    (the test split holds the training rows here): a perfect score, printed in the report;
+    --baseline-split none: no baseline; a split that is not there: one line, nothing written."""
+    base = ["--model", parts["model"], "--dataset", parts["dataset"], "--config",
+            GROUNDING_CONFIG, "--sam-model", "none", "--limit", "1", "--batch-size", "2",
+            "--max-new-tokens", "4", "--no-progress"]  # fmt: skip
+    out = tmp_path / "eval"
+    assert main([*base, "--output-dir", str(out), "--baseline-limit", "1"]) == 0
+    baseline = json.loads((out / "results.json").read_text())["mean_box_baseline"]
+    assert baseline == {
+        "n": 1, "train_rows": 1, "box_fraction": [0.25, 0.25, 0.5, 0.75],
+        "points_fraction": [[0.3164, 0.3945], [0.4414, 0.6289]],  # pixel centres: x + 0.5
+        "iou_mean": 1.0, "iou_50": 1.0, "point_dice_mean": pytest.approx(1.0),
+    }  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "mean-box baseline (1 training rows): IoU 100.00 %" in printed
+    assert main([*base, "--output-dir", str(out), "--baseline-split", "none"]) == 0
+    assert "mean_box_baseline" not in json.loads((out / "results.json").read_text())
+    assert "mean-box baseline" not in capsys.readouterr().out
+    missing = tmp_path / "missing"
+    assert main([*base, "--output-dir", str(missing), "--baseline-split", "validation"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'validation'" in err and "--baseline-split" in err
+    assert not missing.exists()
 
 
 def test_a_sam_not_cached_offline_is_one_line(parts, tmp_path):

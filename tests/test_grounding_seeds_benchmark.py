@@ -28,9 +28,10 @@ def test_two_seeds_are_run_printed_and_resumed(tmp_path, built_dataset):
     recipe = write_recipe(
         tmp_path / "recipe.yaml",
         {"model_name_or_path": str(tmp_path / "tiny"), "dataset_name": str(built_dataset),
-         **{k: v for k, v in TINY_RUN.items() if k != "eval_judge"},
-         "output_dir": str(tmp_path / "unused"), "task": "grounding", "eval_modes": "think",
-         "eval_base_model": False, "eval_sam_model": "none", "eval_max_new_tokens": 16,
+         **TINY_RUN, "output_dir": str(tmp_path / "unused"), "task": "grounding",
+         "eval": {**{k: v for k, v in TINY_RUN["eval"].items() if k != "judge"}, "mode": "think",
+                  "sam_model": "none", "max_new_tokens": 16},
+         "eval_base_model": False,
          "grpo": {**TINY_RUN["grpo"], "max_completion_length": 16,
                   "reward_funcs": list(GROUNDING_SOFT_REWARDS),
                   "reward_weights": [1.0] * len(GROUNDING_SOFT_REWARDS)}},

@@ -177,10 +177,11 @@ def test_stage_scripts_refuse_rewards_of_the_wrong_task(tmp_path, built_dataset,
 
 
 GROUNDING_RUN = {
-    **{k: v for k, v in TINY_RUN.items() if k != "eval_judge"},
+    **TINY_RUN,
     "task": "grounding",
-    "eval_modes": "think",
-    "eval_max_new_tokens": 24,
+    # no judge (classification's); no SAM: offline (the evaluator's default is MedSAM)
+    "eval": {**{k: v for k, v in TINY_RUN["eval"].items() if k != "judge"}, "mode": "think",
+             "max_new_tokens": 24, "sam_model": "none"},  # fmt: skip
     "grpo": {
         **TINY_RUN["grpo"],
         "max_completion_length": 24,
@@ -206,9 +207,10 @@ def grounding_recipe(tmp_path, built_dataset) -> Path:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--eval_judge", "keyword"], "eval_judge judges classification answers"),
+        (["--eval.judge", "keyword"], r"\(grounding evaluation\): --judge applies to classif"),
         (["--sft.task", "classification"], "the stages train different tasks"),
-        (["--eval_sam_model", ""], "eval_sam_model is empty"),
+        (["--eval.config", "zoom"], r"sets \['config'\], which the run fills in"),
+        (["--eval_sam_model", "none"], "eval_sam_model is now the eval section's sam_model"),
     ],
 )
 def test_run_options_that_grounding_does_not_use_are_refused(grounding_recipe, argv, message):
@@ -216,14 +218,25 @@ def test_run_options_that_grounding_does_not_use_are_refused(grounding_recipe, a
         parse_run(["--config", str(grounding_recipe), *argv])
 
 
+def test_eval_section_reads_none_as_the_evaluator_does(grounding_recipe):
+    """An empty or 'none' SAM is no SAM, as the evaluator's own --sam-model reads it; the
+    grounding evaluation gets the rows the run trains on for its mean-box baseline."""
+    for value in ("", "none", "None"):
+        plan = parse_run(["--config", str(grounding_recipe), "--eval.sam_model", value])
+        assert plan.evaluations["grounding"].sam_model is None
+    options = plan.evaluations["grounding"]
+    assert (options.baseline_split, options.baseline_limit) == ("train", 16)
+    assert (options.config, options.mode, options.limit) == (GROUNDING_CONFIG, "think", 4)
+
+
 def test_sam_model_on_a_classification_run_is_refused(tmp_path, built_dataset):
     recipe = write_recipe(
         tmp_path / "c.yaml",
         {"output_dir": str(tmp_path / "run"), "dataset_name": str(built_dataset), **TINY_RUN},
     )
-    with pytest.raises(RecipeError, match="eval_sam_model='medsam' measures grounding masks"):
-        parse_run(["--config", str(recipe), "--eval_sam_model", "medsam"])
-    assert run_module.main(["--config", str(recipe), "--eval_sam_model", "medsam"]) == 2
+    with pytest.raises(RecipeError, match="--sam-model applies to grounding configs"):
+        parse_run(["--config", str(recipe), "--eval.sam_model", "medsam"])
+    assert run_module.main(["--config", str(recipe), "--eval.sam_model", "medsam"]) == 2
 
 
 def test_short_grounding_run_reports_iou_point_dice_and_the_baseline(

@@ -14,7 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # model_training's drivers: they run the stages and the evaluator and write a run's outputs
-DRIVERS = {"run", "run_recipe", "run_summary", "paper_tables", "dry_run", "final_model"}
+# (``run`` and its ``run_*`` modules, and these)
+DRIVERS = {"paper_tables", "dry_run", "final_model"}
 # lowest first; a module may import its own layer and those before it
 LAYERS = ("common", "hub_cards", "dataset_builder", "training", "evaluation", "drivers")
 
@@ -26,7 +27,7 @@ def layer_of(module: str) -> str | None:
         return parts[0] if parts[0] in LAYERS[:3] else None
     if len(parts) > 1 and parts[1] == "evaluation":
         return "evaluation"
-    if len(parts) > 1 and parts[1] in DRIVERS:
+    if len(parts) > 1 and (parts[1] in DRIVERS or parts[1].split("_")[0] == "run"):
         return "drivers"
     return "training"
 

@@ -185,7 +185,7 @@ def test_endpoint_judge_reads_tags_then_the_named_class():
 
 
 def test_evaluate_with_a_tiny_judge(built_dataset, tiny_judge, tmp_path):
-    from model_training.evaluation.evaluate import read_reply
+    from model_training.evaluation.tasks.classification import read_reply
 
     model = build_tiny_model(tmp_path / "tiny")
     out = tmp_path / "eval"

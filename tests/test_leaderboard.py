@@ -10,16 +10,14 @@ import pytest
 from datasets import load_dataset
 from huggingface_hub import DatasetCard
 
+from common.results_schema import ResultsError, human_size, model_size
 from hub_cards.publish import push_folder
+from hub_cards.results_repo import ResultsRepoError, push_results, results_rows
 from model_training.evaluation.leaderboard import (
     LeaderboardArguments,
     LeaderboardError,
     build_leaderboard,
-    human_size,
     main,
-    model_size,
-    push_results,
-    results_rows,
 )
 
 REPO = "medreason/ct-rate-vqa-results"
@@ -162,7 +160,8 @@ def test_cli_writes_markdown_and_png(two_results, tmp_path, capsys):
     out = tmp_path / "cli"
     assert main([str(tmp_path / "eval"), "--output", str(out), "--title", "Table 1"]) == 0
     md = (out / "leaderboard.md").read_text()
-    assert md.startswith("# Table 1") and md == capsys.readouterr().out.rstrip("\n") + "\n"
+    files = ", ".join(str(out / f"leaderboard.{ext}") for ext in ("md", "json", "png"))
+    assert md.startswith("# Table 1") and capsys.readouterr().out == f"{md}\nwrote {files}\n"
     assert "pulmonary" not in md  # no per-class columns unless asked
     assert (out / "leaderboard.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -183,11 +182,11 @@ def test_mixed_configs_are_refused_naming_the_files(two_results, tmp_path, capsy
 
 
 def test_bad_inputs_name_the_file(tmp_path):
-    with pytest.raises(LeaderboardError, match="neither a results.json"):
+    with pytest.raises(ResultsError, match="neither a results.json"):
         build_leaderboard(LeaderboardArguments(str(tmp_path / "out"), [str(tmp_path / "nowhere")]))
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
-    with pytest.raises(LeaderboardError, match=str(broken)):
+    with pytest.raises(ResultsError, match=str(broken)):
         build_leaderboard(LeaderboardArguments(str(tmp_path / "out"), [str(broken)]))
 
 
@@ -255,6 +254,6 @@ def test_push_results_refuses_a_repo_of_another_kind(local_hub, two_results, tmp
     push_folder(other, REPO, repo_type="dataset")
     head = local_hub.head(REPO, repo_type="dataset")
     rows = results_rows(json.loads(two_results[0].read_text()))
-    with pytest.raises(LeaderboardError, match="zoom/test-00000-of-00001.parquet"):
+    with pytest.raises(ResultsRepoError, match="zoom/test-00000-of-00001.parquet"):
         push_results(rows, REPO)
     assert local_hub.head(REPO, repo_type="dataset") == head

@@ -23,7 +23,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
 from common.names import GROUNDING_CONFIG
 from model_training import answers, grounding, prompts
 from model_training.answers import parse_reply
-from model_training.evaluation import grounding_eval
+from model_training.evaluation.tasks import grounding as grounding_eval
 from model_training.processor import PINNED_MAX_PIXELS, PINNED_MIN_PIXELS
 
 from .lmms_task_files import TASK_DIR, TASK_FILES, Function, load_task

@@ -100,9 +100,9 @@ def test_multitask_run_evaluates_both_tasks(tmp_path, built_dataset, capsys):
             "task": "multitask",
             "grounding_fraction": 0.5,
             "dataset_limit": 8,
-            "eval_modes": "think",
+            "eval": {**TINY_RUN["eval"], "mode": "think", "max_new_tokens": 16,
+                     "sam_model": "none"},  # offline (the evaluator's default SAM: MedSAM)
             "eval_base_model": False,
-            "eval_max_new_tokens": 16,
             "grpo": {**TINY_RUN["grpo"], "reward_funcs": BOTH_REWARDS, "max_completion_length": 16},
         },
     )

@@ -1,7 +1,8 @@
 """The multitask comparison (issue 12): ``python -m model_training.paper_tables --table
 multitask`` trains a multitask run and one run per task for real on the tiny model, and the
 leaderboard's ``multitask`` layout shows both tasks' metrics per model beside the mean-box
-baseline; the shipped spec's runs parse in the run driver; bad layout inputs are refused."""
+baseline (which the grounding results carry); the shipped spec's runs parse in the run driver;
+bad layout inputs are refused."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import yaml
 
 from common.names import CLASSIFICATION_TASK, GROUNDING_TASK
 from model_training import paper_tables
-from model_training.evaluation.leaderboard import NOT_EVALUATED, main
+from model_training.evaluation.leaderboard import main
+from model_training.evaluation.leaderboard.multitask import NOT_EVALUATED
 from model_training.grounding_rewards import GROUNDING_SOFT_REWARDS
-from model_training.paper_tables import load_spec, override_args, run_commands
+from model_training.paper_tables import load_spec, run_plans
 from model_training.rewards import DEFAULT_REWARDS
 from model_training.run_recipe import eval_tasks, parse_run
 
@@ -52,8 +54,7 @@ def test_shipped_spec_runs_parse_in_the_run_driver(tmp_path):
                       recipe["grpo"]["max_steps"] // 2, (GROUNDING_TASK,)),
     }  # fmt: skip
     for name, (task, fraction, rewards, steps, evaluated) in expected.items():
-        (argv,) = run_commands(spec, tmp_path, name)
-        plan = parse_run(argv)
+        (plan,) = run_plans(spec, tmp_path, name)
         grpo = plan.stages["grpo"]
         assert {stage.args.task for stage in plan.stages.values()} == {task}, name
         assert {stage.args.grounding_fraction for stage in plan.stages.values()} == {fraction}
@@ -65,13 +66,11 @@ def test_shipped_spec_runs_parse_in_the_run_driver(tmp_path):
 
 def test_a_null_override_reaches_the_run_driver_as_none(tmp_path):
     """The spec's ``grounding_fraction: null`` unsets the recipe's 0.5 in the run driver."""
-    assert override_args({"grounding_fraction": None}) == ["--grounding_fraction", "null"]
     spec = load_spec(SPEC)
-    (argv,) = run_commands(spec, tmp_path, "grounding")
-    assert argv[argv.index("--grounding_fraction") + 1] == "null"
+    assert spec.runs["grounding"]["overrides"]["grounding_fraction"] is None
     mixed = parse_run(["--config", spec.recipe, "--output_dir", str(tmp_path / "run")])
     assert mixed.stages["sft"].args.grounding_fraction == 0.5
-    single = parse_run(argv)
+    (single,) = run_plans(spec, tmp_path, "grounding")
     assert [s.args.grounding_fraction for s in single.stages.values()] == [None, None]
 
 
@@ -81,11 +80,12 @@ def test_multitask_table_needs_the_spec_that_defines_it(capsys):
     assert "defines no multitask" in capsys.readouterr().err
 
 
-def test_dry_run_names_both_tasks_results_and_the_baseline(tmp_path, capsys):
+def test_dry_run_names_both_tasks_results(tmp_path, capsys):
+    """The mean-box baseline travels in the grounding results: no run_summary.json is named."""
     assert paper_tables.main(["--spec", str(SPEC), "--dry-run", "--output_dir", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     render = next(line for line in printed.splitlines() if "leaderboard" in line)
-    assert "--layout multitask" in render and f"{tmp_path}/multitask/run_summary.json" in render
+    assert "layout multitask" in render and "run_summary.json" not in render
     assert f"{tmp_path}/grounding/eval/grpo/results.json" in render
     assert f"{tmp_path}/multitask/eval/grpo-grounding/results.json" in render
     assert not list(tmp_path.iterdir())  # nothing ran
@@ -101,11 +101,12 @@ def test_a_miniature_of_the_multitask_table(tmp_path, built_dataset, capsys):
     recipe = write_recipe(
         tmp_path / "recipe.yaml",
         {"model_name_or_path": str(tmp_path / "tiny"), "dataset_name": str(built_dataset),
-         **{k: v for k, v in TINY_RUN.items() if k not in ("dataset_limit", "eval_judge")},
+         **{k: v for k, v in TINY_RUN.items() if k != "dataset_limit"},
          "output_dir": str(tmp_path / "unused"), "task": "multitask", "dataset_config": "zoom",
          "grounding_config": "grounding", "grounding_fraction": 0.5, "dataset_limit": 8,
-         "eval_modes": "think", "eval_base_model": False, "eval_max_new_tokens": 16,
-         "eval_sam_model": "none",
+         "eval": {**{k: v for k, v in TINY_RUN["eval"].items() if k != "judge"}, "mode": "think",
+                  "max_new_tokens": 16, "sam_model": "none"},
+         "eval_base_model": False,
          "grpo": {**TINY_RUN["grpo"], "max_completion_length": 16,
                   "reward_funcs": [*DEFAULT_REWARDS, *GROUNDING_SOFT_REWARDS],
                   "reward_weights": [1.0, 1.0, 2.0, 1.0, 1.0, 1.0, 1.0]}},
@@ -186,9 +187,12 @@ def test_a_miniature_of_the_multitask_table(tmp_path, built_dataset, capsys):
                 assert row["point_dice_mean"] == pct(metrics["point_dice_mean"])
             else:
                 assert row["iou_mean"] is None and row["tasks_evaluated"] == [CLASSIFICATION_TASK]
-    # the mean-box baseline: the multitask run's, as its summary has it
-    baseline = json.loads((out / "multitask" / "run_summary.json").read_text())
-    baseline = baseline["grounding_baseline"]
+    # the mean-box baseline: the one the grounding results carry (every run's the same)
+    baselines = [json.loads(p.read_text())["mean_box_baseline"]
+                 for p in out.glob("*/eval/*/results.json")
+                 if json.loads(p.read_text()).get("task") == GROUNDING_TASK]  # fmt: skip
+    baseline = baselines[0]
+    assert len(baselines) == 4 and all(b == baseline for b in baselines)
     assert board["grounding_baseline"] == baseline and baseline["n"] == 4
     assert rows["mean-box baseline"]["iou_mean"] == pct(baseline["iou_mean"])
     assert rows["mean-box baseline"]["point_dice_mean"] == pct(baseline["point_dice_mean"])
@@ -263,11 +267,41 @@ def test_layout_reads_the_training_record_and_shows_sam_columns(two_models, tmp_
     assert hub[7:] == [NOT_EVALUATED] * 5
 
 
-def _baseline(tmp_path: Path, n: int = 40, **extra) -> Path:
-    path = tmp_path / "run_summary.json"
-    baseline = {"n": n, "train_rows": 8, "iou_mean": 0.1, "iou_50": 0.0, "point_dice_mean": 0.2}
-    path.write_text(json.dumps({"grounding_baseline": baseline | extra}))
-    return path
+# a grounding results.json's mean_box_baseline, with the keys the grounding evaluator writes
+BASELINE = {"n": 40, "train_rows": 8, "box_fraction": [0.25, 0.25, 0.5, 0.5],
+            "points_fraction": [[0.3, 0.3], [0.4, 0.4]], "iou_mean": 0.1, "iou_50": 0.0,
+            "point_dice_mean": 0.2}  # fmt: skip
+
+
+def test_the_baseline_row_comes_from_the_grounding_results(two_models, tmp_path):
+    """Each layout with grounding columns shows the mean-box baseline the grounding results
+    carry (``mean_box_baseline``) as its own row; different ones each get a row only with
+    --allow-different-n."""
+    grounding = json.loads(two_models[1].read_text())
+    two_models[1].write_text(json.dumps(grounding | {"mean_box_baseline": BASELINE}))
+    out = tmp_path / "board"
+    assert main([*map(str, two_models), "--output", str(out), "--layout", "multitask"]) == 0
+    board = json.loads((out / "multitask.json").read_text())
+    row = board["rows"][-1]
+    assert board["grounding_baseline"] == BASELINE and len(board["rows"]) == 3
+    assert (row["model"], row["iou_mean"], row["point_dice_mean"], row["n_grounding"]) == (
+        "mean-box baseline", 10.0, 20.0, 40,
+    )  # fmt: skip
+    line = (out / "multitask.md").read_text().splitlines()[-1]
+    assert line.startswith("| mean-box baseline |  | — | — | — | — | — | 10.00 | 0.00 | 20.00 |")
+
+    other = _write(tmp_path / "other-grounding", "org/model", GROUNDING_TASK, BOXES,
+                   mean_box_baseline=BASELINE | {"n": 40, "iou_mean": 0.12})  # fmt: skip
+    assert main([str(two_models[1]), str(other), "--output", str(out)]) == 2  # grounding table
+    assert main([str(two_models[1]), str(other), "--output", str(out), "--allow-different-n"]) == 0
+    board = json.loads((out / "grounding.json").read_text())
+    assert board["layout"] == "grounding" and board["grounding_baseline"] == [
+        BASELINE, BASELINE | {"iou_mean": 0.12}
+    ]  # fmt: skip
+    assert [r["model"] for r in board["rows"]] == ["mt (SFT)", "org/model"]  # (model, mode) rows
+    md = (out / "grounding.md").read_text()
+    assert "| mean-box baseline (n = 40) |  | — | 10.00 | 0.00 | 20.00 | – | – |" in md
+    assert "| mean-box baseline (n = 40) |  | — | 12.00 |" in md
 
 
 @pytest.mark.parametrize(
@@ -276,12 +310,12 @@ def _baseline(tmp_path: Path, n: int = 40, **extra) -> Path:
         ("one task", ["--layout multitask", "all classification"]),
         ("no think", ["no-think only", "think mode"]),
         ("other split", ["different datasets/splits"]),
-        ("baseline elsewhere", ["--grounding-baseline applies to --layout multitask only"]),
-        ("baseline n", ["measured on 12 rows", "same eval_limit"]),
-        ("baseline broken", ["holds no mean-box baseline"]),
+        ("baselines differ", ["different mean-box baselines", "IoU 0.1000 over 8 training rows",
+                              "IoU 0.1200", "--allow-different-n"]),
+        ("baseline broken", ["mean_box_baseline", "numeric", "mt-grounding"]),
         ("missing", ["neither a results.json"]),
     ],
-)
+)  # fmt: skip
 def test_bad_layout_inputs_are_refused_in_one_line(two_models, tmp_path, capsys, case, names):
     files, extra = list(map(str, two_models)), ["--layout", "multitask"]
     if case == "one task":
@@ -293,12 +327,12 @@ def test_bad_layout_inputs_are_refused_in_one_line(two_models, tmp_path, capsys,
     elif case == "other split":
         data = json.loads(two_models[1].read_text())
         two_models[1].write_text(json.dumps(data | {"split": "validation"}))
-    elif case == "baseline elsewhere":
-        files, extra = files[:1], ["--grounding-baseline", str(_baseline(tmp_path))]
-    elif case == "baseline n":
-        extra += ["--grounding-baseline", str(_baseline(tmp_path, n=12))]
-    elif case == "baseline broken":
-        extra += ["--grounding-baseline", str(_baseline(tmp_path, iou_mean="high"))]
+    elif case in ("baselines differ", "baseline broken"):
+        data = json.loads(two_models[1].read_text())
+        broken = {"iou_mean": "high"} if case == "baseline broken" else {}
+        two_models[1].write_text(json.dumps(data | {"mean_box_baseline": BASELINE | broken}))
+        files.append(str(_write(tmp_path / "hub-grounding", "org/model", GROUNDING_TASK, BOXES,
+                                mean_box_baseline=BASELINE | {"iou_mean": 0.12})))  # fmt: skip
     elif case == "missing":
         files.append(str(tmp_path / "nowhere"))
     assert main([*files, "--output", str(tmp_path / "board"), *extra]) == 2

@@ -2,10 +2,11 @@
 records for them (the model's parameter count, a readable name, its training).
 
 The results come from real evaluations of the tiny model (with the real tiny judge) whose
-checkpoint folders are laid out as a run leaves them: stage folders with
-``training_summary.json`` (the keys ``policy.train_and_save`` writes) and the run's stage
-recipes, and a ``final/`` folder written by the real ``assemble_final``. Layouts that need
-trained models (reward sets) read hand-written results.json files.
+checkpoint folders are laid out as a run leaves them: stage folders with the
+``training_summary.json`` the stages write (``policy.write_training_summary`` of their
+``policy.stage_record``, the model's history included), and a ``final/`` folder written by the
+real ``assemble_final``. Layouts that need trained models (reward sets) read hand-written
+results.json files.
 """
 
 from __future__ import annotations
@@ -16,15 +17,17 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from transformers import AutoModelForImageTextToText, Qwen2Config, Qwen2ForCausalLM
+from trl import ModelConfig
 
 from common.names import TRAINING_SUMMARY_NAME
-from model_training import prompts
+from model_training.configs import CTRateVQAArguments
 from model_training.evaluation import paper
-from model_training.evaluation.evaluate import EvaluateArguments, evaluate, parameter_count
+from model_training.evaluation.evaluate import EvaluateArguments, evaluate
 from model_training.evaluation.leaderboard import main
+from model_training.evaluation.results_header import parameter_count
 from model_training.final_model import assemble_final
+from model_training.policy import stage_record, write_training_summary
 from model_training.rewards import DEFAULT_REWARD_WEIGHTS, DEFAULT_REWARDS
 from model_training.tiny_model import build_tiny_model, train_tokenizer
 from model_training.training_history import training_record
@@ -42,30 +45,20 @@ def _one_line(capsys: pytest.CaptureFixture, *names: str) -> None:
 # -- checkpoint folders as a run leaves them ------------------------------------------------
 
 
-def _summary(stage: str, rewards: list[str] | None = None, weights: list[float] | None = None):
-    """A stage's training_summary.json, with the keys policy.train_and_save writes."""
-    summary = {
-        "trainable_scope": "full",
-        "trainable_parameters": 1,
-        "total_parameters": 1,
-        "stage": stage,
-        "world_size": 1,
-        "prompts": prompts.record(),
-        "log_history": [],
-    }
-    return summary | ({"reward_funcs": rewards, "reward_weights": weights} if rewards else {})
+SCOPE = {"trainable_scope": "full", "trainable_parameters": 1, "total_parameters": 1}
 
 
 def stage_folder(tiny: Path, run: Path, stage: str, config: str, start: Path) -> Path:
-    """``<run>/<stage>`` with the weights and training_summary.json, and the stage recipe
-    ``<run>/recipes/<stage>.yaml`` that model_training.run writes (paths as given to it)."""
+    """``<run>/<stage>`` as a stage trained from ``start`` leaves it: the weights, and the
+    training_summary.json the trainer writes with the stage script's own record (its history
+    chained to ``start``'s)."""
     out = run / stage
     shutil.copytree(tiny, out)
     rewards = (list(DEFAULT_REWARDS), list(DEFAULT_REWARD_WEIGHTS)) if stage == "grpo" else ()
-    (out / TRAINING_SUMMARY_NAME).write_text(json.dumps(_summary(stage, *rewards)))
-    recipe = {"model_name_or_path": str(start), "dataset_config": config, "output_dir": str(out)}
-    (run / "recipes").mkdir(exist_ok=True)
-    (run / "recipes" / f"{stage}.yaml").write_text(yaml.safe_dump(recipe))
+    args = CTRateVQAArguments(dataset_config=config, trainable_scope="full")
+    start_model = ModelConfig(model_name_or_path=str(start))
+    record = stage_record(stage, args, start_model, str(out), *rewards)
+    write_training_summary(out, SCOPE, 1, [], **record)
     return out
 
 
@@ -178,7 +171,7 @@ def test_results_record_parameters_name_and_training(evals):
     )  # fmt: skip
     assert sft["training"] == {
         "run": "zoomrun", "stages": ["sft"], "dataset_config": "zoom",
-        "dataset_configs": {"sft": "zoom"}, "trainable_scope": "full",
+        "dataset_configs": {"sft": "zoom"}, "trainable_scope": "full", "task": "classification",
     }  # fmt: skip
     assert final["training"]["stages"] == ["sft", "grpo"]
     assert final["training"]["reward_funcs"] == list(DEFAULT_REWARDS)

@@ -14,7 +14,7 @@ from model_training.paper_tables import (
     MULTITASK_TABLE,
     TABLES,
     load_spec,
-    run_commands,
+    run_plans,
     runs_needed,
 )
 
@@ -40,14 +40,19 @@ def test_runs_are_planned_once_and_after_their_sft(tmp_path):
     spec = load_spec(RECIPES / "demo-cpu.yaml")
     assert runs_needed(spec, ["table4"])[0] == "zoom"  # the ablations start from zoom's SFT
     assert runs_needed(spec, ["table3", "fig3"]) == ["zoom", "plain"]
-    commands = run_commands(spec, tmp_path, "correctness")
-    assert [c[-1] for c in commands] == ["grpo", "eval"]
-    start = commands[0].index("--grpo.model_name_or_path")
-    assert commands[0][start + 1] == str(tmp_path / "zoom" / "sft")
-    reward = commands[0].index("--grpo.reward_funcs")
-    assert commands[0][reward + 1 : reward + 2] == ["correctness"]
-    plain = run_commands(spec, tmp_path, "plain")
-    assert [c[-1] for c in plain] == ["sft", "eval"] and plain[0].count("--stage") == 1
+    plans = run_plans(spec, tmp_path, "correctness")  # the run driver's own plans
+    assert [p.run.stage for p in plans] == ["grpo", "eval"]
+    grpo = plans[0].stages["grpo"]
+    assert grpo.start_model == str(tmp_path / "zoom" / "sft") and grpo.start_stage is None
+    assert grpo.training.reward_funcs == ["correctness"] and grpo.training.reward_weights == [2.0]
+    for plan in plans:
+        assert plan.run.resume and plan.run.output_dir == str(tmp_path / "correctness")
+        assert plan.run.eval_base_model is False
+    plain = run_plans(spec, tmp_path, "plain")
+    assert [p.run.stage for p in plain] == ["sft", "eval"]
+    assert {s.args.dataset_config for s in plain[0].stages.values()} == {"plain"}
+    (zoom,) = run_plans(spec, tmp_path, "zoom")  # a spec's eval.FIELD reaches the evaluator
+    assert zoom.run.stage == "all" and zoom.evaluations["classification"].judge == "keyword"
 
 
 @pytest.mark.parametrize(

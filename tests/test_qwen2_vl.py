@@ -19,7 +19,8 @@ from transformers import (
 )
 
 from model_training import prompts
-from model_training.evaluation.evaluate import load_chat_processor, load_model, main
+from model_training.evaluation.evaluate import main
+from model_training.evaluation.generation import load_chat_processor, load_model
 from model_training.processor import (
     Qwen2_5_VLImageTextProcessor,
     Qwen2VLImageTextProcessor,

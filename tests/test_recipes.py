@@ -87,7 +87,7 @@ def test_medreasoner_recipes_have_the_paper_settings():
         assert g.temperature == 1.0 and g.epsilon == 0.2
         assert g.reward_funcs == ["format_think", "format_seg", "bbox_iou", "points_dice"]
         assert g.reward_weights == [1.0, 1.0, 1.0, 1.0]
-        assert plan.run.sam_model == "flaviagiammarino/medsam-vit-base"
+        assert plan.evaluations["grounding"].sam_model == "flaviagiammarino/medsam-vit-base"
         assert (sft.args.image_min_pixels, sft.args.image_max_pixels) == (504**2, 512**2)
         # 16 completions per GPU x 8 accumulation x 8 GPUs = 64 prompts of 16 per update
         assert g.per_device_train_batch_size * g.gradient_accumulation_steps * 8 == 64 * 16
@@ -114,6 +114,6 @@ def test_grounding_demo_recipe_parses():
 
     plan = parse_run(["--config", str(RECIPES / "demo-grounding-cpu.yaml")])
     grpo = plan.stages["grpo"]
-    assert grpo.args.task == "grounding" and plan.run.sam_model is None
+    assert grpo.args.task == "grounding" and plan.evaluations["grounding"].sam_model is None
     assert grpo.training.reward_funcs == ["format_think", "format_seg", "bbox_iou", "points_dice"]
     assert grpo.training.beta == 0.01 and plan.stages["sft"].args.sft_target == "finding"

@@ -15,7 +15,9 @@ from transformers import Qwen2_5_VLForConditionalGeneration
 
 from model_training import run as run_module
 from model_training.processor import load_processor
+from model_training.run_launch import accelerate_launch_args
 from model_training.run_recipe import DEFAULT_RECIPE, RecipeError, RunArguments, parse_run
+from model_training.run_state import hash_of
 
 RECIPES = Path(__file__).parents[1] / "recipes"
 
@@ -31,10 +33,7 @@ TINY_RUN = {
     "report_to": "none",
     "seed": 0,
     "logging_steps": 1,
-    "eval_limit": 4,
-    "eval_batch_size": 4,
-    "eval_max_new_tokens": 12,
-    "eval_judge": "keyword",
+    "eval": {"limit": 4, "batch_size": 4, "max_new_tokens": 12, "judge": "keyword"},
     "sft": {
         "sft_target": "finding",
         "max_steps": 2,
@@ -108,7 +107,8 @@ def test_sections_and_overrides(recipe):
     # each stage's own recipe (what its process reads) holds its fields and no other stage's
     assert sft.recipe["learning_rate"] == 5e-4 and sft.recipe["trainable_scope"] == "llm_mlp"
     assert grpo.recipe["max_steps"] == 7 and "sft_target" not in grpo.recipe
-    assert "num_generations" not in sft.recipe and "eval_limit" not in sft.recipe
+    assert "num_generations" not in sft.recipe and "eval" not in sft.recipe
+    assert "limit" not in sft.recipe and plan.recipe["eval"]["limit"] == 4
     assert sft.recipe["output_dir"] == str(Path(plan.run.output_dir) / "sft")
     # a field only GRPO has may be given to both: SFT does not get it
     both = parse_run(["--config", str(recipe), "--beta", "0.1"]).stages
@@ -143,7 +143,14 @@ def test_stage_recipes_parse_alone(recipe, tmp_path):
         ({}, ["--stage", "train"], "stage"),
         ({"push_to_hub": True}, [], "repo id"),
         ({"card_dataset_id": "ct-rate-vqa-demo"}, [], "card_dataset_id"),
-        ({"eval_judge_model": "judge-20b"}, [], "eval_judge_model"),
+        ({"eval": {"judge_model": "judge-20b"}}, [], "judge-model names the model at a judge"),
+        ({"eval_limit": 4}, [], "eval_limit is now the eval section's limit"),  # a moved key
+        ({}, ["--eval_judge", "keyword"], "--eval.judge on the command line"),
+        ({"eval": {"model": "x"}}, [], r"sets \['model'\], which the run fills in"),
+        ({}, ["--eval.output_dir", "x"], "which the run fills in"),
+        ({}, ["--eval.limt", "3"], "limt"),
+        ({"eval": {"limt": 3}}, [], "limt"),
+        ({}, ["--eval.sam_model", "medsam"], "--sam-model applies to grounding configs"),
         ({}, ["--gpu_memory_gib", "141"], "sizes the --dry_run plan only"),  # else ignored
         ({}, ["--dry_run", "--push-to-hub", "org/x"], "pushes nothing"),
     ],
@@ -203,6 +210,11 @@ def test_launcher_command():
     )
     assert "--config_file" in zero2 and "--num_processes" not in zero2
     assert "--multi_gpu" not in zero2  # the config file says how
+    # the flags are the ones accelerate's own launch parser reads, as it reads them
+    parsed = accelerate_launch_args(two[3:])
+    assert (parsed.num_processes, parsed.multi_gpu, parsed.num_machines) == (2, True, 1)
+    with pytest.raises(RecipeError, match="accelerate launch --num_procs 2: .*--num_procs"):
+        accelerate_launch_args(["--num_procs", "2"])
 
 
 def test_state_protects_what_the_run_did_not_write(recipe, tmp_path):
@@ -220,12 +232,12 @@ def test_state_protects_what_the_run_did_not_write(recipe, tmp_path):
         run_module.plan_step(state, plan.run, "sft", foreign, {"a": 1}, [])
     resume, overwrite = RunArguments(resume=True), RunArguments(overwrite=True)
     key = run_module.plan_step(state, overwrite, "sft", foreign, {"a": 1}, [])[1]
-    state.record("sft", key=key, inputs=run_module._hash([]), status="done")
+    state.record("sft", key=key, inputs=hash_of([]), status="done")
     assert run_module.plan_step(state, resume, "sft", foreign, {"a": 1}, [])[0] == "skip"
     assert run_module.plan_step(state, resume, "sft", foreign, {"a": 2}, [])[0] == "continue"
     assert run_module.plan_step(state, overwrite, "sft", foreign, {"a": 1}, [])[0] == "fresh"
     # a step that starts from a changed step starts afresh, even with --resume
-    state.record("grpo", key="g", inputs=run_module._hash(["old"]), status="done")
+    state.record("grpo", key="g", inputs=hash_of(["old"]), status="done")
     assert run_module.plan_step(state, resume, "grpo", tmp_path, {}, ["sft"])[0] == "fresh"
 
 

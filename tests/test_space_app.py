@@ -19,7 +19,7 @@ from dataset_builder.class_map import load_class_map
 from dataset_builder.qa_rows import variant_row
 from dataset_builder.volumes import load_case_volumes
 from hub_cards.__main__ import main as hub_main
-from model_training.evaluation.evaluate import generate_replies, load_model
+from model_training.evaluation.generation import generate_replies, load_model
 from model_training.evaluation.sam import build_tiny_sam, load_segmenter
 from model_training.grounding import format_answer, frame_for
 from model_training.processor import load_processor

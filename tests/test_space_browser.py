@@ -18,7 +18,7 @@ from PIL import Image
 
 from dataset_builder.class_map import load_class_map
 from dataset_builder.qa_rows import variant_row
-from model_training.evaluation.evaluate import generate_replies, load_model
+from model_training.evaluation.generation import generate_replies, load_model
 from model_training.tiny_model import build_tiny_model
 
 from .hub_server import free_port

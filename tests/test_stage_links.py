@@ -59,8 +59,8 @@ def test_every_run_recipe_links_grpo_to_its_own_sft(recipe, tmp_path):
 def test_every_paper_tables_run_links_to_its_own_sft(spec_path, tmp_path):
     spec = paper_tables.load_spec(spec_path)
     for name in spec.runs:
-        for argv in paper_tables.run_commands(spec, tmp_path, name):
-            plan = parse_run([*argv, "--dry_run"])
+        for plan in paper_tables.run_plans(spec, tmp_path, name, plan_only=True):
+            assert plan.run.dry_run and plan.run.output_dir == str(tmp_path / name)
             source = spec.runs[name].get("grpo_from")
             grpo = plan.stages["grpo"]
             expected = tmp_path / (source or name) / "sft"
@@ -103,8 +103,8 @@ def _stage_file_recipe(tmp_path: Path, built_dataset: Path) -> Path:
     run = folder / "run.yaml"
     run.write_text(yaml.safe_dump({
         "output_dir": "outputs/x", "sft": "sft.yaml", "grpo": "grpo.yaml",
-        "tiny_model_if_missing": True, "eval_base_model": False, "eval_modes": "think",
-        "eval_limit": 2, "eval_batch_size": 2, "eval_max_new_tokens": 8,
+        "tiny_model_if_missing": True, "eval_base_model": False,
+        "eval": {"mode": "think", "limit": 2, "batch_size": 2, "max_new_tokens": 8},
     }))  # fmt: skip
     return run
 

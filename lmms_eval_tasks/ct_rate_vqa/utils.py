@@ -2,7 +2,7 @@
 
 Self-contained (standard library only) so that this folder works when copied alone into
 ``lmms_eval/tasks/``. The reply reading mirrors ``model_training/answers.py`` and
-``model_training/evaluation/evaluate.py`` of medreason-r1 (keep them in step): the class
+``model_training/evaluation/tasks/classification.py`` of medreason-r1 (keep them in step): the class
 inside the last ``<answer>...</answer>`` (normalised: case, spaces, surrounding punctuation); a
 reply with no answer tags at all is scored by a fallback, the single class whose full name
 appears in it.
@@ -14,7 +14,7 @@ evaluator sends (``doc_to_messages``: system prompt, then the image and the ques
 
 Grounding (``ct_rate_vqa_grounding``, MedReasoner's task, arXiv 2508.08177): the hooks named
 ``grounding_*`` mirror ``model_training/grounding.py`` and
-``model_training/evaluation/grounding_eval.py`` ``score_reply`` (keep them in step): the reply's
+``model_training/evaluation/tasks/grounding.py`` ``score_reply`` (keep them in step): the reply's
 last ``<answer>`` JSON (single quotes read as double) holds ``bbox`` and ``points_1`` /
 ``points_2`` in the model-input frame (the image as Qwen2-VL's ``smart_resize`` resized it,
 computed here from ``GROUNDING_MIN_PIXELS`` / ``GROUNDING_MAX_PIXELS``); they go to the stored
@@ -89,7 +89,8 @@ def answer_text(reply: str) -> str | None:
 
 
 def parse_answer(reply: object, classes: list[str]) -> tuple[str | None, str | None]:
-    """``(class or None, how)``, how being "tags", "fallback" or None (evaluate.read_reply)."""
+    """``(class or None, how)``, how being "tags", "fallback" or None (the evaluator's
+    ``tasks.classification.read_reply``)."""
     text = reply if isinstance(reply, str) else ""
     inside = answer_text(text)
     if inside is not None:
@@ -208,7 +209,7 @@ GROUNDING_MIN_PIXELS = 504 * 504  # ours: the 7B recipes' image_min_pixels (2540
 GROUNDING_MAX_PIXELS = 512 * 512  # ours: the 7B recipes' image_max_pixels (262144)
 FACTOR = 28  # Qwen2-VL: patch 14 x spatial merge 2
 MAX_ASPECT_RATIO = 200  # Qwen2-VL's smart_resize refuses more elongated images
-IOU_HIT = 0.5  # mirrors grounding_eval.IOU_HIT (ours: the common "IoU >= 0.5" hit)
+IOU_HIT = 0.5  # mirrors tasks.grounding.IOU_HIT (ours: the common "IoU >= 0.5" hit)
 ANSWER_KEYS = ("bbox", "points_1", "points_2")  # MedReasoner's answer keys (grounding.py)
 
 
@@ -369,7 +370,7 @@ def score_grounding(
     image_size: tuple[int, int],
     model_size: tuple[int, int],
 ) -> dict:
-    """One reply scored as grounding_eval.score_reply does: the prediction (model-input frame)
+    """One reply scored as tasks.grounding.score_reply does: the prediction (model-input frame)
     taken to the image frame, then IoU with ``bbox`` (0 without a valid box) and point-Dice
     with ``points`` (0 without two valid points)."""
     status, box_model, points_model = parse_grounding(reply)

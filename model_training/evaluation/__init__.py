@@ -1,3 +1,4 @@
-"""Evaluation: CT-RATE-VQA accuracy (``evaluate``), the reasoning-answer consistency judge
+"""Evaluation: the evaluator (``evaluate``: its loop, over ``tasks`` registered by name:
+classification accuracy, grounding IoU / Dice), the reasoning-answer consistency judge
 (``judge``), general-VQA retention (``retention``, ``vqa_metrics``), the leaderboard
 (``leaderboard``) and their plots (``plots``)."""

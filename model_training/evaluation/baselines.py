@@ -22,9 +22,10 @@ A model that cannot be read or evaluated is reported and the others still run (e
 
 Writes ``OUT/paper_figures.json`` (the paper's figures: ``{name: {"think": x, "no-think": y}}``,
 accuracy in %, null where the paper gives none), ``OUT/baselines_status.json`` (per model:
-status, reason, results file) and Table 1 in ``OUT/table1/`` with
-``python -m model_training.evaluation.leaderboard``. Each ``results.json`` gets the entry's name
-and size (``display_name``, ``model_size``) for the table's rows.
+status, reason, results file) and Table 1 in ``OUT/table1/`` with the leaderboard
+(``build_leaderboard``). Each ``results.json`` gets the entry's name and size
+(``display_name``, ``model_size``) for the table's rows. From Python:
+``run(BaselinesArguments(...))`` returns the exit status.
 
 Bad input (a missing or malformed baselines file, an unknown name in ``--models``, a bad option,
 a dataset that cannot be read) is one line on stderr and exit status 2, before anything runs.
@@ -43,16 +44,19 @@ from typing import Any, Literal
 
 import yaml
 
-from common.cli_options import parse_options
-from common.errors import UserError
+from common.cli_options import parse_options, to_argv
+from common.errors import UserError, report, user_errors
 from common.hub_ids import is_hub_id
 from common.names import PROMPT_MODES
+from common.results_schema import RESULTS_FILE, read_results
 
 from .. import prompts
 from . import evaluate as evaluator
-from . import leaderboard
+from .leaderboard import LeaderboardArguments, build_leaderboard
 
 PROG = "python -m model_training.evaluation.baselines"
+EVAL_MODULE = "model_training.evaluation.evaluate"
+EVAL_NAMED = ("model", "dataset", "output_dir")  # always on an evaluation's command
 PAPER_FIGURES_FILE = "paper_figures.json"
 STATUS_FILE = "baselines_status.json"
 TABLE_FOLDER = "table1"
@@ -127,16 +131,20 @@ class BaselinesArguments:
     def __post_init__(self) -> None:
         self.evaluate_arguments("-", "-")  # the evaluator's own checks (EvaluationError)
 
-    def evaluate_arguments(self, model: str, output_dir: str) -> evaluator.EvaluateArguments:
-        """The evaluator's options for one model (both prompt modes)."""
+    def evaluate_arguments(
+        self, model: str, output_dir: str, trust_remote_code: bool = False
+    ) -> evaluator.EvaluateArguments:
+        """The evaluator's options for one model (both prompt modes); ``trust_remote_code``:
+        the entry's own (this command's field only allows such entries to run)."""
         shared = {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(evaluator.EvaluateArguments)
             if hasattr(self, f.name) and f.name not in ("trust_remote_code",)
         }
         return evaluator.EvaluateArguments(
-            **{**shared, "model": model, "output_dir": output_dir, "mode": "both"}
-        )
+            **shared, model=model, output_dir=output_dir, mode="both",
+            trust_remote_code=trust_remote_code,
+        )  # fmt: skip
 
     @property
     def selected(self) -> list[str] | None:
@@ -331,9 +339,9 @@ def _same_path(a: object, b: object) -> bool:
 def is_complete(folder: Path, model: str, options: BaselinesArguments, rows: int) -> bool:
     """Whether ``folder`` holds a finished evaluation of ``model`` with these options."""
     try:
-        results = json.loads((folder / "results.json").read_text())
+        results = read_results(folder / RESULTS_FILE)
         settings = json.loads((folder / evaluator.SETTINGS_FILE).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # ResultsError: a ValueError (UserError)
         return False
     modes = results.get("modes") if isinstance(results, dict) else None
     return (
@@ -361,27 +369,26 @@ def label_results(folder: Path, baseline: Baseline) -> Path:
 
 
 def evaluate_command(options: BaselinesArguments, model: str, folder: Path, trust: bool) -> list:
-    """The evaluator's command line for one model."""
-    args = options.evaluate_arguments(model, str(folder))
-    command = [sys.executable, "-m", "model_training.evaluation.evaluate"]
-    defaults = evaluator.EvaluateArguments("-", "-", "-")
-    for f in dataclasses.fields(args):
-        value = getattr(args, f.name)
-        flag = f"--{f.name.replace('_', '-')}"
-        if f.name in ("model", "dataset", "output_dir") or value != getattr(defaults, f.name):
-            if isinstance(value, bool):
-                command.append(flag if value else f"--no-{f.name.replace('_', '-')}")
-            elif value is not None:
-                command += [flag, str(value)]
-    return command + (["--trust-remote-code"] if trust else [])
+    """The evaluator's process for one model (its options, by the one dataclass-to-argv
+    helper)."""
+    args = options.evaluate_arguments(model, str(folder), trust)
+    return [sys.executable, "-m", EVAL_MODULE, *to_argv(args, always=EVAL_NAMED)]
 
 
 def render_table(result_files: list[Path], out: Path, figures_file: Path) -> int:
-    """Table 1 by the leaderboard command (its exit status)."""
-    argv = [*map(str, result_files), "--output", str(out / TABLE_FOLDER)]
-    argv += ["--layout", TABLE_LAYOUT, "--paper-figures", str(figures_file)]
-    print(f"$ python -m model_training.evaluation.leaderboard {' '.join(argv)}", flush=True)
-    return leaderboard.main(argv)
+    """Table 1 by the leaderboard, printed; 0, or 2 when the leaderboard refuses the results
+    (its message is printed; the evaluations stay)."""
+    board = LeaderboardArguments(
+        output=str(out / TABLE_FOLDER), results=list(map(str, result_files)),
+        layout=TABLE_LAYOUT, paper_figures=str(figures_file),
+    )  # fmt: skip
+    try:
+        build_leaderboard(board)
+    except UserError as err:
+        return report(err)
+    table = Path(board.output) / f"{TABLE_LAYOUT}.md"
+    print(f"Table 1: {table}\n{table.read_text()}", flush=True)
+    return 0
 
 
 def run(options: BaselinesArguments) -> int:
@@ -438,14 +445,10 @@ def run(options: BaselinesArguments) -> int:
     return 1 if failed or table_code != 0 else 0
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> int:
-    try:
-        (options,) = parse_options(BaselinesArguments, argv, PROG, __doc__)
-        return run(options)
-    except (BaselinesError, evaluator.EvaluationError) as err:  # bad input: nothing run
-        lines = str(err).strip().splitlines() or [type(err).__name__]
-        print(f"error: {lines[0]}", file=sys.stderr)
-        return 2
+    (options,) = parse_options(BaselinesArguments, argv, PROG, __doc__)
+    return run(options)
 
 
 if __name__ == "__main__":

@@ -33,18 +33,13 @@ import datasets
 from tqdm.auto import tqdm
 
 from common.cli_options import parse_options
-from common.errors import UserError
+from common.errors import UserError, user_errors
 from common.hub_ids import is_hub_id
 
 from . import vqa_metrics
 from .decoding import DEFAULT_REPETITION_PENALTY, Decoding, DecodingError
-from .evaluate import (
-    DEFAULT_BATCH_SIZE,
-    EvaluationError,
-    check_model,
-    greedy_replies,
-    load_model,
-)
+from .generation import check_model, greedy_replies, load_model
+from .options import DEFAULT_BATCH_SIZE, EvaluationError
 
 # lmms-eval's short-answer post prompt (its chartqa and textvqa tasks, from LLaVA-1.5), ours to
 # use for both benchmarks.
@@ -330,15 +325,12 @@ def retention(options: RetentionArguments) -> dict:
     return report
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> int:
-    try:
-        (options,) = parse_options(
-            RetentionArguments, argv, "python -m model_training.evaluation.retention", __doc__
-        )
-        report = retention(options)
-    except RetentionError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    (options,) = parse_options(
+        RetentionArguments, argv, "python -m model_training.evaluation.retention", __doc__
+    )
+    report = retention(options)
     for name, summary in report["benchmarks"].items():
         print(
             f"{name}: {100 * benchmark_score(name, summary):.2f} "

@@ -1,0 +1,179 @@
+"""The ``results.json`` schema, read and checked in one place.
+
+The evaluator (``python -m model_training.evaluation.evaluate``) writes one ``results.json`` per
+evaluation; the leaderboard, the run summary and the model card read it through here:
+
+- ``model``, ``config``, ``split`` and ``modes`` ({"think" | "no-think": metrics}) always;
+  ``dataset``, ``dataset_revision``, ``task`` (``classification``, the default, or
+  ``grounding``), ``display_name`` (string or null), ``model_parameters`` (a count or null),
+  ``training`` (an object or null) where recorded.
+- classification metrics: numeric ``accuracy_micro`` (and ``accuracy_macro``, ``n`` where
+  given), ``per_class`` {class: {"accuracy", "support"}}; fractions in [0, 1].
+- grounding metrics: numeric ``n``, ``iou_mean``, ``iou_50``, ``point_dice_mean``;
+  ``mask_dice_mean`` and ``oracle_dice_mean`` numeric where a SAM was run; and, beside the modes,
+  ``mean_box_baseline`` (the mean box and points of the training rows answered for every
+  evaluated row) with numeric ``n``, ``iou_mean``, ``iou_50``, ``point_dice_mean`` where the
+  evaluator measured it.
+
+A file that does not fit is refused (``ResultsError``) in one line naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+from common.errors import UserError
+from common.names import CLASSIFICATION_TASK, GROUNDING_TASK, TASKS
+
+RESULTS_FILE = "results.json"
+MEAN_BOX_BASELINE = "mean_box_baseline"  # grounding: the trivial baseline, beside the modes
+REQUIRED = ("model", "config", "split", "modes")
+GROUNDING_REQUIRED = ("n", "iou_mean", "iou_50", "point_dice_mean")  # per mode, and the baseline
+GROUNDING_SAM = ("mask_dice_mean", "oracle_dice_mean")  # per mode, where a SAM was run
+SIZE_UNITS = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))  # 8292166656 -> 8.29B
+UNKNOWN_SIZE = "?"
+_SIZE_IN_NAME = re.compile(r"(?:^|[^a-z0-9.])(\d+(?:\.\d+)?)b(?![a-z0-9])", re.IGNORECASE)
+_FIX = "re-evaluate, or correct the file"
+
+
+class ResultsError(UserError):
+    """A results.json that does not fit the schema; the message names the file and the field."""
+
+
+def is_number(value: object) -> bool:
+    """A finite int or float (not a bool)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def task_of(results: dict) -> str:
+    """The task a results.json was evaluated on (old files: classification)."""
+    return str(results.get("task", CLASSIFICATION_TASK))
+
+
+def find_results(paths: list[str | Path]) -> list[Path]:
+    """``results.json`` files from files or folders (a folder: its own, or its sub-folders')."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_file():
+            found.append(path)
+        elif (path / RESULTS_FILE).is_file():
+            found.append(path / RESULTS_FILE)
+        elif path.is_dir() and sorted(path.glob(f"*/{RESULTS_FILE}")):
+            found.extend(sorted(path.glob(f"*/{RESULTS_FILE}")))
+        else:
+            raise ResultsError(
+                f"{path} is neither a {RESULTS_FILE} file nor a folder holding one: pass the "
+                "--output-dir of `python -m model_training.evaluation.evaluate` (or its "
+                "results.json)"
+            )
+    return found
+
+
+def read_results(path: str | Path) -> dict:
+    """One ``results.json``, read and checked (``check_results``)."""
+    path = Path(path)
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ResultsError(
+            f"{path} could not be read as JSON ({err}); re-run the evaluation"
+        ) from None
+    return check_results(results, str(path))
+
+
+def check_results(results: object, source: str) -> dict:
+    """``results`` when it fits the schema; else a ``ResultsError`` naming ``source``."""
+    missing = [k for k in REQUIRED if k not in results] if isinstance(results, dict) else REQUIRED
+    if missing or not isinstance(results["modes"], dict):
+        raise ResultsError(
+            f"{source} is not a results.json of `python -m model_training.evaluation.evaluate` "
+            f"(missing {list(missing)}); re-run the evaluation"
+        )
+    if task_of(results) not in TASKS:
+        raise ResultsError(
+            f"{source}: unknown task {results['task']!r} (expected {' or '.join(TASKS)}); {_FIX}"
+        )
+    check = _check_grounding if task_of(results) == GROUNDING_TASK else _check_classification
+    for mode, metrics in results["modes"].items():
+        check(f"{source}: mode {mode!r}", metrics)
+    parameters = results.get("model_parameters")
+    if parameters is not None and not (is_number(parameters) and parameters >= 0):
+        raise ResultsError(
+            f"{source}: model_parameters must be a parameter count or null, not {parameters!r}; "
+            + _FIX
+        )
+    if not isinstance(results.get("training") or {}, dict) or not isinstance(
+        results.get("display_name") or "", str
+    ):
+        raise ResultsError(
+            f"{source}: training must be an object (or null) and display_name a string (or "
+            f"null); {_FIX}"
+        )
+    if MEAN_BOX_BASELINE in results:
+        _numbers(f"{source}: {MEAN_BOX_BASELINE}", results[MEAN_BOX_BASELINE], GROUNDING_REQUIRED)
+    return results
+
+
+def _check_classification(where: str, metrics: object) -> None:
+    if not isinstance(metrics, dict) or "accuracy_micro" not in metrics:
+        raise ResultsError(f"{where} has no accuracy_micro; re-evaluate")
+    values = {k: metrics[k] for k in ("accuracy_micro", "accuracy_macro", "n") if k in metrics}
+    per_class = metrics.get("per_class", {})
+    if not isinstance(per_class, dict) or not all(isinstance(v, dict) for v in per_class.values()):
+        raise ResultsError(f"{where} has a malformed per_class; re-evaluate")
+    values |= {f"per_class[{c!r}]": v.get("accuracy") for c, v in per_class.items()}
+    for key, value in values.items():
+        if not is_number(value):
+            raise ResultsError(f"{where} has a non-numeric {key} ({value!r}); {_FIX}")
+
+
+def _check_grounding(where: str, metrics: object) -> None:
+    checked = _numbers(f"{where} (grounding)", metrics, GROUNDING_REQUIRED)
+    for key in GROUNDING_SAM:
+        if key in checked and not is_number(checked[key]):
+            raise ResultsError(f"{where} has a non-numeric {key} ({checked[key]!r}); {_FIX}")
+
+
+def _numbers(where: str, values: object, keys: tuple[str, ...]) -> dict:
+    if not isinstance(values, dict) or not all(is_number(values.get(k)) for k in keys):
+        raise ResultsError(f"{where} lacks a numeric {', '.join(keys)}; {_FIX}")
+    return values
+
+
+# -- what the results say about the model and the data ---------------------------------------
+
+
+def human_size(parameters: int) -> str:
+    """A parameter count, readable: 8292166656 -> ``8.29B``, 234848 -> ``235K``, 512 -> ``512``."""
+    for scale, unit in SIZE_UNITS:
+        if parameters >= scale * 0.9995:  # 999,600 reads 1.00M, not 1e+03K
+            return f"{parameters / scale:.3g}{unit}"
+    return str(parameters)
+
+
+def model_size(results: dict) -> str:
+    """The size of the evaluated model: its parameter count as the evaluator read it from the
+    checkpoint (``model_parameters``), else ``model_size``, else (old results) the size in the
+    model's name (``...-7B-...`` -> 7B), else ``?``."""
+    if is_number(results.get("model_parameters")):
+        return human_size(int(results["model_parameters"]))
+    if results.get("model_size"):
+        return str(results["model_size"])
+    match = _SIZE_IN_NAME.search(Path(str(results["model"])).name)
+    return f"{match.group(1)}B" if match else UNKNOWN_SIZE
+
+
+def model_label(results: dict) -> str:
+    """The model's readable name: its ``display_name``, else ``model``."""
+    return str(results.get("display_name") or results["model"])
+
+
+def revision_text(revisions: list[str] | tuple[str, ...] | str | None) -> str:
+    """``, revision `r1, r2``` as reports and tables print a dataset revision; empty if none."""
+    if not revisions:
+        return ""
+    items = [revisions] if isinstance(revisions, str) else list(revisions)
+    return f", revision `{', '.join(items)}`"

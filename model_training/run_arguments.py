@@ -1,0 +1,246 @@
+"""The dataclasses of a run (``python -m model_training.run``), passed whole between its
+modules: ``RunArguments`` (which stages, the run's folder, the launcher, the demo's inputs,
+publishing, the dry-run plan), ``StagePlan`` (one training stage), ``RunPlan`` (the whole run),
+and the parser the recipe's parts are read with.
+
+The evaluator's settings are not run fields: they are the recipe's ``eval:`` section, parsed
+into the evaluator's own ``EvaluateArguments`` (``run_evaluations``), one per evaluated task in
+``RunPlan.evaluations``. Whether to evaluate the starting model (``eval_base_model``) is the
+driver's own decision, so it stays a run field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NoReturn
+
+from trl import ModelConfig, SFTConfig, TrlParser
+
+from common.errors import UserError
+from common.hub_ids import is_hub_id
+
+from .configs import CTRateVQAArguments, GRPORecipe
+from .evaluation.evaluate import EvaluateArguments
+
+STAGES = ("sft", "grpo")  # the training stages, in order
+STAGE_CHOICES = (*STAGES, "eval", "all")
+GPU_MEMORY_GIB = 80.0  # ours: the plan's default GPU, an H100 / A100 80 GB
+
+
+class RecipeError(UserError):
+    """A recipe or command line that cannot be run; the message says what to change."""
+
+
+@dataclass
+class RunArguments:
+    """Run-level settings: the stages, folders, launcher, the demo's inputs, publishing."""
+
+    stage: str = field(
+        default="all",
+        metadata={
+            "help": f"One of {STAGE_CHOICES}: 'sft' or 'grpo' trains one stage; 'eval' "
+            "evaluates the run's models (base, sft, grpo) and assembles the final folder; "
+            "'all' does everything in that order."
+        },
+    )
+    output_dir: str = field(
+        default="outputs/run",
+        metadata={
+            "help": "The run's folder: recipes/ (one stage recipe each), sft/, grpo/ (trainer "
+            "outputs and checkpoints), eval/ (one evaluation per model), final/ (the model to "
+            "publish), run_state.json (what is done), run_summary.json."
+        },
+    )
+    resume: bool = field(
+        default=False,
+        metadata={
+            "help": "Continue the run in output_dir: finished steps are kept, a stage that "
+            "stopped part-way restarts from its last checkpoint, an evaluation from its "
+            "predictions."
+        },
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "Redo the steps of this command that an earlier run in output_dir has "
+            "already started; their outputs are deleted first."
+        },
+    )
+    accelerate_config: str | None = field(
+        default=None,
+        metadata={
+            "help": "accelerate config file (recipes/accelerate/*.yaml) each training stage "
+            "and each evaluation is launched with: `accelerate launch --config_file FILE`. "
+            "Unset, with num_processes unset or 1: each runs in one plain python process."
+        },
+    )
+    num_processes: int | None = field(
+        default=None,
+        metadata={
+            "help": "Processes (GPUs) per stage and evaluation, passed to `accelerate launch "
+            "--num_processes`. Default: the accelerate config's, else 1."
+        },
+    )
+    push_to_hub: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub repo id (ORG/NAME) to publish the final model folder to, with the "
+            "hub_cards publisher (HF_ENDPOINT / HF_TOKEN as usual). Unset: nothing is pushed."
+        },
+    )
+    card_dataset_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub dataset id (ORG/NAME) the model card's evaluation results "
+            "(model-index, .eval_results) are attached to, e.g. the repo you pushed the built "
+            "dataset to. Default: dataset_name when it is a Hub id; for a local build the card "
+            "reports the results without attaching them."
+        },
+    )
+    synthetic_cases: int | None = field(
+        default=None,
+        metadata={
+            "help": "If set and dataset_name is a local folder without a complete build, "
+            "synthesise this many CT cases and build CT-RATE-VQA there first (the demo)."
+        },
+    )
+    synthetic_size: int = field(
+        default=128, metadata={"help": "In-plane size of the synthetic cases (pixels)."}
+    )
+    synthetic_slices: int = field(
+        default=32, metadata={"help": "Axial slices of the synthetic cases."}
+    )
+    synthetic_seed: int = field(
+        default=0, metadata={"help": "Seed of the synthetic cases and of the build."}
+    )
+    tiny_model_if_missing: bool = field(
+        default=False,
+        metadata={
+            "help": "If model_name_or_path is a local folder that does not exist, build the "
+            "tiny offline Qwen2.5-VL there first (the demo). Never downloads anything."
+        },
+    )
+    eval_base_model: bool = field(
+        default=True,
+        metadata={"help": "Also evaluate the starting model ('before SFT' in the summary)."},
+    )
+    dry_run: bool = field(
+        default=False,
+        metadata={
+            "help": "Print the plan and stop (model_training.dry_run): per step its command, "
+            "processes, memory per GPU by part and checkpoint disk; the installed backends. "
+            "No weights, no GPU. Exit status 2 when a step cannot fit in gpu_memory_gib."
+        },
+    )
+    gpu_memory_gib: float = field(
+        default=GPU_MEMORY_GIB,
+        metadata={
+            "help": "Memory of one GPU, in GiB, that --dry_run's plan must fit (80: an H100 / "
+            "A100 80 GB; 141: an H200). vLLM colocate takes vllm_gpu_memory_utilization of it."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if str(self.accelerate_config).lower() in ("none", "null", ""):
+            self.accelerate_config = None  # the command line's way to unset a recipe's config
+        if not self.gpu_memory_gib > 0:
+            raise RecipeError(f"gpu_memory_gib={self.gpu_memory_gib} must be a positive size")
+        if not self.dry_run and self.gpu_memory_gib != GPU_MEMORY_GIB:
+            raise RecipeError("gpu_memory_gib sizes the --dry_run plan only: add --dry_run")
+        if self.dry_run and self.push_to_hub:
+            raise RecipeError("--dry_run trains and pushes nothing: drop --push-to-hub")
+        if self.stage not in STAGE_CHOICES:
+            raise RecipeError(f"stage={self.stage!r} is not one of {STAGE_CHOICES}")
+        if self.card_dataset_id is not None and not is_hub_id(
+            self.card_dataset_id, namespaced=True
+        ):
+            raise RecipeError(
+                f"card_dataset_id={self.card_dataset_id!r} is not a Hub dataset id (ORG/NAME): "
+                "name the Hub repo the dataset was pushed to, or leave it unset"
+            )
+        if isinstance(self.push_to_hub, bool) or str(self.push_to_hub).lower() in ("true", "false"):
+            raise RecipeError(
+                "push_to_hub takes the repo id to publish to (ORG/NAME), not true/false"
+            )
+        if self.resume and self.overwrite:
+            raise RecipeError("resume and overwrite exclude each other: choose one")
+        if self.num_processes is not None and self.num_processes < 1:
+            raise RecipeError(f"num_processes={self.num_processes} must be 1 or more")
+        if self.accelerate_config and not Path(self.accelerate_config).is_file():
+            raise RecipeError(
+                f"accelerate_config {self.accelerate_config} does not exist; give the path of "
+                "an accelerate config file (see recipes/accelerate/)"
+            )
+
+    def runs(self, stage: str) -> bool:
+        """Whether this command carries out ``stage`` (a training stage, or 'eval')."""
+        return self.stage in (stage, "all")
+
+
+@dataclass
+class StagePlan:
+    """One training stage: its parsed settings and the plain recipe its process reads."""
+
+    name: str
+    args: CTRateVQAArguments
+    training: SFTConfig | GRPORecipe
+    model_args: ModelConfig
+    recipe: dict  # the stage recipe YAML (shared fields, section, typed overrides)
+    model_from_recipe: bool  # model_name_or_path set in this stage's section or override
+    # the stage of this run it starts from (its output folder), or None: the model the recipe
+    # names. run_recipe.link_stages sets it and model_args.model_name_or_path.
+    start_stage: str | None = None
+
+    @property
+    def start_model(self) -> str | None:
+        """The model the stage starts from (after ``run_recipe.link_stages``)."""
+        return self.model_args.model_name_or_path
+
+
+@dataclass
+class RunPlan:
+    run: RunArguments
+    stages: dict[str, StagePlan]
+    recipe_path: Path
+    recipe: dict  # the run recipe as run: YAML with the command-line overrides applied
+    # per evaluated task, in order: the evaluator's options (model and output_dir: placeholders)
+    evaluations: dict[str, EvaluateArguments] = field(default_factory=dict)
+
+
+class RecipeParser(TrlParser):
+    """TrlParser whose usage errors are a RecipeError (one line, for in-process callers too)."""
+
+    def __init__(self, *types: type):
+        super().__init__(types, allow_abbrev=False)
+
+    def error(self, message: str) -> NoReturn:
+        raise RecipeError(message)
+
+    def fields(self) -> set[str]:
+        return {action.dest for action in self._actions}
+
+
+def option_keys(tokens: list[str]) -> list[str]:
+    """The field names of the ``--field`` tokens of a command line."""
+    return [t[2:].split("=", 1)[0].replace("-", "_") for t in tokens if t.startswith("--")]
+
+
+def plain(value: object) -> object:
+    """A parsed value as YAML writes it (enums as their value)."""
+    return value.value if hasattr(value, "value") else value
+
+
+def typed(objects: tuple, key: str) -> object:
+    """Field ``key`` of the first of ``objects`` (dataclasses) that has it, as YAML writes it."""
+    for obj in objects:
+        if key in {f.name for f in dataclasses.fields(obj)}:
+            return plain(getattr(obj, key))
+    raise KeyError(key)
+
+
+__all__ = [
+    "GPU_MEMORY_GIB", "STAGES", "STAGE_CHOICES", "RecipeError", "RecipeParser", "RunArguments",
+    "RunPlan", "StagePlan", "option_keys", "plain", "typed",
+]  # fmt: skip
