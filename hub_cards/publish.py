@@ -32,9 +32,9 @@ from huggingface_hub import (
     constants,
     metadata_load,
 )
-from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from common.errors import UserError
+from common.hub_ids import spelling_problem
 from common.names import MANIFEST_NAME
 
 logger = logging.getLogger(__name__)
@@ -70,18 +70,11 @@ class PushReport:
 
 
 def check_repo_id(repo_id: str) -> str:
-    """``ORG/NAME`` or ``NAME``; refuse anything that could name a path outside the Hub repo."""
-    if (
-        not isinstance(repo_id, str)
-        or ".." in repo_id
-        or repo_id.startswith(("/", "\\", "~"))
-        or ("\\" in repo_id or repo_id.count("/") > 1)
-    ):
-        raise PublishError(f"repo id {repo_id!r} is not of the form ORG/NAME")
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as err:
-        raise PublishError(f"repo id {repo_id!r} is not valid: {err}") from None
+    """``ORG/NAME`` or ``NAME``; refuse anything that could name a path outside the Hub repo
+    (``common.hub_ids.spelling_problem``)."""
+    problem = spelling_problem(repo_id)
+    if problem is not None:
+        raise PublishError(f"repo id {repo_id!r} is not valid: {problem}")
     return repo_id
 
 

@@ -36,7 +36,6 @@ from pathlib import Path
 
 import yaml
 
-from common.cli_options import to_argv
 from common.errors import report, user_errors
 from common.names import (
     CLASSIFICATION_TASK,
@@ -49,6 +48,7 @@ from common.results_schema import RESULTS_FILE, read_results
 from .backends import deepspeed_problem, launch_setup, vllm_problem
 from .dry_run import PlannedStep, dry_run
 from .evaluation.evaluate import EvaluateArguments
+from .evaluation.options import evaluator_process
 from .final_model import assemble_final
 from .run_arguments import STAGES, RecipeError, RunPlan
 from .run_evaluations import eval_tasks
@@ -62,8 +62,6 @@ logger = logging.getLogger("model_training.run")
 
 SUMMARY_FILE = "run_summary.json"
 STAGE_MODULES = {"sft": "model_training.sft", "grpo": "model_training.grpo"}
-EVAL_MODULE = "model_training.evaluation.evaluate"
-EVAL_NAMED = ("model", "dataset", "output_dir", "config")  # always on an evaluation's command
 EVAL_UNKEYED = ("batch_size", "overwrite", "progress")  # how, not what: not in the step's key
 
 
@@ -189,7 +187,7 @@ def eval_options(plan: RunPlan, label: str, model: str, task: str) -> EvaluateAr
 
 def eval_command(plan: RunPlan, options: EvaluateArguments) -> list[str]:
     """The evaluator's process for ``options``: the one dataclass-to-argv helper."""
-    return [*launcher(plan.run), "-m", EVAL_MODULE, *to_argv(options, always=EVAL_NAMED)]
+    return [*launcher(plan.run), *evaluator_process(options)]
 
 
 def evaluate_model(

@@ -1,4 +1,4 @@
-"""Client-side checks of ``tests/hub_server.py`` with the REAL libraries, in a fresh process.
+"""Client-side checks of ``tests/hub_server/`` with the REAL libraries, in a fresh process.
 
 Run by ``tests/test_hub_server.py`` as ``python tests/_hub_client_checks.py`` with
 ``HF_ENDPOINT`` pointing at a ``LocalHub`` started in the pytest process (and HF_HUB_OFFLINE

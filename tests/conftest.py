@@ -2,7 +2,7 @@
 hand-made NIfTI cases.
 
 No test reaches the internet: before any Hugging Face library is imported, HF_ENDPOINT points
-at a Hub-compatible server on 127.0.0.1 (tests/hub_server.py) with a throw-away HF_HOME.
+at a Hub-compatible server on 127.0.0.1 (tests/hub_server/) with a throw-away HF_HOME.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests of ``tests/hub_server.py``: raw HTTP in-process, the real clients in ONE subprocess.
+"""Tests of ``tests/hub_server/``: raw HTTP in-process, the real clients in ONE subprocess.
 
 The server runs in the pytest process. The client side (huggingface_hub, datasets,
 transformers) runs in a subprocess (``tests/_hub_client_checks.py``) because HF_ENDPOINT

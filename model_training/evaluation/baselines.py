@@ -44,7 +44,7 @@ from typing import Any, Literal
 
 import yaml
 
-from common.cli_options import parse_options, to_argv
+from common.cli_options import parse_options
 from common.errors import UserError, report, user_errors
 from common.hub_ids import is_hub_id
 from common.names import PROMPT_MODES
@@ -53,10 +53,9 @@ from common.results_schema import RESULTS_FILE, read_results
 from .. import prompts
 from . import evaluate as evaluator
 from .leaderboard import LeaderboardArguments, build_leaderboard
+from .options import evaluator_process
 
 PROG = "python -m model_training.evaluation.baselines"
-EVAL_MODULE = "model_training.evaluation.evaluate"
-EVAL_NAMED = ("model", "dataset", "output_dir")  # always on an evaluation's command
 PAPER_FIGURES_FILE = "paper_figures.json"
 STATUS_FILE = "baselines_status.json"
 TABLE_FOLDER = "table1"
@@ -358,7 +357,7 @@ def is_complete(folder: Path, model: str, options: BaselinesArguments, rows: int
 
 def label_results(folder: Path, baseline: Baseline) -> Path:
     """Add the entry's name and size to its ``results.json`` (the table's row label)."""
-    path = folder / "results.json"
+    path = folder / RESULTS_FILE
     results = json.loads(path.read_text())
     labels = {"display_name": baseline.name}
     if baseline.size is not None:
@@ -372,7 +371,7 @@ def evaluate_command(options: BaselinesArguments, model: str, folder: Path, trus
     """The evaluator's process for one model (its options, by the one dataclass-to-argv
     helper)."""
     args = options.evaluate_arguments(model, str(folder), trust)
-    return [sys.executable, "-m", EVAL_MODULE, *to_argv(args, always=EVAL_NAMED)]
+    return [sys.executable, *evaluator_process(args)]
 
 
 def render_table(result_files: list[Path], out: Path, figures_file: Path) -> int:
@@ -422,7 +421,7 @@ def run(options: BaselinesArguments) -> int:
         if baseline.name not in models or baseline.name in status:
             continue
         folder, model = out / baseline.folder, models[baseline.name]
-        entry = {"model": model, "results": str(folder / "results.json")}
+        entry = {"model": model, "results": str(folder / RESULTS_FILE)}
         if is_complete(folder, model, options, rows):
             print(f"{baseline.name}: already evaluated ({folder / 'results.json'})", flush=True)
         else:

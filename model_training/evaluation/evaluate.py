@@ -71,6 +71,7 @@ from .options import (
     DEFAULT_REPETITION_PENALTY,
     DEFAULT_SPLIT,
     DEFAULT_TENSOR_PARALLEL_SIZE,
+    EVAL_MODULE,
     EvaluateArguments,
     EvaluationError,
 )
@@ -239,9 +240,7 @@ def print_report(report: dict) -> None:
 @user_errors
 def main(argv: list[str] | None = None) -> int:
     try:
-        (options,) = parse_options(
-            EvaluateArguments, argv, "python -m model_training.evaluation.evaluate", __doc__
-        )
+        (options,) = parse_options(EvaluateArguments, argv, f"python -m {EVAL_MODULE}", __doc__)
         results = evaluate(options)
     except UserError as err:  # said once, by the main process (user_errors: one line, exit 2)
         if PartialState().is_main_process:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from common.cli_options import to_argv
 from common.errors import UserError
 from common.names import CLASSIFICATION_TASK, GROUNDING_TASK
 
@@ -34,6 +35,11 @@ VLLM_ONLY = {  # vLLM's settings and their defaults: refused with --backend hf
     "max_model_len": DEFAULT_MAX_MODEL_LEN,
     "gpu_memory_utilization": DEFAULT_GPU_MEMORY_UTILIZATION,
 }
+
+
+EVAL_MODULE = "model_training.evaluation.evaluate"  # the evaluator: python -m EVAL_MODULE
+# on every evaluator command line, default or not: what identifies the evaluation
+ALWAYS_ON_COMMAND = ("model", "dataset", "output_dir", "config")
 
 
 class EvaluationError(UserError):
@@ -182,3 +188,9 @@ class EvaluateArguments:
     def modes(self) -> tuple[str, ...]:
         """The prompt modes to evaluate."""
         return prompts.MODES if self.mode == "both" else (self.mode,)
+
+
+def evaluator_process(options: EvaluateArguments) -> list[str]:
+    """``-m EVAL_MODULE OPTIONS``: a child evaluator process's arguments for ``options`` (after
+    its launcher: python, or accelerate launch), by the one dataclass-to-argv helper."""
+    return ["-m", EVAL_MODULE, *to_argv(options, always=ALWAYS_ON_COMMAND)]
