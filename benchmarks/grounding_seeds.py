@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"need seeds and an existing --recipe (got {options.recipe})")
     out = Path(options.output_dir)
     rows = {seed: seed_row(run_seed(options.recipe, out, seed, extra)) for seed in seeds}
-    head = "seed  " + "  ".join(f"{lab} IoU / IoU>=0.5 / pDice" for lab in LABELS)
+    head = "seed  " + "  ".join(f"{lab} IoU / IoU>=0.5 / point-Dice" for lab in LABELS)
     print(f"\n{options.recipe}, {MODE}, test rows (%)\n{head}")
     for seed, row in rows.items():
         cells = ["  ".join(f"{row[lab][m]:5.1f}" for m in METRICS) for lab in LABELS]

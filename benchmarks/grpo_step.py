@@ -406,7 +406,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         model=model,
         args=config,
         processing_class=processor,
-        reward_funcs=get_rewards(config.reward_funcs),
+        reward_funcs=get_rewards(config.reward_funcs, config.answer_parsing),
         train_dataset=prompts_dataset(steps * prompts_per_step),
         callbacks=[timer.callback],
     )

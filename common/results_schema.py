@@ -9,11 +9,13 @@ evaluation; the leaderboard, the run summary and the model card read it through 
   ``training`` (an object or null) where recorded.
 - classification metrics: numeric ``accuracy_micro`` (and ``accuracy_macro``, ``n`` where
   given), ``per_class`` {class: {"accuracy", "support"}}; fractions in [0, 1].
-- grounding metrics: numeric ``n``, ``iou_mean``, ``iou_50``, ``point_dice_mean``;
-  ``mask_dice_mean`` and ``oracle_dice_mean`` numeric where a SAM was run; and, beside the modes,
-  ``mean_box_baseline`` (the mean box and points of the training rows answered for every
-  evaluated row) with numeric ``n``, ``iou_mean``, ``iou_50``, ``point_dice_mean`` where the
-  evaluator measured it.
+- grounding metrics: numeric ``n``, ``iou_mean``, ``iou_50``, ``point_dice_mean`` (our
+  point-Dice, a true Dice); ``medreasoner_pdice_mean`` (MedReasoner's pDice, 2 inter / union,
+  max 2) numeric where given (files written before it lack it); ``mask_dice_mean`` and
+  ``oracle_dice_mean`` numeric where a SAM was run; and, beside the modes, ``mean_box_baseline``
+  (the mean box and points of the training rows answered for every evaluated row) with numeric
+  ``n``, ``iou_mean``, ``iou_50``, ``point_dice_mean`` (and ``medreasoner_pdice_mean`` where
+  given) where the evaluator measured it.
 
 A file that does not fit is refused (``ResultsError``) in one line naming the file and the field.
 """
@@ -33,6 +35,7 @@ MEAN_BOX_BASELINE = "mean_box_baseline"  # grounding: the trivial baseline, besi
 REQUIRED = ("model", "config", "split", "modes")
 GROUNDING_REQUIRED = ("n", "iou_mean", "iou_50", "point_dice_mean")  # per mode, and the baseline
 GROUNDING_SAM = ("mask_dice_mean", "oracle_dice_mean")  # per mode, where a SAM was run
+GROUNDING_OPTIONAL = ("medreasoner_pdice_mean", *GROUNDING_SAM)  # numeric where present
 SIZE_UNITS = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))  # 8292166656 -> 8.29B
 UNKNOWN_SIZE = "?"
 _SIZE_IN_NAME = re.compile(r"(?:^|[^a-z0-9.])(\d+(?:\.\d+)?)b(?![a-z0-9])", re.IGNORECASE)
@@ -113,7 +116,9 @@ def check_results(results: object, source: str) -> dict:
             f"null); {_FIX}"
         )
     if MEAN_BOX_BASELINE in results:
-        _numbers(f"{source}: {MEAN_BOX_BASELINE}", results[MEAN_BOX_BASELINE], GROUNDING_REQUIRED)
+        baseline = results[MEAN_BOX_BASELINE]
+        _numbers(f"{source}: {MEAN_BOX_BASELINE}", baseline, GROUNDING_REQUIRED)
+        _optional_numbers(f"{source}: {MEAN_BOX_BASELINE}", baseline)
     return results
 
 
@@ -131,8 +136,11 @@ def _check_classification(where: str, metrics: object) -> None:
 
 
 def _check_grounding(where: str, metrics: object) -> None:
-    checked = _numbers(f"{where} (grounding)", metrics, GROUNDING_REQUIRED)
-    for key in GROUNDING_SAM:
+    _optional_numbers(where, _numbers(f"{where} (grounding)", metrics, GROUNDING_REQUIRED))
+
+
+def _optional_numbers(where: str, checked: dict) -> None:
+    for key in GROUNDING_OPTIONAL:
         if key in checked and not is_number(checked[key]):
             raise ResultsError(f"{where} has a non-numeric {key} ({checked[key]!r}); {_FIX}")
 

@@ -163,14 +163,16 @@ def _by_task(results: Results) -> tuple[dict | None, dict | None]:
 GROUNDING_COLUMNS = (  # (results key, the card's column): means over the split's rows
     ("iou_mean", "box IoU %"),
     ("iou_50", "IoU >= 0.5 %"),
-    ("point_dice_mean", "point-Dice %"),
+    ("point_dice_mean", "point-Dice % (ours, true Dice)"),
+    ("medreasoner_pdice_mean", "MedReasoner pDice % (2 inter / union)"),
     ("mask_dice_mean", "mask Dice % (SAM)"),
     ("oracle_dice_mean", "oracle Dice % (SAM, true prompts)"),
 )
 
 
 def _grounding_table(results: dict) -> str:
-    """Per mode: IoU, IoU >= 0.5, point-Dice, and mask / oracle Dice when a SAM was run."""
+    """Per mode: IoU, IoU >= 0.5, our point-Dice, MedReasoner's pDice where the results have it,
+    and mask / oracle Dice when a SAM was run."""
     modes = [m for m in MODES if m in results["modes"]]
     shown = [(k, name) for k, name in GROUNDING_COLUMNS
              if any(k in results["modes"][m] for m in modes)]  # fmt: skip
@@ -181,13 +183,21 @@ def _grounding_table(results: dict) -> str:
         values = " | ".join(f"{_percent(metrics[k])}" if k in metrics else "–" for k, _ in shown)
         rows.append(f"| {mode} | {metrics.get('n', '')} | {values} |")
     sam = results.get("sam_model")
+    pdice = (
+        "\n\nPoint-Dice (ours): the true Dice 2 |A n B| / (|A| + |B|) of the circles whose "
+        "diameters are the predicted and the true point pairs (max 100 %). MedReasoner pDice: "
+        "MedReasoner's 2 |A n B| / |A u B| of the same circles (twice their IoU, max 200 %), the "
+        "only one of the two comparable with the paper's pDice (26.55)."
+        if any("medreasoner_pdice_mean" in results["modes"][m] for m in modes)
+        else ""
+    )
     note = (
         f"\n\nMask Dice: the mask the frozen SAM `{sam}` gives for the predicted box and points; "
         "oracle Dice: the same SAM prompted with the true box and points."
         if sam
         else ""
     )
-    return "\n".join(rows) + note
+    return "\n".join(rows) + pdice + note
 
 
 def model_card(

@@ -24,6 +24,7 @@ from common.names import (
     TASKS,
 )
 
+from .grounding import ANSWER_PARSING_HELP, DEFAULT_ANSWER_PARSING, answer_parsing_problem
 from .grounding_rewards import GROUNDING_REWARDS, GROUNDING_SOFT_REWARDS
 from .processor import PINNED_MAX_PIXELS, PINNED_MIN_PIXELS
 from .prompts import MODES, SFT_TARGETS
@@ -214,9 +215,14 @@ class GRPORecipe(GRPOConfig):
         metadata={
             "help": "Reward functions by name: format, validity, correctness (classification, "
             "MedReason-R1); format_think, format_seg, bbox_iou, points_dice, and in hard mode "
-            "also bbox_align, bbox_scale, points_align, points_angle (grounding, MedReasoner). "
-            "Each scores only its own task's rows."
+            "also bbox_align, bbox_scale, points_align, points_angle (grounding, MedReasoner); "
+            "points_true_dice (ours: points_dice over the true circle Dice). Each scores only "
+            "its own task's rows."
         },
+    )
+    answer_parsing: str = field(
+        default=DEFAULT_ANSWER_PARSING,
+        metadata={"help": f"{ANSWER_PARSING_HELP}; read by the grounding rewards"},
     )
 
     def __post_init__(self) -> None:
@@ -225,6 +231,15 @@ class GRPORecipe(GRPOConfig):
         unknown = [n for n in self.reward_funcs if n not in REWARDS]
         if unknown:
             raise ConfigError(f"unknown reward_funcs {unknown}; valid names: {sorted(REWARDS)}")
+        problem = answer_parsing_problem(self.answer_parsing)
+        if problem is not None:
+            raise ConfigError(problem)
+        grounding = [n for n in self.reward_funcs if n in GROUNDING_REWARDS]
+        if self.answer_parsing != DEFAULT_ANSWER_PARSING and not grounding:
+            raise ConfigError(
+                f"answer_parsing={self.answer_parsing!r} is read by the grounding rewards, but "
+                f"reward_funcs {self.reward_funcs} names none: remove answer_parsing"
+            )
         if self.reward_weights is None:
             by_name = dict(zip(DEFAULT_REWARDS, DEFAULT_REWARD_WEIGHTS, strict=True))
             self.reward_weights = [by_name.get(n, 1.0) for n in self.reward_funcs]

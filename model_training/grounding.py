@@ -12,6 +12,18 @@ the model-input size comes from the processor itself (its ``image_grid_thw``).
 Answer (MedReasoner's format, arXiv 2508.08177): ``<think>...</think>`` then
 ``<answer>{"bbox": [x0, y0, x1, y1], "points_1": [x, y], "points_2": [x, y]}</answer>`` in the
 model-input frame. As MedReasoner's parser does, single quotes are read as double quotes.
+
+Answer parsing (``ANSWER_PARSERS``, chosen by name): ``ours`` (the default) reads the LAST
+``<answer>`` block with case-insensitive tags; ``medreasoner`` reads the FIRST block with
+case-sensitive tags, as MedReasoner's reward does (``re.search(r"<answer>(.*?)</answer>")`` in
+verl/utils/reward_score/med_grounding.py). They differ only on a reply with several blocks or
+with tags in another case.
+
+Point scores: each point pair is the diameter of a circle. ``circle_dice`` is the true Dice
+``2 |A n B| / (|A| + |B|)`` of the predicted and true circles (ours, max 1);
+``medreasoner_pdice`` is MedReasoner's ``2 |A n B| / (|A u B| + 1e-5)`` (twice the circles'
+IoU, max 2; eval/utils.py compute_pdice), the formula behind the paper's pDice. Per row,
+``medreasoner_pdice = 2 D / (2 - D)`` for ``D = circle_dice``.
 """
 
 from __future__ import annotations
@@ -25,7 +37,7 @@ from typing import Any
 import numpy as np
 
 ANSWER_KEYS = ("bbox", "points_1", "points_2")  # MedReasoner's answer keys
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+PDICE_UNION_EPS = 1e-5  # code: MedReasoner eval/utils.py compute_pdice, 2 inter / (union + 1e-5)
 
 Box = list[float]  # [x0, y0, x1, y1]
 Point = list[float]  # [x, y]
@@ -97,15 +109,46 @@ def format_answer(box: Box, points: list[Point]) -> str:
     )
 
 
-def answer_json(reply: object) -> tuple[str, Any]:
-    """(status, value) of the last ``<answer>`` block: ("no_answer", None) without one,
-    ("bad_json", None) when it is not a JSON object, else ("ok", the dict)."""
+@dataclass(frozen=True)
+class AnswerParser:
+    """Which ``<answer>`` block of a reply is read: ``pattern`` finds the blocks, ``block``
+    indexes them (0: the first, -1: the last)."""
+
+    pattern: re.Pattern[str]
+    block: int
+
+
+ANSWER_PARSERS = {
+    # ours: the last block, tags in any case (a model that restates its answer is read at its end)
+    "ours": AnswerParser(re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE), -1),
+    # code: MedReasoner med_grounding.py, re.search(r"<answer>(.*?)</answer>", s, re.DOTALL)
+    "medreasoner": AnswerParser(re.compile(r"<answer>(.*?)</answer>", re.DOTALL), 0),
+}
+DEFAULT_ANSWER_PARSING = "ours"
+ANSWER_PARSING_HELP = (
+    "grounding: which <answer> block is read: 'ours' (the last block, tags in any case) or "
+    "'medreasoner' (the first block, case-sensitive tags, as MedReasoner's med_grounding.py)"
+)
+
+
+def answer_parsing_problem(name: object) -> str | None:
+    """None for a known answer parsing, else the one-line reason it is refused."""
+    if name in ANSWER_PARSERS:
+        return None
+    return f"answer_parsing={name!r}: choose one of {', '.join(ANSWER_PARSERS)}"
+
+
+def answer_json(reply: object, parsing: str = DEFAULT_ANSWER_PARSING) -> tuple[str, Any]:
+    """(status, value) of the ``<answer>`` block ``parsing`` reads (``ANSWER_PARSERS``):
+    ("no_answer", None) without one, ("bad_json", None) when it is not a JSON object, else
+    ("ok", the dict)."""
     if not isinstance(reply, str):
         return "no_answer", None
-    blocks = _ANSWER.findall(reply)
+    parser = ANSWER_PARSERS[parsing]
+    blocks = parser.pattern.findall(reply)
     if not blocks:
         return "no_answer", None
-    text = blocks[-1].strip().replace("'", '"')
+    text = blocks[parser.block].strip().replace("'", '"')
     try:
         value = json.loads(text)
     except (ValueError, RecursionError):
@@ -146,8 +189,8 @@ class Grounding:
     points: list[Point] | None = None  # both points, or None
 
 
-def parse_grounding(reply: object) -> Grounding:
-    status, value = answer_json(reply)
+def parse_grounding(reply: object, parsing: str = DEFAULT_ANSWER_PARSING) -> Grounding:
+    status, value = answer_json(reply, parsing)
     if status != "ok":
         return Grounding(status)
     if not all(key in value for key in ANSWER_KEYS):
@@ -195,15 +238,39 @@ def _lens_area(r1: float, r2: float, d: float) -> float:
     return a1 + a2 - 0.5 * math.sqrt(max(0.0, k))
 
 
-def points_dice(predicted: list[Point], true: list[Point]) -> float:
-    """Point-Dice (MedReasoner's pDice): each point pair is the diameter of a circle; the Dice
-    2 |A n B| / (|A| + |B|) of the predicted and the true circle (0 for a degenerate circle)."""
+def _circles(predicted: list[Point], true: list[Point]) -> tuple[float, float, float] | None:
+    """(intersection, area 1, area 2) of the two point pairs' circles; None when either is
+    degenerate (both points the same)."""
     x1, y1, r1 = _circle(predicted)
     x2, y2, r2 = _circle(true)
-    total = math.pi * (r1 * r1 + r2 * r2)
-    if r1 <= 0 or r2 <= 0 or total <= 0:
+    if r1 <= 0 or r2 <= 0:
+        return None
+    inter = _lens_area(r1, r2, math.hypot(x2 - x1, y2 - y1))
+    return inter, math.pi * r1 * r1, math.pi * r2 * r2
+
+
+def circle_dice(predicted: list[Point], true: list[Point]) -> float:
+    """Our point-Dice: the true Dice 2 |A n B| / (|A| + |B|) of the circles whose diameters are
+    the predicted and the true point pairs (1 for a perfect answer; 0 for a degenerate circle).
+    Not MedReasoner's pDice: see ``medreasoner_pdice``."""
+    circles = _circles(predicted, true)
+    if circles is None:
         return 0.0
-    return 2 * _lens_area(r1, r2, math.hypot(x2 - x1, y2 - y1)) / total
+    inter, a1, a2 = circles
+    return 2 * inter / (a1 + a2)
+
+
+def medreasoner_pdice(predicted: list[Point], true: list[Point]) -> float:
+    """MedReasoner's pDice (eval/utils.py compute_pdice; its points_dice reward): 2 |A n B| /
+    (|A u B| + 1e-5) of the same circles: twice their IoU, so a perfect answer scores 2.0 (less
+    1e-7 for circles of radius >= 10 px), concentric circles of radii 1 and 2 (IoU 1/4) 0.5,
+    disjoint ones 0 (0 for a degenerate circle, as compute_pdice; MedReasoner's reward adds 1e-5
+    to each radius, which gives such a pair 6e-5 instead)."""
+    circles = _circles(predicted, true)
+    if circles is None:
+        return 0.0
+    inter, a1, a2 = circles
+    return 2 * inter / (a1 + a2 - inter + PDICE_UNION_EPS)
 
 
 def mask_dice(predicted: np.ndarray, true: np.ndarray) -> float:

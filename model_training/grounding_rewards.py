@@ -24,31 +24,51 @@ function here scores grounding rows only and returns None for any other row (TRL
 that row out of this function's mean and sum); a grounding row whose target is unusable is not
 scored either (None). No function raises, on any completion.
 
-Deviations from MedReasoner's code, all to read a reply the way the rest of this project does
-(model_training.grounding, shared with evaluation): the tags are matched case-insensitively and
-the last ``<answer>`` block is read; a box must be finite with x0 < x1 and y0 < y1 and a point
-finite (MedReasoner also accepts swapped or degenerate corners, NaN, infinity and booleans as
-"valid", then scores them 0 through a caught exception or a zero-area IoU); IoU and the circle
-Dice are computed without MedReasoner's 1e-5 denominators (so a perfect answer scores exactly 1).
+Answer parsing: every function takes ``answer_parsing`` (grounding.ANSWER_PARSERS; a recipe's
+``answer_parsing`` field, bound by ``rewards.get_rewards``): ``ours`` (the default) reads the last
+``<answer>`` block with case-insensitive tags, ``medreasoner`` the first block with
+case-sensitive tags, as MedReasoner's ``re.search``. On a reply whose first block is wrong and
+last block right, MedReasoner's parsing scores the wrong one.
+
+``points_dice`` is MedReasoner's formula: smooth_log of ``2 |A n B| / (|A u B| + 1e-5)`` over the
+two point circles (grounding.medreasoner_pdice, twice their IoU), then ``penalize``, which caps
+it at 1: it saturates once the circles' IoU reaches 0.5. ``points_true_dice`` (ours, not in
+either mode) is the same term over the true Dice ``2 |A n B| / (|A| + |B|)``.
+
+Other deviations from MedReasoner's code, to read a reply the way the rest of this project does
+(model_training.grounding, shared with evaluation): a box must be finite with x0 < x1 and
+y0 < y1 and a point finite. MedReasoner accepts a box with swapped corners as valid
+(format_seg 1.0) and scores it: IoU 0 -> smooth_log 0.1, penalised by both failed flags
+(position 0.25, area 0.5) to 0.1 (0.7 + 0.3 (0.25 + 0.5) / 2) = 0.0812 (its code, on the box
+[40, 40, 0, 0] for the true box [0, 0, 40, 40]); not 0. Here such a box is malformed
+(format_seg 0.6, bbox_iou 0). Likewise MedReasoner takes NaN,
+infinity and booleans for numbers. Box IoU is computed without MedReasoner's 1e-5 denominator
+(so a perfect box scores exactly 1) and a degenerate point circle scores pDice 0 (MedReasoner's
+reward adds 1e-5 to each radius: 6e-5).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from common.names import CLASSIFICATION_TASK, GROUNDING_TASK
 
 from .answers import THINK_RE, completion_text
 from .grounding import (
     ANSWER_KEYS,
+    DEFAULT_ANSWER_PARSING,
     Box,
     Point,
     answer_json,
     box_area,
     box_iou,
+    circle_dice,
+    medreasoner_pdice,
     point_in_box,
-    points_dice,
     valid_box,
     valid_point,
 )
@@ -217,22 +237,30 @@ def _finite(value: float) -> float:
 # -- the terms of one reply (None: not scored) ----------------------------------------------------
 
 
-def _format_think(text: str) -> float:
-    think = THINK_RE.search(text)
+@dataclass(frozen=True)
+class Reply:
+    """A completion's text and its ``<answer>`` block as ``grounding.answer_json`` reads it."""
+
+    text: str
+    status: str
+    value: Any
+
+
+def _format_think(reply: Reply) -> float:
+    think = THINK_RE.search(reply.text)
     if think is None:
         return 0.0
     return 1.0 if think.group(1).strip() else THINK_EMPTY
 
 
-def _format_seg(text: str) -> float:
-    status, value = answer_json(text)
-    if status == "no_answer":
+def _format_seg(reply: Reply) -> float:
+    if reply.status == "no_answer":
         return 0.0
-    if status != "ok":
+    if reply.status != "ok":
         return SEG_BAD_JSON
-    if not all(key in value for key in ANSWER_KEYS):
+    if not all(key in reply.value for key in ANSWER_KEYS):
         return SEG_MISSING
-    malformed = (_box(value) is None) + (_points(value) is None)
+    malformed = (_box(reply.value) is None) + (_points(reply.value) is None)
     return (1.0, SEG_ONE_MALFORMED, SEG_MISSING)[malformed]
 
 
@@ -248,21 +276,11 @@ def _points(answer: dict) -> list[Point] | None:
     return None if pair[0] is None or pair[1] is None else pair
 
 
-def _answer_box(text: str) -> Box | None:
-    status, value = answer_json(text)
-    return _box(value) if status == "ok" else None
-
-
-def _answer_points(text: str) -> list[Point] | None:
-    status, value = answer_json(text)
-    return _points(value) if status == "ok" else None
-
-
 def _box_term(
-    text: str, target: tuple[Box, list[Point]], term: Callable[[Box, Box], float]
+    reply: Reply, target: tuple[Box, list[Point]], term: Callable[[Box, Box], float]
 ) -> float:
     """A box term, penalised by the true points in the predicted box and the area ratio."""
-    box = _answer_box(text)
+    box = _box(reply.value) if reply.status == "ok" else None
     if box is None:
         return 0.0
     true_box, true_points = target
@@ -274,12 +292,12 @@ def _box_term(
 
 
 def _points_term(
-    text: str,
+    reply: Reply,
     target: tuple[Box, list[Point]],
     term: Callable[[list[Point], Box, list[Point]], float],
 ) -> float:
     """A point term, penalised by the predicted points in the true box and their spread."""
-    points = _answer_points(text)
+    points = _points(reply.value) if reply.status == "ok" else None
     if points is None:
         return 0.0
     true_box, true_points = target
@@ -306,7 +324,11 @@ def _bbox_scale(box: Box, true: Box) -> float:
 
 
 def _points_dice(points: list[Point], true_box: Box, true: list[Point]) -> float:
-    return smooth_log(_finite(points_dice(points, true)))
+    return smooth_log(_finite(medreasoner_pdice(points, true)))
+
+
+def _points_true_dice(points: list[Point], true_box: Box, true: list[Point]) -> float:
+    return smooth_log(_finite(circle_dice(points, true)))
 
 
 def _points_align(points: list[Point], true_box: Box, true: list[Point]) -> float:
@@ -320,53 +342,91 @@ def _points_angle(points: list[Point], true_box: Box, true: list[Point]) -> floa
 # -- TRL reward functions -------------------------------------------------------------------------
 
 
-def _per_row(completions: list, kwargs: dict, score: Callable) -> list[float | None]:
-    """``score(text, target)`` for each grounding row with a usable target, None otherwise."""
+def _per_row(
+    completions: list, kwargs: dict, score: Callable[[Reply, tuple], float], parsing: str
+) -> list[float | None]:
+    """``score(reply, target)`` for each grounding row with a usable target, None otherwise."""
     out: list[float | None] = []
     for i, completion in enumerate(completions):
         target = _target(kwargs, i) if row_task(kwargs, i) == GROUNDING_TASK else None
-        out.append(None if target is None else score(completion_text(completion), target))
+        if target is None:
+            out.append(None)
+            continue
+        text = completion_text(completion)
+        out.append(score(Reply(text, *answer_json(text, parsing)), target))
     return out
 
 
-def format_think_reward(completions: list, **kwargs) -> list[float | None]:
+def format_think_reward(
+    completions: list, answer_parsing: str = DEFAULT_ANSWER_PARSING, **kwargs
+) -> list[float | None]:
     """1 for a <think> block with text, 0.2 for an empty one, 0 without (MedReasoner)."""
-    return _per_row(completions, kwargs, lambda text, _: _format_think(text))
+    return _per_row(completions, kwargs, lambda r, _: _format_think(r), answer_parsing)
 
 
-def format_seg_reward(completions: list, **kwargs) -> list[float | None]:
+def format_seg_reward(
+    completions: list, answer_parsing: str = DEFAULT_ANSWER_PARSING, **kwargs
+) -> list[float | None]:
     """1 for a well-formed answer JSON; 0.6 / 0.4 / 0.2 / 0 as it degrades (MedReasoner)."""
-    return _per_row(completions, kwargs, lambda text, _: _format_seg(text))
+    return _per_row(completions, kwargs, lambda r, _: _format_seg(r), answer_parsing)
 
 
-def bbox_iou_reward(completions: list, **kwargs) -> list[float | None]:
+def bbox_iou_reward(
+    completions: list, answer_parsing: str = DEFAULT_ANSWER_PARSING, **kwargs
+) -> list[float | None]:
     """smooth_log(IoU) of the box, penalised (MedReasoner's bbox_iou)."""
-    return _per_row(completions, kwargs, lambda text, t: _box_term(text, t, _bbox_iou))
+    score = functools.partial(_box_term, term=_bbox_iou)
+    return _per_row(completions, kwargs, score, answer_parsing)
 
 
-def points_dice_reward(completions: list, **kwargs) -> list[float | None]:
-    """smooth_log of the circle Dice of the two points, penalised (MedReasoner's points_dice)."""
-    return _per_row(completions, kwargs, lambda text, t: _points_term(text, t, _points_dice))
+def points_dice_reward(
+    completions: list, answer_parsing: str = DEFAULT_ANSWER_PARSING, **kwargs
+) -> list[float | None]:
+    """smooth_log of MedReasoner's pDice 2 inter / (union + 1e-5) of the two point circles,
+    penalised and capped at 1 (MedReasoner's points_dice)."""
+    score = functools.partial(_points_term, term=_points_dice)
+    return _per_row(completions, kwargs, score, answer_parsing)
 
 
-def bbox_align_reward(completions: list, **kwargs) -> list[float | None]:
+def points_true_dice_reward(
+    completions: list, answer_parsing: str = DEFAULT_ANSWER_PARSING, **kwargs
+) -> list[float | None]:
+    """smooth_log of the true circle Dice 2 inter / (A1 + A2) of the two point circles,
+    penalised (ours: points_dice over a Dice)."""
+    score = functools.partial(_points_term, term=_points_true_dice)
+    return _per_row(completions, kwargs, score, answer_parsing)
+
+
+def bbox_align_reward(
+    completions: list, answer_parsing: str = DEFAULT_ANSWER_PARSING, **kwargs
+) -> list[float | None]:
     """Mean edge L1 over the true diagonal through a logistic, penalised (hard mode)."""
-    return _per_row(completions, kwargs, lambda text, t: _box_term(text, t, _bbox_align))
+    score = functools.partial(_box_term, term=_bbox_align)
+    return _per_row(completions, kwargs, score, answer_parsing)
 
 
-def bbox_scale_reward(completions: list, **kwargs) -> list[float | None]:
+def bbox_scale_reward(
+    completions: list, answer_parsing: str = DEFAULT_ANSWER_PARSING, **kwargs
+) -> list[float | None]:
     """sqrt(dlog-area^2 + dlog-aspect^2) through a logistic, penalised (hard mode)."""
-    return _per_row(completions, kwargs, lambda text, t: _box_term(text, t, _bbox_scale))
+    score = functools.partial(_box_term, term=_bbox_scale)
+    return _per_row(completions, kwargs, score, answer_parsing)
 
 
-def points_align_reward(completions: list, **kwargs) -> list[float | None]:
+def points_align_reward(
+    completions: list, answer_parsing: str = DEFAULT_ANSWER_PARSING, **kwargs
+) -> list[float | None]:
     """Order-free point L1 over the true diagonal through a logistic, penalised (hard mode)."""
-    return _per_row(completions, kwargs, lambda text, t: _points_term(text, t, _points_align))
+    score = functools.partial(_points_term, term=_points_align)
+    return _per_row(completions, kwargs, score, answer_parsing)
 
 
-def points_angle_reward(completions: list, **kwargs) -> list[float | None]:
+def points_angle_reward(
+    completions: list, answer_parsing: str = DEFAULT_ANSWER_PARSING, **kwargs
+) -> list[float | None]:
     """smooth_log(|cos|) of the two pairs' directions, penalised (hard mode)."""
-    return _per_row(completions, kwargs, lambda text, t: _points_term(text, t, _points_angle))
+    score = functools.partial(_points_term, term=_points_angle)
+    return _per_row(completions, kwargs, score, answer_parsing)
 
 
 GROUNDING_REWARDS: dict[str, GroundingReward] = {
@@ -374,8 +434,20 @@ GROUNDING_REWARDS: dict[str, GroundingReward] = {
     "format_seg": format_seg_reward,
     "bbox_iou": bbox_iou_reward,
     "points_dice": points_dice_reward,
+    "points_true_dice": points_true_dice_reward,  # ours: points_dice over the true circle Dice
     "bbox_align": bbox_align_reward,
     "bbox_scale": bbox_scale_reward,
     "points_align": points_align_reward,
     "points_angle": points_angle_reward,
 }
+
+
+def with_answer_parsing(function: GroundingReward, parsing: str) -> GroundingReward:
+    """``function`` reading the ``<answer>`` block as ``parsing`` says (its name and docstring
+    kept: TRL logs a reward under its ``__name__``)."""
+
+    @functools.wraps(function)
+    def reward(completions: list, **kwargs) -> list[float | None]:
+        return function(completions, answer_parsing=parsing, **kwargs)
+
+    return reward

@@ -52,7 +52,7 @@ def grpo_trainer(
         model=model,
         args=training,
         processing_class=processor,
-        reward_funcs=get_rewards(training.reward_funcs),
+        reward_funcs=get_rewards(training.reward_funcs, training.answer_parsing),
         train_dataset=train_dataset,
     )
     return trainer, processor, summary

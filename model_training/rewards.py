@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 from common.names import CLASSIFICATION_TASK
 
 from .answers import completion_text, parse_reply
-from .grounding_rewards import GROUNDING_REWARDS, row_task
+from .grounding import DEFAULT_ANSWER_PARSING, answer_parsing_problem
+from .grounding_rewards import GROUNDING_REWARDS, row_task, with_answer_parsing
 
 DEFAULT_REWARDS = ("format", "validity", "correctness")  # paper: all three
 DEFAULT_REWARD_WEIGHTS = (1.0, 1.0, 2.0)  # paper: a = 1, b = 1, c = 2
@@ -74,17 +75,31 @@ def correctness_reward(completions: list, **kwargs) -> list[float | None]:
     return out
 
 
-REWARDS: dict[str, RewardFunction] = {
+CLASSIFICATION_REWARDS: dict[str, RewardFunction] = {
     "format": format_reward,
     "validity": validity_reward,
     "correctness": correctness_reward,
+}
+REWARDS: dict[str, RewardFunction] = {
+    **CLASSIFICATION_REWARDS,
     **GROUNDING_REWARDS,  # MedReasoner's, for grounding rows
 }
 
 
-def get_rewards(names: Sequence[str]) -> list[RewardFunction]:
-    """Reward functions by name (a recipe's ``reward_funcs``); unknown names are an error."""
+def get_rewards(
+    names: Sequence[str], answer_parsing: str = DEFAULT_ANSWER_PARSING
+) -> list[RewardFunction]:
+    """Reward functions by name (a recipe's ``reward_funcs``), the grounding ones reading the
+    ``<answer>`` block as ``answer_parsing`` says (grounding.ANSWER_PARSERS); unknown names are
+    an error."""
+    problem = answer_parsing_problem(answer_parsing)
+    if problem is not None:
+        raise ValueError(problem)
     unknown = [n for n in names if n not in REWARDS]
     if unknown:
         raise ValueError(f"unknown reward(s) {unknown}; choose from {sorted(REWARDS)}")
-    return [REWARDS[n] for n in names]
+    registry = {
+        **CLASSIFICATION_REWARDS,
+        **{n: with_answer_parsing(f, answer_parsing) for n, f in GROUNDING_REWARDS.items()},
+    }
+    return [registry[n] for n in names]

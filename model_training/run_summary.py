@@ -25,8 +25,8 @@ EVAL_LABELS = {"base": "before SFT", "sft": "after SFT", "grpo": "after GRPO"}
 SUMMARY_METRICS = ("n", "accuracy_micro", "accuracy_macro", "format_rate", "validity_rate")
 JUDGE_METRICS = ("consistency", "consistency_judged")  # think mode, with eval_judge
 GROUNDING_METRICS = (  # the grounding evaluator's means and rates (mask Dice with a SAM)
-    "n", "iou_mean", "iou_50", "point_dice_mean", "mask_dice_mean", "oracle_dice_mean",
-    "format_rate", "parse_rate", "complete_rate",
+    "n", "iou_mean", "iou_50", "point_dice_mean", "medreasoner_pdice_mean", "mask_dice_mean",
+    "oracle_dice_mean", "format_rate", "parse_rate", "complete_rate",
 )  # fmt: skip
 CARD_HYPERPARAMETERS = (  # a stage's settings worth printing in a model card
     "task", "trainable_scope", "prompt_mode", "sft_target", "dataset_config",
@@ -172,26 +172,32 @@ def format_grounding(summary: dict) -> list[str]:
         first = next(iter(evaluations.values()))[mode]
         masks = "mask_dice_mean" in first
         lines.append(
-            f"grounding ({mode}), test box IoU / IoU>=0.5 / point-Dice"
+            f"grounding ({mode}), test box IoU / IoU>=0.5 / point-Dice (ours) / MedReasoner pDice"
             + (" / mask Dice" if masks else "")
             + f" (n = {first['n']}):"
         )
         if baseline:
             lines.append(
                 f"  {'mean-box baseline':<18}{100 * baseline['iou_mean']:6.1f} % / "
-                f"{100 * baseline['iou_50']:5.1f} % / {100 * baseline['point_dice_mean']:5.1f} %"
+                f"{100 * baseline['iou_50']:5.1f} % / {100 * baseline['point_dice_mean']:5.1f} % / "
+                f"{_percent(baseline.get('medreasoner_pdice_mean'))}"
             )
         for label, result in evaluations.items():
             m = result[mode]
             cells = (
                 f"{100 * m['iou_mean']:6.1f} % / {100 * m['iou_50']:5.1f} % / "
-                f"{100 * m['point_dice_mean']:5.1f} %"
+                f"{100 * m['point_dice_mean']:5.1f} % / {_percent(m.get('medreasoner_pdice_mean'))}"
             )
             if masks:
                 cells += f" / {100 * m.get('mask_dice_mean', 0.0):5.1f} %"
             rates = f"  (complete answers {100 * m['complete_rate']:.0f} %)"
             lines.append(f"  {label:<18}{cells}{rates}")
     return lines
+
+
+def _percent(value: float | None) -> str:
+    """A fraction as ``12.3 %`` (``  n/a`` for a figure the results do not hold)."""
+    return "  n/a" if value is None else f"{100 * value:5.1f} %"
 
 
 def stage_hyperparameters(plan: StagePlan) -> dict:

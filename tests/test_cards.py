@@ -150,3 +150,17 @@ def test_grounding_and_multitask_cards_report_both_tasks(tmp_path):
     raw = yaml.safe_load((tmp_path / "m" / EVAL_RESULTS_DIR / EVAL_RESULTS_FILE).read_text())
     assert {e["dataset"]["task_id"] for e in raw} == {"zoom"}  # classification only
     assert "declares the classification tasks only" in both.text
+
+
+def test_grounding_card_names_both_point_figures(tmp_path):
+    """issue 21: our point-Dice and MedReasoner's pDice in their own columns, and which one is
+    comparable with the paper's 26.55; results without the pDice key show no such column."""
+    results = _grounding_results()
+    for metrics, pdice in zip(results["modes"].values(), (0.4, 0.1026), strict=True):
+        metrics["medreasoner_pdice_mean"] = pdice  # any numbers: the card copies them
+    card = write_model_card(tmp_path / "g", TRAINING, results)
+    assert "| point-Dice % (ours, true Dice) | MedReasoner pDice % (2 inter / union) |" in card.text
+    assert "| think | 12 | 43.21 | 50.0 | 25.0 | 40.0 | 37.5 | 81.25 |" in card.text
+    assert "comparable with the paper's pDice (26.55)" in card.text
+    old = write_model_card(tmp_path / "old", TRAINING, _grounding_results())
+    assert "MedReasoner pDice" not in old.text

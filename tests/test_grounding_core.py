@@ -10,11 +10,12 @@ import pytest
 from model_training.grounding import (
     Frame,
     box_iou,
+    circle_dice,
     format_answer,
     mask_dice,
+    medreasoner_pdice,
     parse_grounding,
     point_in_box,
-    points_dice,
 )
 
 
@@ -27,15 +28,39 @@ def test_box_iou_by_hand():
     assert point_in_box([4, 0], [0, 0, 4, 4]) and not point_in_box([4.5, 0], [0, 0, 4, 4])
 
 
-def test_points_dice_by_hand():
-    # identical circles: Dice 1; concentric r=1 in r=2: 2 * pi / (pi + 4 pi) = 0.4
-    assert points_dice([[0, 0], [2, 0]], [[0, 0], [2, 0]]) == pytest.approx(1.0)
-    assert points_dice([[0, 0], [2, 0]], [[-1, 0], [3, 0]]) == pytest.approx(0.4)
-    assert points_dice([[0, 0], [2, 0]], [[10, 0], [12, 0]]) == 0.0  # apart
-    assert points_dice([[1, 1], [1, 1]], [[0, 0], [2, 0]]) == 0.0  # a point is no circle
+def test_circle_dice_by_hand():
+    # ours, the true Dice 2 inter / (A1 + A2). Identical circles: 1; concentric r=1 in r=2:
+    # 2 * pi / (pi + 4 pi) = 0.4
+    assert circle_dice([[0, 0], [2, 0]], [[0, 0], [2, 0]]) == pytest.approx(1.0)
+    assert circle_dice([[0, 0], [2, 0]], [[-1, 0], [3, 0]]) == pytest.approx(0.4)
+    assert circle_dice([[0, 0], [2, 0]], [[10, 0], [12, 0]]) == 0.0  # apart
+    assert circle_dice([[1, 1], [1, 1]], [[0, 0], [2, 0]]) == 0.0  # a point is no circle
     # two unit circles one radius apart: lens = 2 acos(1/2) - (1/2) sqrt(3)
     lens = 2 * math.acos(0.5) - 0.5 * math.sqrt(3)
-    assert points_dice([[-1, 0], [1, 0]], [[0, 0], [2, 0]]) == pytest.approx(lens / math.pi)
+    assert circle_dice([[-1, 0], [1, 0]], [[0, 0], [2, 0]]) == pytest.approx(lens / math.pi)
+
+
+def test_medreasoner_pdice_by_hand():
+    # MedReasoner's compute_pdice, 2 inter / (union + 1e-5). Identical pairs, r = 10: inter =
+    # union = 100 pi = 314.159265 -> 628.318531 / 314.159275 = 1.99999994 (a perfect answer: 2.0)
+    assert medreasoner_pdice([[0, 0], [20, 0]], [[0, 0], [20, 0]]) == pytest.approx(
+        2 * 100 * math.pi / (100 * math.pi + 1e-5), abs=1e-12
+    )
+    assert medreasoner_pdice([[0, 0], [20, 0]], [[0, 0], [20, 0]]) == pytest.approx(2.0, abs=1e-7)
+    # concentric r=1 in r=2: inter pi, union 4 pi -> 2 pi / (4 pi + 1e-5) = 0.5 (ours: 0.4)
+    assert medreasoner_pdice([[0, 0], [2, 0]], [[-1, 0], [3, 0]]) == pytest.approx(0.5, abs=1e-6)
+    # two unit circles one radius apart (each centre on the other's edge): lens =
+    # 2 pi / 3 - sqrt(3) / 2 = 1.228370, union = 2 pi - 1.228370 = 5.054815 -> 2 * 1.228370 /
+    # 5.054815 = 0.486020 (ours: 1.228370 / pi = 0.391002; 2D / (2 - D) = 0.486020)
+    lens = 2 * math.pi / 3 - math.sqrt(3) / 2
+    half = medreasoner_pdice([[-1, 0], [1, 0]], [[0, 0], [2, 0]])
+    assert half == pytest.approx(2 * lens / (2 * math.pi - lens + 1e-5), abs=1e-12)
+    assert half == pytest.approx(0.486020, abs=1e-5)
+    d = circle_dice([[-1, 0], [1, 0]], [[0, 0], [2, 0]])
+    assert half == pytest.approx(2 * d / (2 - d), abs=1e-5)
+    # disjoint circles: 0; a degenerate pair (one point twice): 0, as compute_pdice
+    assert medreasoner_pdice([[0, 0], [2, 0]], [[10, 0], [12, 0]]) == 0.0
+    assert medreasoner_pdice([[1, 1], [1, 1]], [[0, 0], [2, 0]]) == 0.0
 
 
 def test_mask_dice_by_hand():

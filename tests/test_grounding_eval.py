@@ -102,12 +102,18 @@ def test_hand_written_replies_score_as_worked_out_by_hand():
     # intersection 10 x 20 = 200, union 400 + 400 - 200 = 600; same circle
     assert half_box["iou"] == pytest.approx(1 / 3) and not half_box["iou_hit"]
     assert half_box["point_dice"] == pytest.approx(1.0) and half_box["well_formed"]
+    # MedReasoner's pDice of the same circle: 2 * 25 pi / (25 pi + 1e-5) = 2.0 (less 3e-7)
+    assert half_box["medreasoner_pdice"] == pytest.approx(2.0, abs=1e-6)
     shifted = score_reply(_reply([10, 10, 30, 30], [20, 20], [30, 20], think=False), ROW, SAME)
     # two r = 5 circles 5 apart: lens 2 r^2 acos(d / 2r) - (d / 2) sqrt(4 r^2 - d^2)
     lens = 50 * math.acos(0.5) - 2.5 * math.sqrt(75)
     assert shifted["iou"] == 1.0 and shifted["iou_hit"] and not shifted["well_formed"]
     assert shifted["point_dice"] == pytest.approx(2 * lens / (2 * math.pi * 25))
     assert shifted["point_dice"] == pytest.approx(0.391, abs=1e-3)
+    # MedReasoner's: 2 lens / (union + 1e-5), lens = 30.709, union = 50 pi - 30.709 = 126.370
+    # -> 0.486020 (= 2D / (2 - D) for our D = 0.391002)
+    assert shifted["medreasoner_pdice"] == pytest.approx(2 * lens / (50 * math.pi - lens + 1e-5))
+    assert shifted["medreasoner_pdice"] == pytest.approx(0.48602, abs=1e-5)
     box_only = score_reply(
         "<answer>{'bbox': [0, 0, 20, 20], 'points_1': [1], 'points_2': [3, 4]}</answer>", ROW, SAME
     )  # single quotes read as JSON (MedReasoner's parser); a one-number point is invalid
@@ -122,7 +128,7 @@ def test_hand_written_replies_score_as_worked_out_by_hand():
         )
     ]
     assert [b["status"] for b in broken] == ["no_answer", "bad_json", "missing_keys"]
-    assert all(b["iou"] == 0.0 and b["point_dice"] == 0.0 for b in broken)
+    assert all(b["iou"] == 0.0 and b["point_dice"] == b["medreasoner_pdice"] == 0.0 for b in broken)
 
     rows = [half_box, shifted, box_only, *broken]
     for row, gold in zip(rows, ["a", "a", "b", "b", "b", "b"], strict=True):
@@ -132,6 +138,7 @@ def test_hand_written_replies_score_as_worked_out_by_hand():
     assert metrics["iou_mean"] == pytest.approx((1 / 3 + 1 + 1 / 7) / 6)
     assert metrics["iou_50"] == pytest.approx(1 / 6)
     assert metrics["point_dice_mean"] == pytest.approx((1 + 0.39100) / 6, abs=1e-4)
+    assert metrics["medreasoner_pdice_mean"] == pytest.approx((2 + 0.48602) / 6, abs=1e-4)
     assert metrics["format_rate"] == pytest.approx(1 / 6)
     assert metrics["parse_rate"] == pytest.approx(3 / 6)
     assert (metrics["box_rate"], metrics["points_rate"], metrics["complete_rate"]) == (
@@ -142,6 +149,7 @@ def test_hand_written_replies_score_as_worked_out_by_hand():
     assert metrics["per_class"]["b"]["iou_mean"] == pytest.approx(1 / 28)
     assert metrics["per_class"]["c"] == {
         "support": 0, "iou_mean": None, "iou_50": None, "point_dice_mean": None,
+        "medreasoner_pdice_mean": None,
     }  # fmt: skip
     assert "mask_dice_mean" not in metrics  # no SAM, no mask Dice
 
@@ -206,7 +214,7 @@ def test_evaluator_scores_grounding_rows_with_sam(parts, tmp_path):
     assert baseline["iou_mean"] == pytest.approx((14080 / 21248 + 1 / 22 + 1 / 11) / 3)
     assert baseline["iou_50"] == pytest.approx(1 / 3)
     assert set(baseline) == {"n", "train_rows", "box_fraction", "points_fraction", "iou_mean",
-                             "iou_50", "point_dice_mean"}  # fmt: skip
+                             "iou_50", "point_dice_mean", "medreasoner_pdice_mean"}  # fmt: skip
 
     # mask Dice: the tiny SAM's own masks for the predicted (and the true) prompts
     predictions = datasets.load_dataset(
@@ -246,7 +254,8 @@ def test_evaluator_scores_grounding_rows_with_sam(parts, tmp_path):
     assert first["oracle_dice_mean"] == round(100 * think["oracle_dice_mean"], 2)
     assert board["rows"][2]["iou_mean"] == 25.0
     table = (tmp_path / "board" / "grounding.md").read_text()
-    assert "| IoU % | IoU>=0.5 % | point-Dice % | mask Dice % | oracle Dice % |" in table
+    assert ("| IoU % | IoU>=0.5 % | point-Dice % | MedReasoner pDice % | mask Dice % | oracle "
+            "Dice % |") in table
     assert "| other model |" in table and (tmp_path / "board" / "grounding.png").is_file()
 
 
@@ -277,6 +286,7 @@ def test_mean_box_baseline_options(parts, tmp_path, capsys):
         "n": 1, "train_rows": 1, "box_fraction": [0.25, 0.25, 0.5, 0.75],
         "points_fraction": [[0.3164, 0.3945], [0.4414, 0.6289]],  # pixel centres: x + 0.5
         "iou_mean": 1.0, "iou_50": 1.0, "point_dice_mean": pytest.approx(1.0),
+        "medreasoner_pdice_mean": pytest.approx(2.0, abs=1e-6),  # MedReasoner's: perfect is 2
     }  # fmt: skip
     printed = capsys.readouterr().out
     assert "mean-box baseline (1 training rows): IoU 100.00 %" in printed

@@ -99,18 +99,39 @@ def test_shifted_box_misses_a_true_point():
 def test_shifted_points_lose_circle_overlap():
     # points (20, 20), (40, 20): circle centre (30, 20), r 10, centre distance d = 10 to the true
     # one. Lens = 2 r^2 acos(d / 2r) - (d / 2) sqrt(4 r^2 - d^2) = 200 pi / 3 - 5 sqrt(300) =
-    # 122.837; Dice = 2 * 122.837 / (2 * 100 pi) = 0.391002; smooth_log = 0.9 log(2.173007) /
-    # log(4) + 0.1 = 0.603862. Flags: both points in the true box (x = 40 on its edge) -> 1; 20
-    # px apart > 10 -> 1. -> 0.6039
-    scores = _scores(_reply(format_answer(T_BOX, [[20, 20], [40, 20]])))
-    dice = 2 * (200 * math.pi / 3 - 5 * math.sqrt(300)) / (200 * math.pi)
+    # 122.837; union = 2 * 100 pi - 122.837 = 505.482. Flags: both points in the true box (x = 40
+    # on its edge) -> 1; 20 px apart > 10 -> 1 (no penalty).
+    # points_dice, MedReasoner's formula: 2 * 122.837 / (505.482 + 1e-5) = 0.486020; smooth_log
+    # = 0.9 log(2.458059) / log(4) + 0.1 = 0.683884 -> 0.6839 (formula changed: was 0.6039)
+    # points_true_dice, ours: 2 * 122.837 / (2 * 100 pi) = 0.391002; smooth_log = 0.9
+    # log(2.173007) / log(4) + 0.1 = 0.603862 -> 0.6039
+    reply = _reply(format_answer(T_BOX, [[20, 20], [40, 20]]))
+    scores = _scores(reply)
+    lens = 200 * math.pi / 3 - 5 * math.sqrt(300)
+    assert gr.smooth_log(2 * lens / (200 * math.pi - lens + 1e-5)) == pytest.approx(
+        0.683884, abs=1e-6
+    )
+    assert scores["points_dice"] == pytest.approx(0.6839, abs=1e-9)
+    dice = 2 * lens / (200 * math.pi)
     assert gr.smooth_log(dice) == pytest.approx(0.603862, abs=1e-6)
-    assert scores["points_dice"] == pytest.approx(0.6039, abs=1e-9)
+    assert REWARDS["points_true_dice"]([reply], **ROW) == [pytest.approx(0.6039, abs=1e-9)]
     # order-free L1: same order (5 + 5), swapped (5 + 15): min 10 / 2 = 5 -> 0.088388 ->
     # 0.986554 -> 0.9866; the direction is the same -> |cos| 1 -> 1.0
     assert scores["points_align"] == pytest.approx(0.9866, abs=1e-9)
     assert scores["points_angle"] == 1.0
     assert [scores[n] for n in ("bbox_iou", "bbox_align", "bbox_scale")] == [1.0, 1.0, 1.0]
+
+
+def test_points_dice_saturates_at_circle_iou_one_half():
+    # concentric circles, the true r 10 and the predicted r 10 sqrt(2): inter 100 pi, union
+    # 200 pi -> IoU 0.5. points_dice (MedReasoner): 2 * 100 pi / (200 pi + 1e-5) = 1 - 3e-8 ->
+    # smooth_log 1.0 -> 1.0 (flags 1: both points inside, 28 px apart). points_true_dice (ours):
+    # 2 * 100 pi / (100 pi + 200 pi) = 2/3 -> 0.9 log(3) / log(4) + 0.1 = 0.813233 -> 0.8132
+    r = 10 * math.sqrt(2)
+    reply = _reply(f'{{"bbox": {T_BOX}, "points_1": [{20 - r}, 20], "points_2": [{20 + r}, 20]}}')
+    assert REWARDS["points_dice"]([reply], **ROW) == [1.0]
+    assert REWARDS["points_true_dice"]([reply], **ROW) == [pytest.approx(0.8132, abs=1e-9)]
+    assert 0.9 * math.log(3) / math.log(4) + 0.1 == pytest.approx(0.813233, abs=1e-6)
 
 
 def test_point_penalties_spread_outside_and_perpendicular():
@@ -119,7 +140,9 @@ def test_point_penalties_spread_outside_and_perpendicular():
     # 0.1 * (0.7 + 0.3 * (0.5 + 0.5) / 2) = 0.085
     scores = _scores(_reply(format_answer(T_BOX, [[38, 20], [46, 20]])))
     assert scores["points_dice"] == pytest.approx(0.085, abs=1e-9)
-    # vertical diameter (20, 10), (20, 30): same circle -> Dice 1 -> 1.0, but perpendicular:
+    # vertical diameter (20, 10), (20, 30): same circle -> MedReasoner's 2 inter / union = 2
+    # (less 1e-7) -> smooth_log 0.9 log(7) / log(4) + 0.1 = 1.3633, capped at 1 by penalize -> 1.0
+    # (our true Dice 1 -> 1.0 as well), but perpendicular:
     # |cos| = 0 -> smooth_log(0) = 0.1; flags 1, 1 (20 px apart) -> 0.1. Order-free L1: same
     # order (10 + 10) / 2 + (10 + 10) / 2 = 20, swapped the same -> 20 / 2 = 10 -> 0.176777 ->
     # 0.969588 -> 0.9696
@@ -201,8 +224,11 @@ def test_registry_names_and_weights():
     assert (*SOFT, "bbox_align", "bbox_scale", "points_align", "points_angle") == HARD
     assert gr.GROUNDING_SOFT_REWARD_WEIGHTS == (1.0,) * 4
     assert gr.GROUNDING_HARD_REWARD_WEIGHTS == (1.0,) * 8
-    assert get_rewards(SOFT) == [gr.format_think_reward, gr.format_seg_reward,
-                                 gr.bbox_iou_reward, gr.points_dice_reward]  # fmt: skip
+    # get_rewards binds the answer parsing; the functions underneath, and TRL's names, are these
+    assert [f.__wrapped__ for f in get_rewards(SOFT)] == [
+        gr.format_think_reward, gr.format_seg_reward, gr.bbox_iou_reward, gr.points_dice_reward
+    ]  # fmt: skip
+    assert [f.__name__ for f in get_rewards(SOFT)] == [f"{n}_reward" for n in SOFT]
     # a recipe naming them parses, with MedReasoner's plain sum as the default weights
     recipe = GRPORecipe(output_dir="o", use_cpu=True, bf16=False, reward_funcs=list(HARD))
     assert recipe.reward_weights == list(gr.GROUNDING_HARD_REWARD_WEIGHTS)

@@ -247,9 +247,11 @@ def test_the_grounding_yaml_resolves(utils):
         "iou": True,
         "iou_50": True,
         "point_dice": True,
+        "medreasoner_pdice": True,
     }
     assert metrics["iou"]["aggregation"].name == "aggregate_iou"
     assert metrics["iou_50"]["aggregation"] == metrics["point_dice"]["aggregation"] == "mean"
+    assert metrics["medreasoner_pdice"]["aggregation"] == "mean"
     generation = config["generation_kwargs"]
     assert generation["temperature"] == 0 and generation["do_sample"] is False
     # no stop string: the reply is whole, as our evaluator generates it
@@ -429,17 +431,28 @@ def test_conversion_iou_and_point_dice_equal_groundings(
     ]
     assert utils.box_iou(predicted, true) == grounding.box_iou(predicted, true)
     assert utils.box_area(predicted) == grounding.box_area(predicted)
-    assert utils.points_dice(points, true_points) == grounding.points_dice(points, true_points)
+    assert utils.circle_dice(points, true_points) == grounding.circle_dice(points, true_points)
+    assert utils.medreasoner_pdice(points, true_points) == grounding.medreasoner_pdice(
+        points, true_points
+    )
+    assert utils.PDICE_UNION_EPS == grounding.PDICE_UNION_EPS
 
 
 def test_geometry_by_hand(utils):
     assert utils.box_iou([0, 0, 10, 10], [5, 0, 15, 10]) == pytest.approx(50 / 150)
     assert utils.box_iou([0, 0, 10, 10], [10, 0, 20, 10]) == 0.0  # touching, end-exclusive
-    assert utils.points_dice([[0, 0], [10, 0]], [[0, 0], [10, 0]]) == pytest.approx(1.0)
-    assert utils.points_dice([[0, 0], [10, 0]], [[100, 0], [110, 0]]) == 0.0
+    assert utils.circle_dice([[0, 0], [10, 0]], [[0, 0], [10, 0]]) == pytest.approx(1.0)
+    assert utils.circle_dice([[0, 0], [10, 0]], [[100, 0], [110, 0]]) == 0.0
     # a circle of radius 5 inside one of radius 10: 2 * 25 pi / (25 pi + 100 pi) = 0.4
-    assert utils.points_dice([[0, 0], [10, 0]], [[-5, 0], [15, 0]]) == pytest.approx(0.4)
-    assert utils.points_dice([[3, 3], [3, 3]], [[0, 0], [10, 0]]) == 0.0  # degenerate
+    assert utils.circle_dice([[0, 0], [10, 0]], [[-5, 0], [15, 0]]) == pytest.approx(0.4)
+    assert utils.circle_dice([[3, 3], [3, 3]], [[0, 0], [10, 0]]) == 0.0  # degenerate
+    # MedReasoner's pDice, 2 inter / (union + 1e-5): identical r = 5 circles 2 * 25 pi /
+    # (25 pi + 1e-5) = 2.0 (less 3e-7); r 5 inside r 10: 2 * 25 pi / (100 pi + 1e-5) = 0.5;
+    # disjoint and degenerate: 0
+    assert utils.medreasoner_pdice([[0, 0], [10, 0]], [[0, 0], [10, 0]]) == pytest.approx(2.0)
+    assert utils.medreasoner_pdice([[0, 0], [10, 0]], [[-5, 0], [15, 0]]) == pytest.approx(0.5)
+    assert utils.medreasoner_pdice([[0, 0], [10, 0]], [[100, 0], [110, 0]]) == 0.0
+    assert utils.medreasoner_pdice([[3, 3], [3, 3]], [[0, 0], [10, 0]]) == 0.0
     # 128 px slice under the 7B bounds: read at 504 px, so model pixels are 128/504 image pixels
     assert utils.input_size((128, 128)) == (504, 504)
     assert utils.box_to_image([0, 0, 504, 252], (128, 128), (504, 504)) == [0, 0, 128, 64]
@@ -506,6 +519,7 @@ def test_process_results_equals_score_reply_on_real_rows(utils, grounding_rows, 
                     ours["points"],
                 ), reply
                 assert record["iou"] == ours["iou"] and out["point_dice"] == ours["point_dice"]
+                assert out["medreasoner_pdice"] == ours["medreasoner_pdice"]
                 assert out["iou_50"] == float(ours["iou_hit"])
                 results.append(out)
     finally:

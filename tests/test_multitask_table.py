@@ -337,3 +337,21 @@ def test_bad_layout_inputs_are_refused_in_one_line(two_models, tmp_path, capsys,
         files.append(str(tmp_path / "nowhere"))
     assert main([*files, "--output", str(tmp_path / "board"), *extra]) == 2
     _one_line(capsys, *names)
+
+
+def test_medreasoner_pdice_column_beside_ours_where_the_results_have_it(two_models, tmp_path):
+    """issue 21: our point-Dice and MedReasoner's pDice side by side, each named; results
+    written before the pDice key show no such column."""
+    grounding = json.loads(two_models[1].read_text())
+    grounding["modes"]["think"]["medreasoner_pdice_mean"] = 0.5714  # 2D / (2 - D), D = 0.4
+    two_models[1].write_text(json.dumps(grounding))
+    out = tmp_path / "board"
+    assert main([*map(str, two_models), "--output", str(out), "--layout", "multitask"]) == 0
+    rows = json.loads((out / "multitask.json").read_text())["rows"]
+    assert (rows[0]["point_dice_mean"], rows[0]["medreasoner_pdice_mean"]) == (40.0, 57.14)
+    text = (out / "multitask.md").read_text()
+    assert "| point-Dice % | MedReasoner pDice % |" in text and "comparable with the paper" in text
+    grounding["modes"]["think"].pop("medreasoner_pdice_mean")
+    two_models[1].write_text(json.dumps(grounding))
+    assert main([*map(str, two_models), "--output", str(out), "--layout", "multitask"]) == 0
+    assert "MedReasoner pDice" not in (out / "multitask.md").read_text()

@@ -117,3 +117,23 @@ def test_grounding_demo_recipe_parses():
     assert grpo.args.task == "grounding" and plan.evaluations["grounding"].sam_model is None
     assert grpo.training.reward_funcs == ["format_think", "format_seg", "bbox_iou", "points_dice"]
     assert grpo.training.beta == 0.01 and plan.stages["sft"].args.sft_target == "finding"
+
+
+def test_medreasoner_recipes_parse_answers_as_medreasoner():
+    """issue 21 item 2: the MedReasoner 7B recipes read the first <answer> block with
+    case-sensitive tags (MedReasoner's med_grounding.py) in GRPO and in their evaluations, and
+    say so where they set it."""
+    from model_training.run_recipe import parse_run
+
+    for name in ("medreasoner-lingshu-7b", "medreasoner-qwen2.5-vl-7b"):
+        plan = parse_run(["--config", str(RECIPES / name / "run.yaml"), *ON_CPU])
+        assert plan.stages["grpo"].training.answer_parsing == "medreasoner", name
+        assert plan.evaluations["grounding"].answer_parsing == "medreasoner", name
+        for recipe in ("grpo.yaml", "run.yaml"):
+            lines = (RECIPES / name / recipe).read_text().splitlines()
+            marked = [line for line in lines if "answer_parsing: medreasoner" in line]
+            assert len(marked) == 1 and "# code: MedReasoner med_grounding.py" in marked[0]
+    # the others keep ours (the default)
+    plan = parse_run(["--config", str(RECIPES / "demo-grounding-cpu.yaml")])
+    assert plan.stages["grpo"].training.answer_parsing == "ours"
+    assert plan.evaluations["grounding"].answer_parsing == "ours"

@@ -18,7 +18,10 @@ Grounding (``ct_rate_vqa_grounding``, MedReasoner's task, arXiv 2508.08177): the
 last ``<answer>`` JSON (single quotes read as double) holds ``bbox`` and ``points_1`` /
 ``points_2`` in the model-input frame (the image as Qwen2-VL's ``smart_resize`` resized it,
 computed here from ``GROUNDING_MIN_PIXELS`` / ``GROUNDING_MAX_PIXELS``); they go to the stored
-image's frame and are scored against the row's ``bbox`` (box IoU) and ``points`` (point-Dice).
+image's frame and are scored against the row's ``bbox`` (box IoU) and ``points`` (our
+point-Dice, a true circle Dice, and MedReasoner's pDice, 2 inter / union of the same circles:
+the one comparable with the paper's 26.55). The answer parsing is ours (the last block, tags in
+any case): lmms-eval passes no task options to process_results.
 """
 
 from __future__ import annotations
@@ -211,6 +214,7 @@ FACTOR = 28  # Qwen2-VL: patch 14 x spatial merge 2
 MAX_ASPECT_RATIO = 200  # Qwen2-VL's smart_resize refuses more elongated images
 IOU_HIT = 0.5  # mirrors tasks.grounding.IOU_HIT (ours: the common "IoU >= 0.5" hit)
 ANSWER_KEYS = ("bbox", "points_1", "points_2")  # MedReasoner's answer keys (grounding.py)
+PDICE_UNION_EPS = 1e-5  # mirrors grounding.PDICE_UNION_EPS (MedReasoner's compute_pdice)
 
 
 def smart_resize(
@@ -352,15 +356,39 @@ def _lens_area(r1: float, r2: float, d: float) -> float:
     return a1 + a2 - 0.5 * math.sqrt(max(0.0, k))
 
 
-def points_dice(predicted: list[list[float]], true: list[list[float]]) -> float:
-    """Point-Dice (MedReasoner's pDice; grounding.points_dice): each point pair is the diameter
-    of a circle; the Dice of the predicted and the true circle (0 for a degenerate circle)."""
+def _circles(
+    predicted: list[list[float]], true: list[list[float]]
+) -> tuple[float, float, float] | None:
+    """(intersection, area 1, area 2) of the two point pairs' circles; None when either is
+    degenerate (grounding._circles)."""
     x1, y1, r1 = _circle(predicted)
     x2, y2, r2 = _circle(true)
-    total = math.pi * (r1 * r1 + r2 * r2)
-    if r1 <= 0 or r2 <= 0 or total <= 0:
+    if r1 <= 0 or r2 <= 0:
+        return None
+    inter = _lens_area(r1, r2, math.hypot(x2 - x1, y2 - y1))
+    return inter, math.pi * r1 * r1, math.pi * r2 * r2
+
+
+def circle_dice(predicted: list[list[float]], true: list[list[float]]) -> float:
+    """Our point-Dice (grounding.circle_dice): each point pair is the diameter of a circle; the
+    true Dice 2 |A n B| / (|A| + |B|) of the predicted and the true circle (max 1; 0 for a
+    degenerate circle). Not MedReasoner's pDice: see ``medreasoner_pdice``."""
+    circles = _circles(predicted, true)
+    if circles is None:
         return 0.0
-    return 2 * _lens_area(r1, r2, math.hypot(x2 - x1, y2 - y1)) / total
+    inter, a1, a2 = circles
+    return 2 * inter / (a1 + a2)
+
+
+def medreasoner_pdice(predicted: list[list[float]], true: list[list[float]]) -> float:
+    """MedReasoner's pDice (grounding.medreasoner_pdice; MedReasoner's eval/utils.py
+    compute_pdice): 2 |A n B| / (|A u B| + 1e-5) of the same circles, twice their IoU (a
+    perfect answer scores 2.0; 0 for a degenerate circle)."""
+    circles = _circles(predicted, true)
+    if circles is None:
+        return 0.0
+    inter, a1, a2 = circles
+    return 2 * inter / (a1 + a2 - inter + PDICE_UNION_EPS)
 
 
 def score_grounding(
@@ -371,8 +399,8 @@ def score_grounding(
     model_size: tuple[int, int],
 ) -> dict:
     """One reply scored as tasks.grounding.score_reply does: the prediction (model-input frame)
-    taken to the image frame, then IoU with ``bbox`` (0 without a valid box) and point-Dice
-    with ``points`` (0 without two valid points)."""
+    taken to the image frame, then IoU with ``bbox`` (0 without a valid box), our point-Dice
+    and MedReasoner's pDice with ``points`` (0 without two valid points)."""
     status, box_model, points_model = parse_grounding(reply)
     box = box_to_image(box_model, image_size, model_size) if box_model is not None else None
     predicted = (
@@ -381,8 +409,11 @@ def score_grounding(
         else None
     )
     iou = box_iou(box, list(bbox)) if box is not None else 0.0
-    dice = points_dice(predicted, [list(p) for p in points]) if predicted is not None else 0.0
-    return {"status": status, "box": box, "points": predicted, "iou": iou, "point_dice": dice}
+    true_points = [list(p) for p in points]
+    dice = circle_dice(predicted, true_points) if predicted is not None else 0.0
+    pdice = medreasoner_pdice(predicted, true_points) if predicted is not None else 0.0
+    return {"status": status, "box": box, "points": predicted, "iou": iou, "point_dice": dice,
+            "medreasoner_pdice": pdice}  # fmt: skip
 
 
 def grounding_doc_to_messages(
@@ -415,7 +446,8 @@ def grounding_doc_to_target(doc: dict) -> str:
 
 def grounding_process_results(doc: dict, results: list[str]) -> dict:
     """Per-reply values: ``iou`` (a record {id, status, box, points, iou}: box and points in
-    the image frame), ``iou_50`` (1.0 when IoU >= IOU_HIT) and ``point_dice``."""
+    the image frame), ``iou_50`` (1.0 when IoU >= IOU_HIT), ``point_dice`` (ours, a true Dice)
+    and ``medreasoner_pdice`` (MedReasoner's 2 inter / union)."""
     reply = results[0] if results else ""
     size = doc["image"].size
     model_size = input_size(size, GROUNDING_MIN_PIXELS, GROUNDING_MAX_PIXELS)
@@ -424,6 +456,7 @@ def grounding_process_results(doc: dict, results: list[str]) -> dict:
         "iou": {"id": doc.get("id"), **scored},
         "iou_50": float(scored["iou"] >= IOU_HIT),
         "point_dice": scored["point_dice"],
+        "medreasoner_pdice": scored["medreasoner_pdice"],
     }
 
 

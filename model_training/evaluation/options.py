@@ -16,6 +16,7 @@ from common.errors import UserError
 from common.names import CLASSIFICATION_TASK, GROUNDING_TASK
 
 from .. import prompts
+from ..grounding import ANSWER_PARSING_HELP, DEFAULT_ANSWER_PARSING, answer_parsing_problem
 from .decoding import DEFAULT_REPETITION_PENALTY, Decoding, DecodingError
 from .sam import DEFAULT_SAM_MODEL, sam_or_none
 
@@ -144,6 +145,10 @@ class EvaluateArguments:
             "task": GROUNDING_TASK,
         },
     )
+    answer_parsing: str = field(
+        default=DEFAULT_ANSWER_PARSING,
+        metadata={"help": f"{ANSWER_PARSING_HELP}; scores the replies", "task": GROUNDING_TASK},
+    )
 
     def __post_init__(self) -> None:
         self.sam_model = sam_or_none(self.sam_model)
@@ -173,6 +178,9 @@ class EvaluateArguments:
                 "--judge-model names the model at a judge endpoint: give --judge http(s)://.../v1 "
                 "or drop --judge-model"
             )
+        problem = answer_parsing_problem(self.answer_parsing)
+        if problem is not None:
+            raise EvaluationError(f"--{problem.replace('_', '-', 1)}")
         if self.baseline_limit is not None and self.baseline_split is None:
             raise EvaluationError(
                 "--baseline-limit limits the rows of --baseline-split, which is none: drop "

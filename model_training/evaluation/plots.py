@@ -132,7 +132,7 @@ def confusion_plot(rows: list[dict], classes: list[str], title: str, path: str |
 
 GROUNDING_BAR_METRICS = {  # per-class figures of a grounding evaluation, in this order
     "iou_mean": "box IoU",
-    "point_dice_mean": "point Dice",
+    "point_dice_mean": "point-Dice (ours)",
     "mask_dice_mean": "mask Dice (SAM)",
 }
 TRUE_COLOUR, PREDICTED_COLOUR = "lime", "red"

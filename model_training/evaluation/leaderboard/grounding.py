@@ -1,6 +1,6 @@
 """``grounding`` (the default for grounding results): per model and mode, box IoU (mean),
-IoU >= 0.5, point-Dice, mask Dice and oracle Dice, in %; then the mean-box baseline the results
-carry (``mean_box_baseline``), as its own row."""
+IoU >= 0.5, our point-Dice, MedReasoner's pDice, mask Dice and oracle Dice, in %; then the
+mean-box baseline the results carry (``mean_box_baseline``), as its own row."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from .reader import baseline_label, baseline_record, check_comparable, mean_box_
 
 # the grounding metrics shown: results.json metric -> column heading (values in %)
 GROUNDING_COLUMNS = {"iou_mean": "IoU", "iou_50": "IoU>=0.5", "point_dice_mean": "point-Dice",
+                     "medreasoner_pdice_mean": "MedReasoner pDice",
                      "mask_dice_mean": "mask Dice", "oracle_dice_mean": "oracle Dice"}  # fmt: skip
 ANY_MODE = "—"  # the baseline's mode: it answers every row alike
 
@@ -61,7 +62,9 @@ def render(loaded: Loaded, title: str, options: LeaderboardArguments) -> Table:
         f"{data_line(meta)} ({', '.join(map(str, counts))} rows per mode).",
         "",
         "In %: box IoU (mean over rows; 0 without a valid box), share of rows with IoU >= 0.5, "
-        "point-Dice (MedReasoner's pDice), mask Dice of the SAM mask prompted with the "
+        "point-Dice (ours: the true Dice of the two point circles, max 100), MedReasoner pDice "
+        "(MedReasoner's 2 inter / union of the same circles, max 200: the figure comparable "
+        "with the paper's 26.55), mask Dice of the SAM mask prompted with the "
         "predicted box and points, and oracle Dice (the same SAM prompted with the true box and "
         f"points); SAM: {', '.join(f'`{s}`' for s in sams) or 'none'}; {MISSING}: not measured."
         + (" The mean-box baseline answers every row with the mean box and points of the "
@@ -78,6 +81,7 @@ def render(loaded: Loaded, title: str, options: LeaderboardArguments) -> Table:
 
 GROUNDING = Layout(
     "grounding", "CT-RATE-VQA grounding leaderboard",
-    "grounding %: box IoU (mean), IoU>=0.5, point-Dice, mask Dice, oracle Dice", render,
+    "grounding %: box IoU (mean), IoU>=0.5, point-Dice (ours), MedReasoner pDice, mask Dice, "
+    "oracle Dice", render,
     (GROUNDING_TASK,), default_for=GROUNDING_TASK,
 )  # fmt: skip

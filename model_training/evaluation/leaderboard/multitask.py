@@ -119,7 +119,8 @@ def multitask_rows(loaded: Loaded, baselines: list[dict]) -> list[dict]:
 
 
 def markdown(rows: list[dict], meta: dict[str, dict], title: str) -> list[str]:
-    """Mask and oracle Dice columns only where some row has them (a SAM was given)."""
+    """Mask and oracle Dice columns only where some row has them (a SAM was given), MedReasoner's
+    pDice only where some row has it (results written before it lack it)."""
     columns = [(CLASSIFICATION_TASK, k, h) for k, h in CLASSIFICATION_COLUMNS.items()] + [
         (GROUNDING_TASK, key, heading) for key, heading in GROUNDING_COLUMNS.items()
         if key in ("iou_mean", "iou_50", "point_dice_mean") or any(r[key] is not None for r in rows)
@@ -129,6 +130,7 @@ def markdown(rows: list[dict], meta: dict[str, dict], title: str) -> list[str]:
         percent_text(r[k]) if t in r["tasks_evaluated"] else NOT_EVALUATED for t, k, _ in columns
     ] for r in rows]  # fmt: skip
     sam = any(key == "mask_dice_mean" for _, key, _ in columns)
+    pdice = any(key == "medreasoner_pdice_mean" for _, key, _ in columns)
     described = [
         f"- {task}: dataset `{info['dataset']}`, config `{info['config']}`, split "
         f"`{info['split']}`{revision_text(info['dataset_revision'])} ("
@@ -144,7 +146,9 @@ def markdown(rows: list[dict], meta: dict[str, dict], title: str) -> list[str]:
         f"In %, {MODE_LABELS[MULTITASK_MODE]}: classification accuracy (micro; macro: the mean of "
         "the per-class accuracies), validity (replies naming a valid class in the answer tags) "
         "and fallback (answers read from untagged text); box IoU (mean), IoU >= 0.5, "
-        "point-Dice" + (" and mask / oracle Dice (SAM)" if sam else "") + ". "
+        "point-Dice (ours, a true Dice)"
+        + (", MedReasoner pDice (2 inter / union, comparable with the paper's)" if pdice else "")
+        + (" and mask / oracle Dice (SAM)" if sam else "") + ". "
         f"{NOT_EVALUATED}: the model was not evaluated on that task; {MISSING}: not measured.",
         "",
         '"trained on": the task of its training as its results record it, else the task(s) it '
@@ -172,7 +176,8 @@ def render(loaded: Loaded, title: str, options: LeaderboardArguments) -> Table:
 
 
 METRIC = ("%: classification accuracy (micro, macro), validity, fallback; grounding box IoU "
-          "(mean), IoU>=0.5, point-Dice, mask Dice, oracle Dice; null: not evaluated")  # fmt: skip
+          "(mean), IoU>=0.5, point-Dice (ours), MedReasoner pDice, mask Dice, oracle Dice; null: "
+          "not evaluated")  # fmt: skip
 MULTITASK_LAYOUT = Layout(
     "multitask", "Multitask vs single-task models: classification and grounding", METRIC, render,
     TASKS,

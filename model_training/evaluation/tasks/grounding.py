@@ -3,22 +3,26 @@ point-Dice and SAM mask Dice per prompt mode, against the mean-box baseline.
 
 The replies are kept as they are (``reply_rows``) and scored at the end, when the model's
 processor and the SAM are loaded. Per reply (``score_reply``): the ``<answer>`` JSON is parsed
-(``grounding.parse_grounding``); its box and points, in the model-input frame, go to the image
-frame through ``grounding.frame_for(processor, image.size)`` (the one conversion), then:
+(``grounding.parse_grounding``, the block ``--answer-parsing`` names); its box and points, in
+the model-input frame, go to the image frame through ``grounding.frame_for(processor,
+image.size)`` (the one conversion), then:
 
 - ``iou``: box IoU with the row's ``bbox`` (0 without a valid box); ``iou_hit``: IoU >= 0.5;
-- ``point_dice``: MedReasoner's pDice of the two points with the row's ``points`` (0 without two
-  valid points);
+- ``point_dice``: our point-Dice, the true Dice of the two point pairs' circles with the row's
+  ``points`` (``grounding.circle_dice``, max 1; 0 without two valid points);
+- ``medreasoner_pdice``: MedReasoner's pDice of the same circles, ``2 inter / (union + 1e-5)``
+  (``grounding.medreasoner_pdice``, eval/utils.py compute_pdice: max 2.0), the figure the paper
+  reports (26.55 %) and the only one of the two comparable with it;
 - ``mask_dice`` (with a SAM): the Dice of the row's ``mask`` and the mask a frozen SAM gives for
   the predicted box and both points (0 for a reply without a valid box and two valid points);
 - ``oracle_dice`` (per row): the same SAM prompted with the true box and points, the ceiling
   the segmenter allows (MedReasoner does not report it).
 
 Per mode: the means of these over all rows (``iou_mean``, ``iou_50``, ``point_dice_mean``,
-``mask_dice_mean``, ``oracle_dice_mean``), per class (by ``answer``), and the reply rates:
-``format_rate`` (``<think>...</think><answer>...</answer>``, as for classification),
-``parse_rate`` (an answer JSON with the three keys), ``box_rate``, ``points_rate`` and
-``complete_rate`` (a valid box and two valid points).
+``medreasoner_pdice_mean``, ``mask_dice_mean``, ``oracle_dice_mean``), per class (by
+``answer``), and the reply rates: ``format_rate`` (``<think>...</think><answer>...</answer>``,
+as for classification), ``parse_rate`` (an answer JSON with the three keys), ``box_rate``,
+``points_rate`` and ``complete_rate`` (a valid box and two valid points).
 
 The mean-box baseline (``mean_box_baseline``, results.json's ``"mean_box_baseline"``): the mean
 box and mean points of ``--baseline-split``'s rows (the training rows; ``--baseline-limit``: the
@@ -38,7 +42,16 @@ from common.results_schema import MEAN_BOX_BASELINE
 
 from ...answers import parse_reply
 from ...data import image_size, load_vqa
-from ...grounding import Frame, box_iou, frame_for, mask_dice, parse_grounding, points_dice
+from ...grounding import (
+    DEFAULT_ANSWER_PARSING,
+    Frame,
+    box_iou,
+    circle_dice,
+    frame_for,
+    mask_dice,
+    medreasoner_pdice,
+    parse_grounding,
+)
 from ..generation import load_chat_processor
 from ..options import EvaluateArguments, EvaluationError
 from ..plots import grounding_per_class_bars, grounding_samples
@@ -48,11 +61,13 @@ from .base import EvalTask, Evaluated, write_results
 IOU_HIT = 0.5  # ours: the common "IoU >= 0.5" hit (Seg-Zero's reward threshold is IoU > 0.5)
 SAMPLE_PLOTS = 6  # ours: slices drawn per mode in grounding_<mode>.png
 # the per-mode means (a row without a valid prediction counts 0) and their per-class copies
-MEAN_METRICS = ("iou_mean", "iou_50", "point_dice_mean", "mask_dice_mean", "oracle_dice_mean")
+MEAN_METRICS = ("iou_mean", "iou_50", "point_dice_mean", "medreasoner_pdice_mean",
+                "mask_dice_mean", "oracle_dice_mean")  # fmt: skip
 _ROW_VALUE = {
     "iou_mean": "iou",
     "iou_50": "iou_hit",
     "point_dice_mean": "point_dice",
+    "medreasoner_pdice_mean": "medreasoner_pdice",
     "mask_dice_mean": "mask_dice",
     "oracle_dice_mean": "oracle_dice",
 }
@@ -62,15 +77,19 @@ class GroundingError(EvaluationError):
     """A grounding evaluation that cannot go on; the message says what to change."""
 
 
-def score_reply(reply: object, row: dict, frame: Frame) -> dict:
+def score_reply(
+    reply: object, row: dict, frame: Frame, parsing: str = DEFAULT_ANSWER_PARSING
+) -> dict:
     """The scored fields of one reply to grounding ``row`` (box and points in the image frame;
-    ``box_model``/``points_model``: as the model wrote them)."""
-    grounded = parse_grounding(reply)
+    ``box_model``/``points_model``: as the model wrote them; the ``<answer>`` block ``parsing``
+    names, grounding.ANSWER_PARSERS)."""
+    grounded = parse_grounding(reply, parsing)
     box = frame.box_to_image(grounded.box) if grounded.box is not None else None
     points = (
         [frame.point_to_image(p) for p in grounded.points] if grounded.points is not None else None
     )
     iou = box_iou(box, list(row["bbox"])) if box is not None else 0.0
+    true_points = [list(p) for p in row["points"]]
     return {
         "status": grounded.status,
         "well_formed": parse_reply(reply, []).well_formed,
@@ -81,9 +100,8 @@ def score_reply(reply: object, row: dict, frame: Frame) -> dict:
         "complete": box is not None and points is not None,
         "iou": iou,
         "iou_hit": iou >= IOU_HIT,
-        "point_dice": points_dice(points, [list(p) for p in row["points"]])
-        if points is not None
-        else 0.0,
+        "point_dice": circle_dice(points, true_points) if points is not None else 0.0,
+        "medreasoner_pdice": medreasoner_pdice(points, true_points) if points is not None else 0.0,
     }
 
 
@@ -146,7 +164,8 @@ def score(rows: list[dict], classes: list[str]) -> dict:
 def mean_box_baseline(train: datasets.Dataset, test: datasets.Dataset) -> dict:
     """The trivial grounding baseline the models must beat: the mean box and the mean of each
     point over the ``train`` rows (in fractions of each image's size), answered for every row
-    of ``test``; its box IoU, IoU >= 0.5 rate and point-Dice (image frame). Both datasets hold
+    of ``test``; its box IoU, IoU >= 0.5 rate, our point-Dice and MedReasoner's pDice (image
+    frame). Both datasets hold
     ``image`` (undecoded), ``bbox`` and ``points``."""
 
     def fractions(image: dict, box: list, points: list) -> np.ndarray:
@@ -159,14 +178,15 @@ def mean_box_baseline(train: datasets.Dataset, test: datasets.Dataset) -> dict:
         [fractions(*row) for row in zip(train["image"], train["bbox"], train["points"],
                                         strict=True)], axis=0
     )  # fmt: skip
-    ious, dices = [], []
+    ious, dices, pdices = [], [], []
     for image, box, points in zip(test["image"], test["bbox"], test["points"], strict=True):
         w, h = image_size(image)
         guess = mean * np.array([w, h] * 4, float)
         ious.append(box_iou([float(v) for v in guess[:4]], list(box)))
         true_points = [[p[0] + 0.5, p[1] + 0.5] for p in points]
         guess_points = [[float(v) for v in guess[4:6]], [float(v) for v in guess[6:]]]
-        dices.append(points_dice(guess_points, true_points))
+        dices.append(circle_dice(guess_points, true_points))
+        pdices.append(medreasoner_pdice(guess_points, true_points))
     n = len(ious)
     return {
         "n": n,
@@ -176,6 +196,7 @@ def mean_box_baseline(train: datasets.Dataset, test: datasets.Dataset) -> dict:
         "iou_mean": float(np.mean(ious)) if n else 0.0,
         "iou_50": float(np.mean([v >= IOU_HIT for v in ious])) if n else 0.0,
         "point_dice_mean": float(np.mean(dices)) if n else 0.0,
+        "medreasoner_pdice_mean": float(np.mean(pdices)) if n else 0.0,
     }
 
 
@@ -214,7 +235,8 @@ def _prediction(row: dict) -> dict:
     out = {k: row.get(k) for k in ("id", "mode", "gold", "output", "status", "well_formed")}
     for key in ("box_model", "points_model", "box", "points"):
         out[key] = json.dumps(row.get(key)) if row.get(key) is not None else None
-    for key in ("complete", "iou", "iou_hit", "point_dice", "mask_dice", "oracle_dice"):
+    for key in ("complete", "iou", "iou_hit", "point_dice", "medreasoner_pdice", "mask_dice",
+                "oracle_dice"):  # fmt: skip
         out[key] = row.get(key)
     return out
 
@@ -258,12 +280,13 @@ class Grounding(EvalTask):
             segmenter = load_segmenter(options.sam_model) if options.sam_model is not None else None
         except SegmenterError as err:
             raise GroundingError(str(err)) from None
+        parsing = options.answer_parsing
         scored: dict[str, list[dict]] = {mode: [] for mode in modes}
         samples: dict[str, list[dict]] = {mode: [] for mode in modes}
         for index in range(len(ds)):
             row = ds[index]
             rows = [
-                {**reply, **score_reply(reply["output"], row, frame(row["image"].size))}
+                {**reply, **score_reply(reply["output"], row, frame(row["image"].size), parsing)}
                 for reply in (evaluated.done[(mode, row["id"])] for mode in modes)
             ]
             masks = segment_row(row, rows, segmenter) if segmenter else [None] * len(rows)
@@ -275,6 +298,7 @@ class Grounding(EvalTask):
             **evaluated.header(self.name),
             "sam_model": options.sam_model,
             "iou_hit_threshold": IOU_HIT,
+            "answer_parsing": options.answer_parsing,
             "modes": {mode: score(scored[mode], classes) for mode in modes},
         }
         if options.baseline_split is not None:
@@ -303,13 +327,21 @@ class Grounding(EvalTask):
             )
             print(
                 f"{mode}: IoU {100 * metrics['iou_mean']:.2f} %, IoU>=0.5 "
-                f"{100 * metrics['iou_50']:.2f} %, point Dice "
-                f"{100 * metrics['point_dice_mean']:.2f} %{masks}, n = {metrics['n']}"
+                f"{100 * metrics['iou_50']:.2f} %, point-Dice (ours) "
+                f"{100 * metrics['point_dice_mean']:.2f} %{_pdice(metrics)}{masks}, "
+                f"n = {metrics['n']}"
             )
         baseline = report.get(MEAN_BOX_BASELINE)
         if baseline:
             print(
                 f"mean-box baseline ({baseline['train_rows']} training rows): IoU "
                 f"{100 * baseline['iou_mean']:.2f} %, IoU>=0.5 {100 * baseline['iou_50']:.2f} %, "
-                f"point Dice {100 * baseline['point_dice_mean']:.2f} %, n = {baseline['n']}"
+                f"point-Dice (ours) {100 * baseline['point_dice_mean']:.2f} %"
+                f"{_pdice(baseline)}, n = {baseline['n']}"
             )
+
+
+def _pdice(metrics: dict) -> str:
+    """MedReasoner's pDice, where the results have it (results written before it lack it)."""
+    value = metrics.get("medreasoner_pdice_mean")
+    return "" if value is None else f", MedReasoner pDice {100 * value:.2f} %"
