@@ -89,8 +89,10 @@ def test_parse_reply_keeps_think_and_canonical_answer():
 
 def test_registry_and_paper_weights():
     assert DEFAULT_REWARDS == ("format", "validity", "correctness")
-    # MedReasoner's grounding rewards share the registry under their own names
-    assert set(REWARDS) == {*DEFAULT_REWARDS, *GROUNDING_HARD_REWARDS}
+    # MedReasoner's grounding rewards share the registry under their own names, and so does
+    # our true-Dice variant of points_dice (not one of MedReasoner's)
+    assert set(REWARDS) == {*DEFAULT_REWARDS, *GROUNDING_HARD_REWARDS, "points_true_dice"}
+    assert "points_true_dice" not in GROUNDING_HARD_REWARDS
     assert DEFAULT_REWARD_WEIGHTS == (1.0, 1.0, 2.0)
     assert get_rewards(["correctness"]) == [correctness_reward]
     with pytest.raises(ValueError, match="unknown reward"):
