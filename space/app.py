@@ -43,7 +43,7 @@ from common.errors import UserError, user_errors  # noqa: E402
 from dataset_builder.class_map import load_class_map  # noqa: E402
 from dataset_builder.config import VARIANTS  # noqa: E402
 from model_training import prompts  # noqa: E402
-from model_training.evaluation.evaluate import DEFAULT_MAX_NEW_TOKENS  # noqa: E402
+from model_training.evaluation.options import DEFAULT_MAX_NEW_TOKENS  # noqa: E402
 from model_training.evaluation.sam import NO_SAM, SegmenterError, sam_config  # noqa: E402
 
 DEFAULT_HOST = "127.0.0.1"  # ours: local only; pass 0.0.0.0 to serve the network

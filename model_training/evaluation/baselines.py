@@ -51,7 +51,9 @@ from common.names import PROMPT_MODES
 from common.results_schema import RESULTS_FILE, read_results
 
 from .. import prompts
-from . import evaluate as evaluator
+from . import generation, progress
+from . import options as eval_options
+from .evaluate import load_split
 from .leaderboard import LeaderboardArguments, build_leaderboard
 from .options import evaluator_process
 
@@ -96,33 +98,33 @@ class BaselinesArguments:
     limit: int | None = field(
         default=None, metadata={"help": "evaluate only the first N rows (N >= 1)"}
     )
-    config: str = field(default=evaluator.DEFAULT_CONFIG, metadata={"help": "dataset config"})
-    split: str = field(default=evaluator.DEFAULT_SPLIT, metadata={"help": "dataset split"})
+    config: str = field(default=eval_options.DEFAULT_CONFIG, metadata={"help": "dataset config"})
+    split: str = field(default=eval_options.DEFAULT_SPLIT, metadata={"help": "dataset split"})
     revision: str | None = field(default=None, metadata={"help": "dataset revision (Hub)"})
     batch_size: int = field(
-        default=evaluator.DEFAULT_BATCH_SIZE,
+        default=eval_options.DEFAULT_BATCH_SIZE,
         metadata={"help": "rows per generate call (vllm: per hand-over)"},
     )
     max_new_tokens: int = field(
-        default=evaluator.DEFAULT_MAX_NEW_TOKENS, metadata={"help": "reply tokens per row"}
+        default=eval_options.DEFAULT_MAX_NEW_TOKENS, metadata={"help": "reply tokens per row"}
     )
     repetition_penalty: float = field(
-        default=evaluator.DEFAULT_REPETITION_PENALTY,
+        default=eval_options.DEFAULT_REPETITION_PENALTY,
         metadata={"help": "greedy decoding's repetition penalty for every model (> 0; 1.0: none)"},
     )
     backend: Literal["hf", "vllm"] = field(
-        default=evaluator.DEFAULT_BACKEND,
+        default=eval_options.DEFAULT_BACKEND,
         metadata={"help": "hf: transformers generate; vllm: vLLM (GPU machines)"},
     )
     tensor_parallel_size: int = field(
-        default=evaluator.DEFAULT_TENSOR_PARALLEL_SIZE, metadata={"help": "vllm: GPUs per model"}
+        default=eval_options.DEFAULT_TENSOR_PARALLEL_SIZE, metadata={"help": "vllm: GPUs per model"}
     )
     max_model_len: int = field(
-        default=evaluator.DEFAULT_MAX_MODEL_LEN,
+        default=eval_options.DEFAULT_MAX_MODEL_LEN,
         metadata={"help": "vllm: prompt and reply tokens"},
     )
     gpu_memory_utilization: float = field(
-        default=evaluator.DEFAULT_GPU_MEMORY_UTILIZATION,
+        default=eval_options.DEFAULT_GPU_MEMORY_UTILIZATION,
         metadata={"help": "vllm: share of GPU memory for weights and KV cache"},
     )
     progress: bool = field(default=True, metadata={"help": "progress bars (--no-progress: none)"})
@@ -132,15 +134,15 @@ class BaselinesArguments:
 
     def evaluate_arguments(
         self, model: str, output_dir: str, trust_remote_code: bool = False
-    ) -> evaluator.EvaluateArguments:
+    ) -> eval_options.EvaluateArguments:
         """The evaluator's options for one model (both prompt modes); ``trust_remote_code``:
         the entry's own (this command's field only allows such entries to run)."""
         shared = {
             f.name: getattr(self, f.name)
-            for f in dataclasses.fields(evaluator.EvaluateArguments)
+            for f in dataclasses.fields(eval_options.EvaluateArguments)
             if hasattr(self, f.name) and f.name not in ("trust_remote_code",)
         }
-        return evaluator.EvaluateArguments(
+        return eval_options.EvaluateArguments(
             **shared, model=model, output_dir=output_dir, mode="both",
             trust_remote_code=trust_remote_code,
         )  # fmt: skip
@@ -320,7 +322,7 @@ def resolve(baseline: Baseline) -> str:
             allow_patterns=[f"{baseline.subfolder}/*"] if baseline.subfolder else None,
         )
     except Exception as err:  # noqa: BLE001  (offline, gated, missing revision: reported)
-        raise evaluator.EvaluationError(
+        raise eval_options.EvaluationError(
             f"{baseline.hub_id} (revision {baseline.revision}) could not be downloaded "
             f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
         ) from None
@@ -339,7 +341,7 @@ def is_complete(folder: Path, model: str, options: BaselinesArguments, rows: int
     """Whether ``folder`` holds a finished evaluation of ``model`` with these options."""
     try:
         results = read_results(folder / RESULTS_FILE)
-        settings = json.loads((folder / evaluator.SETTINGS_FILE).read_text())
+        settings = json.loads((folder / progress.SETTINGS_FILE).read_text())
     except (OSError, ValueError):  # ResultsError: a ValueError (UserError)
         return False
     modes = results.get("modes") if isinstance(results, dict) else None
@@ -395,7 +397,7 @@ def run(options: BaselinesArguments) -> int:
     chosen = select(read_baselines(options.baselines), options.selected, options.baselines)
     reasons = {b.name: skip_reason(b, options.trust_remote_code) for b in chosen}
     runnable = [b for b in chosen if reasons[b.name] is None]
-    rows = len(evaluator.load_split(options.evaluate_arguments("-", "-"))) if runnable else 0
+    rows = len(load_split(options.evaluate_arguments("-", "-"))) if runnable else 0
 
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -411,8 +413,8 @@ def run(options: BaselinesArguments) -> int:
     for baseline in runnable:
         try:
             models[baseline.name] = resolve(baseline)
-            evaluator.check_model(models[baseline.name], baseline.trust_remote_code)
-        except evaluator.EvaluationError as err:
+            generation.check_model(models[baseline.name], baseline.trust_remote_code)
+        except eval_options.EvaluationError as err:
             print(f"{baseline.name}: not run: {err}", flush=True)
             status[baseline.name] = {"status": "failed", "reason": str(err)}
 

@@ -61,22 +61,11 @@ from common.hub_ids import is_hub_id
 
 from .generation import Generate, check_backend, check_model, generator
 from .options import (
-    DEFAULT_BACKEND,
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_CONFIG,
-    DEFAULT_GPU_MEMORY_UTILIZATION,
-    DEFAULT_MAX_MODEL_LEN,
-    DEFAULT_MAX_NEW_TOKENS,
-    DEFAULT_MODE,
-    DEFAULT_REPETITION_PENALTY,
-    DEFAULT_SPLIT,
-    DEFAULT_TENSOR_PARALLEL_SIZE,
     EVAL_MODULE,
     EvaluateArguments,
     EvaluationError,
 )
 from .progress import (
-    SETTINGS_FILE,
     Batch,
     check_complete,
     plan_batches,
@@ -90,13 +79,6 @@ from .progress import (
 from .tasks import TASKS, Evaluated, dataset_task
 
 # the evaluator's public face: its options (and their defaults), its error, its entry points
-__all__ = [
-    "DEFAULT_BACKEND", "DEFAULT_BATCH_SIZE", "DEFAULT_CONFIG", "DEFAULT_GPU_MEMORY_UTILIZATION",
-    "DEFAULT_MAX_MODEL_LEN", "DEFAULT_MAX_NEW_TOKENS", "DEFAULT_MODE", "DEFAULT_REPETITION_PENALTY",
-    "DEFAULT_SPLIT", "DEFAULT_TENSOR_PARALLEL_SIZE", "SETTINGS_FILE", "EvaluateArguments",
-    "EvaluationError", "check_model", "evaluate", "load_split", "main", "parse_options",
-    "print_report", "run_batches",
-]  # fmt: skip
 
 ReplyRows = Callable[[list[dict], list[str], str], list[dict]]  # a task's (rows, replies, mode)
 T = TypeVar("T")
