@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import enum
 import inspect
 import types
 import typing
@@ -21,7 +22,11 @@ from typing import NoReturn
 
 from transformers import HfArgumentParser
 
+from .errors import UserError
+
 _ARGPARSE_KEYS = ("help", "aliases", "choices", "metavar")  # metadata handed to argparse
+_NONE_WORDS = ("none", "null")  # an optional option's value None, as _or_none reads it
+_BOOL_WORDS = ("true", "false", "yes", "no", "t", "f", "y", "n", "1", "0")  # string_to_bool's
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -102,6 +107,108 @@ def parse_options(
     return (*parsed, rest) if positionals else tuple(parsed)
 
 
+def field_types(options: type | tuple[type, ...]) -> dict[str, object]:
+    """{field: its type} of the options dataclasses (the first that has a field wins); a
+    field whose annotation cannot be resolved is left out (not checked)."""
+    found: dict[str, object] = {}
+    for kind in reversed(options if isinstance(options, tuple) else (options,)):
+        try:
+            hints = typing.get_type_hints(kind)
+        except (NameError, TypeError):
+            hints = {}
+        for f in dataclasses.fields(kind):
+            if f.init and f.name in hints:
+                found[f.name] = hints[f.name]
+    return found
+
+
+def _converts(kind: Callable[[str], object], text: str) -> bool:
+    try:
+        kind(text)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def accepts(value: object, kind: object) -> bool:
+    """Whether a recipe's (YAML) ``value`` is one of ``kind``, as the command line would
+    read it: a string for a number is the number it spells, 'none' the None of an optional
+    field. Types other than these (bool, int, float, str, None, Literal, Enum, list, tuple,
+    dict, unions of them) are not checked."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        return any(accepts(value, member) for member in args)
+    if kind is NoneType:
+        return value is None or isinstance(value, str) and value.lower() in _NONE_WORDS
+    if origin is typing.Literal:
+        return value in args or str(value) in map(str, args)
+    if kind is bool:
+        return isinstance(value, bool) or isinstance(value, str) and value.lower() in _BOOL_WORDS
+    if kind in (int, float):
+        if isinstance(value, str):
+            return _converts(kind, value)  # type: ignore[arg-type]
+        allowed = int if kind is int else (int, float)
+        return isinstance(value, allowed) and not isinstance(value, bool)
+    if kind is str:
+        return isinstance(value, str)
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        values = [m.value for m in kind]
+        return isinstance(value, kind) or value in values or str(value) in map(str, values)
+    if origin in (list, tuple, set) or kind in (list, tuple, set):
+        item = args[0] if args else typing.Any
+        return isinstance(value, list | tuple) and all(accepts(v, item) for v in value)
+    if origin is dict or kind is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def describe(kind: object) -> str:
+    """``kind`` in words, for a message."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(dict.fromkeys(describe(member) for member in args))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(str, args))
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        return "one of " + ", ".join(str(m.value) for m in kind)
+    if origin in (list, tuple, set) or kind in (list, tuple, set):
+        plural = {str: "strings", int: "integers", float: "numbers", bool: "true/false values"}
+        return f"a list of {plural.get(args[0], describe(args[0]))}" if args else "a list"
+    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+             dict: "a mapping", NoneType: "none"}  # fmt: skip
+    return words.get(kind, getattr(kind, "__name__", str(kind)))  # type: ignore[call-overload]
+
+
+def _list_kind(kind: object) -> bool:
+    members = typing.get_args(kind) if typing.get_origin(kind) in (
+        typing.Union, types.UnionType) else (kind,)  # fmt: skip
+    return any(typing.get_origin(m) in (list, tuple) or m in (list, tuple) for m in members)
+
+
+def typed_values(
+    options: type | tuple[type, ...], values: dict[str, object], where: str
+) -> dict[str, object]:
+    """``values`` (fields from a YAML file) checked against the options dataclasses' field
+    types (:func:`accepts`); a string for a list field becomes its words, as the command line
+    splits them. Fields the dataclasses do not have are passed on as they are (the caller
+    names them). A value of the wrong type is a UserError naming ``where`` (the file and its
+    section), the field and the value."""
+    kinds = field_types(options)
+    checked = dict(values)
+    for name, value in values.items():
+        if name not in kinds or accepts(value, kinds[name]):
+            continue
+        if (
+            isinstance(value, str)
+            and _list_kind(kinds[name])
+            and accepts(value.split(), kinds[name])
+        ):
+            checked[name] = value.split()
+            continue
+        raise UserError(f"{where}: {name}: {value!r} is not {describe(kinds[name])}")
+    return checked
+
+
 def to_argv(
     options: object, *, always: tuple[str, ...] = (), default: object | None = None
 ) -> list[str]:
@@ -138,3 +245,9 @@ def to_argv(
         else:
             argv += [flag, str(value)]
     return argv
+
+
+__all__ = [
+    "OptionsParser", "accepts", "describe", "field_types", "parse_options", "to_argv",
+    "typed_values",
+]  # fmt: skip

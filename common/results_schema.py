@@ -7,6 +7,7 @@ evaluation; the leaderboard, the run summary and the model card read it through 
   ``dataset``, ``dataset_revision``, ``task`` (``classification``, the default, or
   ``grounding``), ``display_name`` (string or null), ``model_parameters`` (a count or null),
   ``training`` (an object or null) where recorded.
+- ``modes``: at least one, each a prompt mode (``think``, ``no-think``).
 - classification metrics: numeric ``accuracy_micro`` (and ``accuracy_macro``, ``n`` where
   given), ``per_class`` {class: {"accuracy", "support"}}; fractions in [0, 1].
 - grounding metrics: numeric ``n``, ``iou_mean``, ``iou_50``, ``point_dice_mean`` (our
@@ -16,6 +17,11 @@ evaluation; the leaderboard, the run summary and the model card read it through 
   (the mean box and points of the training rows answered for every evaluated row) with numeric
   ``n``, ``iou_mean``, ``iou_50``, ``point_dice_mean`` (and ``medreasoner_pdice_mean`` where
   given) where the evaluator measured it.
+
+Values are checked where present, wherever they appear (a mode's metrics, its ``per_class``
+entries, the mean-box baseline): counts (``COUNTS``: ``n``, ``support``, ...) are integers >= 0,
+rates, accuracies and means (``RANGES``) lie in [0, 1] (MedReasoner's pDice in [0, 2]);
+``model_parameters`` is a count or null.
 
 A file that does not fit is refused (``ResultsError``) in one line naming the file and the field.
 """
@@ -28,7 +34,7 @@ import re
 from pathlib import Path
 
 from common.errors import UserError
-from common.names import CLASSIFICATION_TASK, GROUNDING_TASK, TASKS
+from common.names import CLASSIFICATION_TASK, GROUNDING_TASK, PROMPT_MODES, TASKS
 
 RESULTS_FILE = "results.json"
 MEAN_BOX_BASELINE = "mean_box_baseline"  # grounding: the trivial baseline, beside the modes
@@ -36,6 +42,16 @@ REQUIRED = ("model", "config", "split", "modes")
 GROUNDING_REQUIRED = ("n", "iou_mean", "iou_50", "point_dice_mean")  # per mode, and the baseline
 GROUNDING_SAM = ("mask_dice_mean", "oracle_dice_mean")  # per mode, where a SAM was run
 GROUNDING_OPTIONAL = ("medreasoner_pdice_mean", *GROUNDING_SAM)  # numeric where present
+# the numbers the evaluator writes, and their ranges: counts, then fractions / means
+COUNTS = ("n", "support", "consistency_judged", "train_rows")
+FRACTIONS = (
+    "accuracy_micro", "accuracy_macro", "accuracy_micro_tags_only", "accuracy", "format_rate",
+    "validity_rate", "fallback_rate", "consistency", "iou_mean", "iou_50", "point_dice_mean",
+    "mask_dice_mean", "oracle_dice_mean", "parse_rate", "box_rate", "points_rate",
+    "complete_rate",
+)  # fmt: skip
+PDICE_MAX = 2.0  # MedReasoner's pDice, 2 inter / (union + 1e-5) of two circles: below 2
+RANGES = {key: (0.0, 1.0) for key in FRACTIONS} | {"medreasoner_pdice_mean": (0.0, PDICE_MAX)}
 SIZE_UNITS = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))  # 8292166656 -> 8.29B
 UNKNOWN_SIZE = "?"
 _SIZE_IN_NAME = re.compile(r"(?:^|[^a-z0-9.])(\d+(?:\.\d+)?)b(?![a-z0-9])", re.IGNORECASE)
@@ -99,11 +115,24 @@ def check_results(results: object, source: str) -> dict:
         raise ResultsError(
             f"{source}: unknown task {results['task']!r} (expected {' or '.join(TASKS)}); {_FIX}"
         )
-    check = _check_grounding if task_of(results) == GROUNDING_TASK else _check_classification
+    unknown = [mode for mode in results["modes"] if mode not in PROMPT_MODES]
+    if unknown or not results["modes"]:
+        raise ResultsError(
+            f"{source}: modes must hold the prompt modes {' and/or '.join(PROMPT_MODES)}, not "
+            f"{unknown or 'none'}; {_FIX}"
+        )
+    grounding = task_of(results) == GROUNDING_TASK
+    check = _check_grounding if grounding else _check_classification
     for mode, metrics in results["modes"].items():
-        check(f"{source}: mode {mode!r}", metrics)
+        where = f"{source}: mode {mode!r}"
+        check(where, metrics)
+        check_values(where, metrics)
+        if not isinstance(metrics.get("per_class", {}), dict):
+            raise ResultsError(f"{where} has a malformed per_class; {_FIX}")
+        for name, values in metrics.get("per_class", {}).items():
+            check_values(f"{where} per_class[{name!r}]", values, nullable=grounding)
     parameters = results.get("model_parameters")
-    if parameters is not None and not (is_number(parameters) and parameters >= 0):
+    if parameters is not None and not is_count(parameters):
         raise ResultsError(
             f"{source}: model_parameters must be a parameter count or null, not {parameters!r}; "
             + _FIX
@@ -119,7 +148,32 @@ def check_results(results: object, source: str) -> dict:
         baseline = results[MEAN_BOX_BASELINE]
         _numbers(f"{source}: {MEAN_BOX_BASELINE}", baseline, GROUNDING_REQUIRED)
         _optional_numbers(f"{source}: {MEAN_BOX_BASELINE}", baseline)
+        check_values(f"{source}: {MEAN_BOX_BASELINE}", baseline)
     return results
+
+
+def is_count(value: object) -> bool:
+    """An int >= 0 (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def check_values(where: str, values: object, nullable: bool = False) -> None:
+    """Refuse a count (``COUNTS``) that is not an int >= 0, or a fraction or mean (``RANGES``)
+    outside its range, among ``values`` (a metrics dict; other keys pass); ``nullable``: a
+    mean may be null (a grounding class with no rows)."""
+    if not isinstance(values, dict):
+        raise ResultsError(f"{where} is not an object of metrics; {_FIX}")
+    for key, value in values.items():
+        if key in COUNTS and not is_count(value):
+            raise ResultsError(
+                f"{where}: {key} is {value!r}, not a count (an integer >= 0); {_FIX}"
+            )
+        if key in RANGES and not (nullable and value is None):
+            low, high = RANGES[key]
+            if not (is_number(value) and low <= value <= high):
+                raise ResultsError(
+                    f"{where}: {key} is {value!r}, not a number in [{low:g}, {high:g}]; {_FIX}"
+                )
 
 
 def _check_classification(where: str, metrics: object) -> None:

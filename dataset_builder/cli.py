@@ -286,6 +286,8 @@ def run_push(args: PushArguments) -> int:
         revision=args.revision,
         endpoint=args.endpoint,
     )
+    if report.left_out_line():
+        print(report.left_out_line())
     if report.commit is None:
         print(f"{report.repo_id}@{report.revision} already holds {args.folder}: nothing to push")
     else:

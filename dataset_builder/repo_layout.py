@@ -41,19 +41,19 @@ from hub_cards.benchmark import (
     inspect_config,
     write_eval_yaml,
 )
-from hub_cards.dataset_card import write_dataset_card
+from hub_cards.dataset_card import REPO_FILES, write_dataset_card
 
 from .builder import CTRateVQA
 from .class_map import load_class_map
 from .config import CONFIGS, SPLITS, VARIANTS, BuildOptions
 from .grounding_targets import POINT_METHOD
 from .qa_rows import QUESTION_TEMPLATES
-from .sources import read_entries
+from .sources import load_cases
 
 CACHE_DIR_NAME = ".build_cache"  # left out of pushes (see hub_cards)
 MANIFEST_FORMAT = 1
 # files the build writes at the top of OUT (the card and plot come from hub_cards)
-OUTPUT_FILES = (MANIFEST_NAME, "README.md", EVAL_FILE, "class_distribution.png")
+OUTPUT_FILES = REPO_FILES  # the card module knows what a build writes at the top of OUT
 SHARD_NAME = re.compile(rf"(?:{'|'.join(SPLITS)})-\d{{5}}-of-\d{{5}}\.parquet")
 PARALLEL_WRITE_MIN_CASES = 200  # ours: parallel Parquet writing only for builds this large
 INSPECT_BATCH_ROWS = 64  # ours: rows converted to data URIs at a time (as the builder's batches)
@@ -138,12 +138,32 @@ def _inspect_features(features: datasets.Features) -> datasets.Features:
     )
 
 
+def _config_folders() -> list[str]:
+    """Every config folder a build of ours may write: the configs and their Inspect companions."""
+    return [*CONFIGS, *(inspect_config(v) for v in VARIANTS)]
+
+
 def _drop_shards(folder: Path) -> None:
-    """Delete the shards of ours in ``folder`` (an Inspect config this build has no rows for)."""
-    if folder.is_dir():
-        for old in folder.iterdir():
-            if _is_shard(old):
-                old.unlink()
+    """Delete the shards of ours in ``folder`` (a config this build has no rows for, or does not
+    build); the folder goes too if that leaves it empty. Other files are never touched."""
+    if not folder.is_dir():
+        return
+    dropped = False
+    for old in folder.iterdir():
+        if _is_shard(old):
+            old.unlink()
+            dropped = True
+    if dropped and not any(folder.iterdir()):
+        folder.rmdir()
+
+
+def _drop_stale_configs(out: Path, built: set[str]) -> None:
+    """Delete the shards of the configs an earlier build of ours wrote into ``out`` and this one
+    does not build (``--configs zoom`` over a three-config build): the card declares only
+    ``built``, and ``push`` must not find the others."""
+    for name in _config_folders():
+        if name not in built:
+            _drop_shards(out / name)
 
 
 def _write_inspect_config(
@@ -255,9 +275,8 @@ def check_out(out: Path, inputs: tuple[Path, ...] = (), force: bool = False) -> 
             "choose a new or empty folder (or pass --force to add the build to it)"
         )
     clash = [n for n in OUTPUT_FILES if (out / n).exists()]
-    folders = [*CONFIGS, *(inspect_config(v) for v in VARIANTS)]
-    clash += [f"{d}/{p.name}" for d in folders if (out / d).is_dir() for p in (out / d).iterdir()
-              if _is_shard(p)]  # fmt: skip
+    clash += [f"{d}/{p.name}" for d in _config_folders() if (out / d).is_dir()
+              for p in (out / d).iterdir() if _is_shard(p)]  # fmt: skip
     if clash:
         raise ValueError(
             f"--out {out} holds {', '.join(clash[:3])}, which the build would overwrite and "
@@ -265,15 +284,21 @@ def check_out(out: Path, inputs: tuple[Path, ...] = (), force: bool = False) -> 
         )
 
 
-def check_inputs(rex_dir: Path, ctrate_dir: Path, options: BuildOptions) -> int:
-    """Check the inputs before ``out`` is touched; return the number of listed cases."""
+def check_inputs(
+    rex_dir: Path, ctrate_dir: Path, options: BuildOptions, strict: bool = False
+) -> int:
+    """Check the inputs before ``out`` is touched (dataset.json's schema too: under ``strict``
+    its first bad entry stops the build here); return the number of listed cases."""
     if not (ctrate_dir / "dataset").is_dir():
         raise FileNotFoundError(
             f"{ctrate_dir / 'dataset'} not found: --ctrate-dir must be the CT-RATE folder "
             "holding dataset/train_fixed (or valid_fixed)"
         )
     load_class_map(options.class_map)
-    return len(read_entries(rex_dir, options.source_splits))
+    specs, refused = load_cases(rex_dir, ctrate_dir, options.source_splits)
+    if strict and refused:
+        raise refused[0]
+    return len(specs) + len(refused)
 
 
 def public_text(text: str, folders: tuple[Path, ...]) -> str:
@@ -332,7 +357,7 @@ def build_repo(
         raise ValueError(f"--num-workers must be >= 1, got {num_workers}")
     if render_threads is not None and render_threads < 1:
         raise ValueError(f"--render-threads must be >= 1, got {render_threads}")
-    n_cases = check_inputs(rex_dir, ctrate_dir, options)
+    n_cases = check_inputs(rex_dir, ctrate_dir, options, strict)
     check_out(out, (rex_dir, ctrate_dir), force=force)
     with _progress_bars(progress):
         return _build(
@@ -454,6 +479,7 @@ def _build(
             _drop_shards(out / name)  # no test rows: no Inspect config (and no eval.yaml task)
 
     assert report is not None
+    _drop_stale_configs(out, {*variants, *inspect_files})
     rex_json = Path(rex_dir) / "dataset.json"
     manifest.update(
         {

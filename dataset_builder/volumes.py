@@ -87,7 +87,40 @@ def read_nifti(case: str, path: Path, kind: str) -> tuple[nib.Nifti1Header, np.n
             f"cannot read {kind} {path}: {type(err).__name__}: {err} "
             "(the file is truncated or corrupt; download it again)",
         ) from err
+    check_finite(case, path, kind, array)
     return header, array, digest
+
+
+def check_finite(case: str, path: Path, kind: str, array: np.ndarray) -> None:
+    """Refuse a float array holding NaN or infinity (integer arrays are always finite): a NaN
+    CT renders as one flat grey, and NaN in a float mask would round to a lesion label."""
+    if array.dtype.kind not in "fc":
+        return
+    finite = np.isfinite(array)
+    if finite.all():
+        return
+    bad = array.size - int(np.count_nonzero(finite))
+    amount = f"all {bad}" if bad == array.size else f"{bad} of {array.size}"
+    raise CaseError(
+        case,
+        f"{kind} {path} has {amount} voxels not finite (NaN or infinity); a {kind} must hold "
+        "finite values: fix or re-export the file, or leave the case out",
+    )
+
+
+def mask_labels(case: str, path: Path, masks: np.ndarray) -> np.ndarray:
+    """Integer instance labels of a mask (a float mask is rounded); a finite value outside
+    int32 is refused rather than wrapped around."""
+    if np.issubdtype(masks.dtype, np.integer):
+        return masks
+    limit = np.iinfo(np.int32).max
+    if masks.size and float(np.abs(masks).max()) > limit:
+        raise CaseError(
+            case,
+            f"mask {path} holds values beyond +-{limit}, which are no lesion labels; "
+            "fix or re-export the file, or leave the case out",
+        )
+    return np.rint(masks).astype(np.int32)
 
 
 def _to_lps(ct_header: nib.Nifti1Header) -> np.ndarray:
@@ -111,8 +144,7 @@ def load_case_volumes(spec: CaseSpec) -> CaseVolumes:
             f"(expected (F, {', '.join(map(str, ct.shape))})); check that "
             f"{spec.mask_path.name} belongs to {spec.ct_path.name}",
         )
-    if not np.issubdtype(masks.dtype, np.integer):
-        masks = np.rint(masks).astype(np.int32)
+    masks = mask_labels(spec.name, spec.mask_path, masks)
     ornt = _to_lps(ct_header)
     ct = apply_orientation(ct, ornt)
     masks = (

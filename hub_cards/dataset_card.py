@@ -16,11 +16,15 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from common.names import DATA_LICENSE as LICENSE
-from common.names import GROUNDING_CONFIG
+from common.names import GROUNDING_CONFIG, MANIFEST_NAME
 
 from .benchmark import EVAL_FILE, inspect_card_text
+from .publish import CARD_NAME
 
 PLOT_NAME = "class_distribution.png"
+# the files a build writes at the top of its folder (dataset_builder.repo_layout), beside its
+# configs' folders: all a dataset repo publishes besides the files its configs declare
+REPO_FILES = (MANIFEST_NAME, CARD_NAME, EVAL_FILE, PLOT_NAME)
 
 GATED_PROMPT = (
     "CT-RATE-VQA is derived from ReXGroundingCT and CT-RATE, which are gated and licensed "
@@ -361,5 +365,5 @@ def write_dataset_card(out: str | Path, manifest: dict) -> DatasetCard:
     out = Path(out)
     plot_class_distribution(manifest, out / PLOT_NAME)
     card = dataset_card_from_manifest(manifest)
-    card.save(out / "README.md")
+    card.save(out / CARD_NAME)
     return card

@@ -32,9 +32,12 @@ from common.names import GROUNDING_TASK
 from common.names import PROMPT_MODES as MODES
 from common.results_schema import check_results, task_of
 
+from .publish import CARD_NAME
+
 EVAL_RESULTS_DIR = ".eval_results"
 EVAL_RESULTS_FILE = "ct-rate-vqa.yaml"
-
+# every model card says it (push_model refuses a card without publish.NOTICE_MARKER)
+RESEARCH_NOTICE = "For research only. Not a medical device; never use it for clinical decisions."
 
 
 def _hub_ids(names: list[str]) -> list[str] | None:
@@ -59,7 +62,6 @@ def hub_dataset_id(results: dict | None, dataset_id: str | None = None) -> str |
         return dataset_id
     evaluated = (results or {}).get("dataset")
     return hub_id_or_none(evaluated)
-
 
 
 def dataset_label(results: dict | None, dataset_id: str | None) -> str:
@@ -270,7 +272,7 @@ lesion classification posed as visual question answering, following MedReason-R1
 rewards), and/or reasoning grounding, following MedReasoner (arXiv 2508.08177: a box and two
 points for a report sentence, GRPO with format and geometry rewards).
 
-**For research only. Not a medical device; never use it for clinical decisions.**
+**{RESEARCH_NOTICE}**
 
 - Base model: `{training["base_model"]}`
 - Dataset: {dataset_label(evaluated, hub_id) if evaluated or hub_id else "CT-RATE-VQA"}
@@ -306,7 +308,7 @@ def write_model_card(
     """Write README.md and, with classification results on a Hub dataset,
     ``.eval_results/ct-rate-vqa.yaml`` into ``folder``."""
     card = model_card(training, results, dataset_id)
-    card.save(Path(folder) / "README.md")
+    card.save(Path(folder) / CARD_NAME)
     classification, grounding = _by_task(results)
     hub_id = hub_dataset_id(classification or grounding, dataset_id)
     if classification and hub_id:

@@ -7,8 +7,14 @@
   there, so an interrupted push re-run sends only what is missing. Then ONE commit makes the new
   state visible: nothing half-written ever shows on the branch. Unchanged files are skipped by
   the client; a push with nothing changed makes no commit and sends no bytes.
-- Remote Parquet shards that the folder no longer has are deleted in the same commit, so a
-  rebuilt dataset with fewer shards does not keep stale ones under its ``configs`` globs.
+- Remote Parquet shards that the push no longer holds are deleted in the same commit, so a
+  rebuilt dataset with fewer shards (or fewer configs) does not keep stale ones.
+- What goes up is what the card declares: a dataset push sends the build's own top-level files
+  and the files of the configs its card's ``configs:`` lists, nothing else in the folder (what
+  it leaves out is in the report, ``PushReport.left_out``). A model repo and a Space never go up
+  without their card (its license and research-only notice).
+- No pushed file names a local path (``hub_cards.local_paths``): a text file that does is
+  refused, naming the file and the path, before anything is sent.
 - The token never appears in logs, errors or files: it is only handed to ``HfApi``.
 """
 
@@ -16,11 +22,14 @@ from __future__ import annotations
 
 import fnmatch
 import importlib.util
-import json
 import logging
 import os
 import shutil
 import tempfile
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -28,14 +37,18 @@ import yaml
 from huggingface_hub import (
     CommitOperationAdd,
     CommitOperationDelete,
+    DatasetCard,
     HfApi,
     constants,
     metadata_load,
 )
 
+from common.build_status import build_problem
 from common.errors import UserError
 from common.hub_ids import spelling_problem
-from common.names import MANIFEST_NAME
+from common.names import DATA_LICENSE, MANIFEST_NAME
+
+from .local_paths import local_path_problem
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +63,11 @@ DEFAULT_IGNORE = (
     "__pycache__/*",
 )
 STALE_PATTERNS = ("*.parquet",)  # remote files of these kinds that the folder lacks are removed
+HUB_PROBE_SECONDS = 10  # ours: one request, no retries, before anything is written or pushed
 DEFAULT_BATCH_BYTES = 2 * 1024**3  # bytes uploaded per batch before the next one starts
+CARD_NAME = "README.md"  # a repo's card (a Space's: its configuration too)
+# what every card we publish says (the model card's RESEARCH_NOTICE, the Space's README)
+NOTICE_MARKER = "not a medical device"
 
 
 class PublishError(UserError):
@@ -67,6 +84,15 @@ class PushReport:
     files: int = 0
     changed: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)  # files of the folder not pushed
+
+    def left_out_line(self) -> str | None:
+        """One line saying what of the folder was not pushed (by top folder), or None."""
+        if not self.left_out:
+            return None
+        groups = Counter(f"{f.split('/')[0]}/" if "/" in f else f for f in self.left_out)
+        parts = ", ".join(f"{name} ({count})" for name, count in sorted(groups.items()))
+        return f"left out {len(self.left_out)} file(s) that the card does not declare: {parts}"
 
 
 def check_repo_id(repo_id: str) -> str:
@@ -78,8 +104,32 @@ def check_repo_id(repo_id: str) -> str:
     return repo_id
 
 
-def _endpoint(endpoint: str | None) -> str:
+def hub_endpoint(endpoint: str | None = None) -> str:
+    """The Hub a push goes to: ``endpoint``, else ``HF_ENDPOINT`` as set now, else
+    huggingface_hub's default."""
     return (endpoint or os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+def hub_problem(
+    repo_id: str, option: str, repo_type: str = "model", endpoint: str | None = None
+) -> str | None:
+    """Why nothing could be pushed to ``repo_id`` (``option`` names it) because the Hub does not
+    answer, as one line, or None: one request to its repo API, ``HUB_PROBE_SECONDS`` at most, no
+    retries, made before a command writes or trains anything. Any HTTP answer (404 for a repo
+    not made yet, 401 for a private one) is an answer: access is checked by the push itself."""
+    url = f"{hub_endpoint(endpoint)}/api/{repo_type}s/{repo_id}"
+    try:
+        with urllib.request.urlopen(url, timeout=HUB_PROBE_SECONDS):  # noqa: S310 (the Hub's URL)
+            return None
+    except urllib.error.HTTPError:
+        return None
+    except (OSError, ValueError) as err:  # URLError, refused, timed out, a malformed endpoint
+        reason = getattr(err, "reason", None) or err
+        return (
+            f"{option} {repo_id}: the Hub at {hub_endpoint(endpoint)} does not answer "
+            f"({reason}); nothing was written or pushed: check the connection and HF_ENDPOINT, "
+            "then re-run"
+        )
 
 
 def _use_lfs_for(endpoint: str) -> None:
@@ -130,18 +180,27 @@ def push_folder(
     token: str | None = None,
     endpoint: str | None = None,
     space_sdk: str | None = None,
+    only: Iterable[str] | None = None,
+    source_folders: Iterable[str | Path] = (),
 ) -> PushReport:
-    """Create the repo if needed and make ``revision`` hold the folder's files
-    (``space_sdk``: the SDK a new Space repo is created with)."""
+    """Create the repo if needed and make ``revision`` hold the folder's files (``only``: those
+    of them, relative to ``folder``; ``space_sdk``: the SDK a new Space repo is created with;
+    ``source_folders``: the local folders ``folder`` was copied from, whose paths must not be
+    published either). Refused before anything is sent: a text file naming a local path."""
     folder = Path(folder)
     if not folder.is_dir():
         raise PublishError(f"{folder} is not a folder")
     check_repo_id(repo_id)
-    endpoint = _endpoint(endpoint)
+    every = folder_files(folder, ignore)
+    wanted = None if only is None else set(only)
+    files = every if wanted is None else [f for f in every if f in wanted]
+    problem = local_path_problem(folder, files, source_folders)
+    if problem is not None:
+        raise PublishError(problem)
+    endpoint = hub_endpoint(endpoint)
     _use_lfs_for(endpoint)
     revision = revision or constants.DEFAULT_REVISION
     api = HfApi(endpoint=endpoint, token=token)
-    files = folder_files(folder, ignore)
     try:
         url = str(
             api.create_repo(
@@ -195,6 +254,7 @@ def push_folder(
         files=len(files),
         changed=changed if committed else [],
         deleted=stale if committed else [],
+        left_out=sorted(set(every) - set(files)),
     )
 
 
@@ -214,28 +274,94 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")  # never p
 
 
 def push_dataset(folder: str | Path, repo_id: str, **kwargs) -> PushReport:
-    """Publish a built CT-RATE-VQA folder; refuse one whose build did not complete."""
+    """Publish a built CT-RATE-VQA folder: its own top-level files and the files of the configs
+    its card declares (``declared_files``); refuse one whose build did not complete."""
     folder = Path(folder)
-    manifest_path = folder / MANIFEST_NAME
-    if not manifest_path.is_file():
+    if not (folder / MANIFEST_NAME).is_file():
         raise PublishError(
             f"{folder} has no {MANIFEST_NAME}: it is not a built CT-RATE-VQA "
             "folder (run `python -m dataset_builder build` first)"
         )
+    problem = build_problem(folder)
+    if problem is not None:
+        raise PublishError(f"{problem} before pushing")
+    files = folder_files(folder, kwargs.get("ignore", DEFAULT_IGNORE))
+    return push_folder(
+        folder, repo_id, repo_type="dataset", only=declared_files(folder, files), **kwargs
+    )
+
+
+def declared_files(folder: Path, files: list[str]) -> list[str]:
+    """Of ``files`` (relative to ``folder``), those a dataset repo publishes: the build's own
+    top-level files (``dataset_card.REPO_FILES``) and every file the data_files of the card's
+    ``configs:`` resolve to, as ``datasets`` resolves them. A card that declares no config, or
+    a config whose data_files match no file, is refused."""
+    from datasets.data_files import resolve_pattern, sanitize_patterns
+    from datasets.utils.metadata import MetadataConfigs
+
+    from .dataset_card import REPO_FILES
+
+    readme = folder / CARD_NAME
+    if not readme.is_file():
+        raise PublishError(f"{folder} has no {CARD_NAME} (its dataset card): rebuild the folder")
     try:
-        status = json.loads(manifest_path.read_text()).get("status")
-    except ValueError as err:
-        raise PublishError(f"{manifest_path} is not valid JSON ({err}); rebuild") from None
-    if status != "complete":
+        configs = MetadataConfigs.from_dataset_card_data(DatasetCard.load(readme).data)
+    except (OSError, ValueError, yaml.YAMLError) as err:
         raise PublishError(
-            f"{manifest_path} says the build is {status!r}, not complete: "
-            "re-run the build (it resumes) before pushing"
-        )
-    return push_folder(folder, repo_id, repo_type="dataset", **kwargs)
+            f"{readme} cannot be read as a dataset card ({type(err).__name__}); rebuild the folder"
+        ) from None
+    if not configs:
+        raise PublishError(f"{readme} declares no configs: rebuild the folder")
+    root = str(folder.resolve())
+    declared = {name for name in REPO_FILES if name in files}
+    for name, config in configs.items():
+        patterns = sanitize_patterns(config.get("data_files") or [])
+        for split, split_patterns in patterns.items():
+            for pattern in split_patterns:
+                try:
+                    found = resolve_pattern(pattern, base_path=root)
+                except FileNotFoundError:
+                    found = []
+                if not found:
+                    raise PublishError(
+                        f"{readme} declares config {name!r} ({split}: {pattern}), but no file "
+                        f"in {folder} matches it: rebuild the folder"
+                    )
+                declared |= {os.path.relpath(path, root).replace(os.sep, "/") for path in found}
+    return [f for f in files if f in declared]
+
+
+def model_card_problem(folder: Path) -> str | None:
+    """Why ``folder``'s README.md is not a model card that may go up (missing, unreadable,
+    without our license or research-only notice), or None."""
+    readme = folder / CARD_NAME
+    how = (
+        "a model repo goes up only with its card (license, research-only notice, results): "
+        "push a run's final/ folder (`python -m model_training.run` writes it with its card), "
+        "or write one with hub_cards.model_card.write_model_card"
+    )
+    if not readme.is_file():
+        return f"{folder} has no {CARD_NAME}: {how}"
+    return _card_problem(readme, how)
+
+
+def _card_problem(readme: Path, how: str) -> str | None:
+    """Why ``readme`` lacks the license or the research-only notice every card of ours has."""
+    try:
+        meta = metadata_load(readme) or {}
+        text = readme.read_text(encoding="utf-8")
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        return f"{readme} cannot be read ({type(err).__name__}): {how}"
+    if meta.get("license") != DATA_LICENSE:
+        return f"{readme} declares license {meta.get('license')!r}, not {DATA_LICENSE}: {how}"
+    if NOTICE_MARKER not in " ".join(text.lower().split()):
+        return f"{readme} has no research-only notice ('{NOTICE_MARKER}'): {how}"
+    return None
 
 
 def push_model(folder: str | Path, repo_id: str, **kwargs) -> PushReport:
-    """Publish a checkpoint folder: safetensors weights only, never pickle files."""
+    """Publish a checkpoint folder with its card: safetensors weights only, never pickle
+    files, never without README.md (license and research-only notice)."""
     folder = Path(folder)
     files = folder_files(folder, kwargs.get("ignore", DEFAULT_IGNORE)) if folder.is_dir() else []
     pickles = [f for f in files if f.endswith(PICKLE_SUFFIXES)]
@@ -249,6 +375,9 @@ def push_model(folder: str | Path, repo_id: str, **kwargs) -> PushReport:
             f"{folder} is not a checkpoint folder (it needs config.json and "
             "*.safetensors weights written by save_pretrained())"
         )
+    problem = model_card_problem(folder)
+    if problem is not None:
+        raise PublishError(problem)
     return push_folder(folder, repo_id, repo_type="model", **kwargs)
 
 
@@ -274,13 +403,20 @@ def push_space(folder: str | Path, repo_id: str, **kwargs) -> PushReport:
     folder = Path(folder)
     if not folder.is_dir():
         raise PublishError(f"{folder} is not a folder")
-    meta = _space_front_matter(folder / "README.md")
+    meta = _space_front_matter(folder / CARD_NAME)
     app_file = meta.get("app_file")
     if meta.get("sdk") != SPACE_SDK or not app_file or not (folder / str(app_file)).is_file():
         raise PublishError(
-            f"{folder / 'README.md'} must declare sdk: {SPACE_SDK} and an app_file that exists "
+            f"{folder / CARD_NAME} must declare sdk: {SPACE_SDK} and an app_file that exists "
             f"in {folder} (got sdk={meta.get('sdk')!r}, app_file={app_file!r})"
         )
+    how = (
+        f"a Space goes up only with its card: give its {CARD_NAME} license {DATA_LICENSE} and "
+        "the research-only notice, as space/README.md has them"
+    )
+    problem = _card_problem(folder / CARD_NAME, how)
+    if problem is not None:
+        raise PublishError(problem)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     with tempfile.TemporaryDirectory(prefix="medreason-space-") as staging:
         root = Path(staging) / folder.resolve().name
@@ -292,4 +428,7 @@ def push_space(folder: str | Path, repo_id: str, **kwargs) -> PushReport:
             shutil.copytree(
                 next(iter(spec.submodule_search_locations)), root / package, ignore=ignore
             )
-        return push_folder(root, repo_id, repo_type="space", space_sdk=SPACE_SDK, **kwargs)
+        return push_folder(
+            root, repo_id, repo_type="space", space_sdk=SPACE_SDK, source_folders=[folder],
+            **kwargs,
+        )  # fmt: skip

@@ -18,7 +18,7 @@ from common.hub_ids import is_hub_id
 from common.names import DATA_LICENSE, GROUNDING_TASK
 from common.results_schema import GROUNDING_REQUIRED, GROUNDING_SAM, model_size, task_of
 
-from .publish import PublishError, PushReport, check_repo_id, push_folder
+from .publish import CARD_NAME, PublishError, PushReport, check_repo_id, push_folder
 
 KEY_COLUMNS = ("model", "mode", "dataset", "config", "split")  # a row's identity
 PARQUET_PATH = "data/results.parquet"
@@ -123,7 +123,7 @@ def existing_rows(repo_id: str, token: str | None, endpoint: str | None) -> list
         return []
     foreign = sorted(
         f
-        for f in remote - {".gitattributes", "README.md", PARQUET_PATH}
+        for f in remote - {".gitattributes", CARD_NAME, PARQUET_PATH}
         if f.endswith(".parquet") or PARQUET_PATH not in remote
     )
     if foreign:
@@ -221,7 +221,7 @@ def push_results(
         root = Path(folder) if folder else Path(tmp)
         (root / "data").mkdir(parents=True, exist_ok=True)
         datasets.Dataset.from_list(merged).to_parquet(root / PARQUET_PATH)
-        (root / "README.md").write_text(results_card(merged, repo_id))
+        (root / CARD_NAME).write_text(results_card(merged, repo_id))
         return push_folder(
             root,
             repo_id,

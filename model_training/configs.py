@@ -89,6 +89,14 @@ class CTRateVQAArguments(ScriptArguments):
             f"'{MULTITASK}', the first N rows of each config."
         },
     )
+    allow_incomplete_build: bool = field(
+        default=False,
+        metadata={
+            "help": "Train on a built dataset folder whose build_manifest.json says the build is "
+            "not complete (a build that was killed or is still running); refused otherwise. "
+            "Re-running the build (it resumes) is the better fix."
+        },
+    )
     prompt_mode: str = field(
         default="think",
         metadata={"help": f"System prompt: one of {MODES} (with or without <think>)."},

@@ -31,6 +31,7 @@ from typing import Any
 import datasets
 from PIL import Image
 
+from common.build_status import IncompleteBuildError, check_build_complete
 from common.names import CLASSIFICATION_TASK, GROUNDING_TASK
 
 from .configs import ConfigError, CTRateVQAArguments
@@ -43,6 +44,8 @@ IMAGES = datasets.List(datasets.Image())
 COLUMNS = ("image", "question", "answer", "options")  # what the classification rows need
 GROUNDING_COLUMNS = ("image", "query", "finding", "answer", "bbox", "points", "mask")
 TASK_COLUMNS = {CLASSIFICATION_TASK: COLUMNS, GROUNDING_TASK: GROUNDING_COLUMNS}
+# how a training stage's recipe or command line allows an incomplete build (CTRateVQAArguments)
+INCOMPLETE_BUILD_OPTION = "allow_incomplete_build: true (--allow_incomplete_build)"
 # the GRPO rows of both tasks: one schema, so that a multitask set concatenates
 GRPO_FEATURES = datasets.Features(
     {
@@ -71,17 +74,26 @@ def load_vqa(
     limit: int | None = None,
     revision: str | None = None,
     task: str = CLASSIFICATION_TASK,
+    allow_incomplete_build: bool = False,
+    incomplete_option: str = INCOMPLETE_BUILD_OPTION,
 ) -> datasets.Dataset:
     """One split of CT-RATE-VQA; ``limit`` keeps the first rows (for smoke runs); ``task``
-    names the columns the rows must have.
+    names the columns the rows must have. A local folder whose ``build_manifest.json`` says the
+    build is incomplete is refused unless ``allow_incomplete_build`` (the message names
+    ``incomplete_option``, the caller's spelling of that option).
 
     Raises:
         DatasetError: one line naming the dataset, config and split, and what exists (the
-            folder missing, the configs or splits available, the columns lacking).
+            folder missing, the configs or splits available, the columns lacking), or the
+            manifest of an incomplete build and the option that allows it.
     """
     where = f"dataset {path_or_repo!r} (config {config!r}, split {split!r})"
     if _looks_local(path_or_repo) and not Path(path_or_repo).expanduser().is_dir():
         raise DatasetError(f"{where}: no such folder")
+    try:
+        check_build_complete(path_or_repo, allow_incomplete_build, incomplete_option)
+    except IncompleteBuildError as error:  # the stages report ConfigErrors as one line
+        raise DatasetError(f"{where}: {error}") from error
     try:
         ds = datasets.load_dataset(path_or_repo, config, split=split, revision=revision)
     except (ValueError, OSError) as error:  # unknown config / split, not found, unreachable
@@ -112,7 +124,12 @@ def load_task_rows(args: CTRateVQAArguments, split: str | None = None) -> dict[s
     split = split or args.dataset_train_split
     return {
         task: load_vqa(
-            args.dataset_name, args.config_of(task), split, args.dataset_limit, task=task
+            args.dataset_name,
+            args.config_of(task),
+            split,
+            args.dataset_limit,
+            task=task,
+            allow_incomplete_build=args.allow_incomplete_build,
         )
         for task in args.tasks
     }

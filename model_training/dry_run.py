@@ -106,7 +106,7 @@ def dataset_facts(name: str, config: str, split: str) -> tuple[int | None, int |
     info = (manifest.get("dataset_info") or {}).get(config) or {}
     splits = info.get("splits") or []  # the card's dataset_info: a list of {name, num_examples}
     rows = next((s.get("num_examples") for s in splits if s.get("name") == split), None)
-    files = (((manifest.get("configs") or {}).get(config) or {}).get("data_files") or {})
+    files = ((manifest.get("configs") or {}).get(config) or {}).get("data_files") or {}
     shards = files.get(split) or []
     return rows, _image_side(folder / shards[0]) if shards else None
 
@@ -200,8 +200,13 @@ def eval_plan(plan: RunPlan, planned: PlannedStep, shapes: dict) -> StepPlan:
     resident = [Part("weights", shape.total * weights, f"{count(shape.total)} x {weights} bytes")]
     generation = generation_parts(shape, options.batch_size, image + PROMPT_TEXT_TOKENS,
                                   options.max_new_tokens, image, weights)  # fmt: skip
-    return StepPlan(planned, setup, on_gpu, shape, StepMemory(planned.step, resident,
-                                                              {"generation": generation}))
+    return StepPlan(
+        planned,
+        setup,
+        on_gpu,
+        shape,
+        StepMemory(planned.step, resident, {"generation": generation}),
+    )
 
 
 def _image_tokens(plan: RunPlan, shape: ModelShape, stage: StagePlan, side: int | None) -> int:
@@ -303,9 +308,7 @@ def step_lines(step: StepPlan, plan: RunPlan, free: int | None) -> list[str]:
 def make_plan(plan: RunPlan, steps: list[PlannedStep]) -> list[StepPlan]:
     shapes: dict = {}
     dataset_facts.cache_clear()  # read once per plan, afresh for the next
-    return [
-        stage_plan(plan, s, shapes) if s.stage else eval_plan(plan, s, shapes) for s in steps
-    ]
+    return [stage_plan(plan, s, shapes) if s.stage else eval_plan(plan, s, shapes) for s in steps]
 
 
 def refusal(step: StepPlan, limit_gib: float) -> str | None:

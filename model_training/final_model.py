@@ -17,7 +17,10 @@
       README.md, .eval_results/ct-rate-vqa.yaml                 model card (hub_cards)
 
 Never copied: checkpoints, and pickled files such as the Trainer's ``training_args.bin``
-(safetensors only).
+(safetensors only). Never written: a local path. The folder is what ``push-model`` publishes, so
+the recipe, the results and the summary name a local folder or file by its name only (a Hub id
+as it is; ``hub_cards.local_paths.without_local_paths``), and ``push-model`` refuses a text file
+that still names one.
 """
 
 from __future__ import annotations
@@ -29,11 +32,15 @@ from pathlib import Path
 
 import yaml
 
-from common.names import RUN_RECIPE_NAME, TRAINING_LOGS_NAME
+from common.names import FINAL_DIR_NAME, RUN_RECIPE_NAME, TRAINING_LOGS_NAME
+from hub_cards.local_paths import without_local_paths
 from hub_cards.model_card import write_model_card
 
 from .curves import plot_stage
 from .evaluation.decoding import Decoding
+from .evaluation.results_header import source_name
+from .run_files import check_step_folder, remove_own
+from .run_summary import public_path
 
 SKIPPED = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt")
 
@@ -70,6 +77,22 @@ def write_decoding(folder: Path, decoding: Decoding) -> None:
     config.save_pretrained(folder)
 
 
+def public_results(results: dict | list[dict] | None) -> dict | list[dict] | None:
+    """``results`` (one results.json, a list of them, or None) as final/ publishes them: the
+    model and dataset by ``source_name`` (results written before it recorded local paths), any
+    other local path by its name."""
+    if results is None:
+        return None
+    if isinstance(results, list):
+        return [_public(one) for one in results]
+    return _public(results)
+
+
+def _public(results: dict) -> dict:
+    named = {k: source_name(str(results[k])) for k in ("model", "dataset") if results.get(k)}
+    return without_local_paths({**results, **named})
+
+
 def assemble_final(
     final_dir: str | Path,
     model_dir: str | Path,
@@ -81,20 +104,28 @@ def assemble_final(
     run_summary: dict,
     dataset_id: str | None,
 ) -> Path:
-    """Write the final folder from the last trained stage and the run's records."""
+    """Write the final folder from the last trained stage and the run's records (local paths
+    in them recorded by name: ``public_results``, ``without_local_paths``)."""
     final_dir = Path(final_dir)
-    if final_dir.exists():
-        shutil.rmtree(final_dir)
+    check_step_folder(None, FINAL_DIR_NAME, final_dir)  # refuses a file of anyone else's
+    remove_own(None, FINAL_DIR_NAME, final_dir)  # an earlier final/ of ours: only our files
     copy_model_files(Path(model_dir), final_dir)
     write_decoding(final_dir, Decoding())
-    header = f"# The recipe this model was trained with (from {recipe_source} + command line)\n"
+    header = (
+        f"# The recipe this model was trained with (from {public_path(recipe_source)} + command "
+        "line; local paths by their names)\n"
+    )
+    recipe = without_local_paths(recipe)
     (final_dir / RUN_RECIPE_NAME).write_text(header + yaml.safe_dump(recipe, sort_keys=False))
+    training_logs = without_local_paths(training_logs)
     (final_dir / TRAINING_LOGS_NAME).write_text(json.dumps(training_logs, indent=1))
     plots = []
     for stage, log in training_logs.items():
         plots += [p.name for p in plot_stage(stage, log.get("log_history", []), final_dir)]
+    results = public_results(results)
     if results is not None:
         (final_dir / "results.json").write_text(json.dumps(results, indent=1))
+    run_summary = without_local_paths(run_summary)
     (final_dir / "run_summary.json").write_text(json.dumps(run_summary, indent=1))
     write_model_card(final_dir, {**card_training, "plots": plots}, results, dataset_id)
     return final_dir

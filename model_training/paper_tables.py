@@ -52,12 +52,12 @@ from .evaluation.leaderboard import LeaderboardArguments, build_leaderboard
 from .run import StepFailed
 from .run import run as run_driver
 from .run_arguments import RunPlan
-from .run_recipe import load_recipe, plan_run, with_overrides
+from .run_recipe import REPO_ROOT, load_recipe, plan_run, with_overrides
 
 MULTITASK_TABLE = "multitask"  # ours: both tasks' metrics per model (its leaderboard layout)
 TABLES = ("table1", "table3", "table4", "fig3", MULTITASK_TABLE)
 MODELS = ("base", "sft", "grpo")  # the run driver's eval/<label> folders
-DEFAULT_SPEC = "recipes/paper-tables/demo-cpu.yaml"  # ours: the CPU miniature
+DEFAULT_SPEC = "recipes/paper-tables/demo-cpu.yaml"  # ours: the CPU miniature (find_path)
 SPEC_KEYS = {"recipe", "output_dir", "runs", "tables", "baselines", "baseline_options"}
 RUN_KEYS = {"overrides", "grpo_from"}
 
@@ -97,17 +97,89 @@ class Spec:
     tables: dict[str, list[str]]
     baselines: str | None = None
     baseline_options: dict = field(default_factory=dict)
+    path: Path | None = None  # the spec file (for messages)
+
+
+def find_path(path: str | Path, spec: Path | None = None) -> Path:
+    """A path as the user or a spec gives it: from the working directory; a relative one that
+    is not there is looked up beside ``spec`` and then in the toolkit's checkout (the shipped
+    specs name their recipes from its root), so that the defaults work from any folder, as
+    ``model_training.run``'s default recipe does."""
+    path = Path(path).expanduser()
+    if path.exists() or path.is_absolute():
+        return path
+    for root in ([spec.parent] if spec else []) + [REPO_ROOT]:
+        if (root / path).exists():
+            return root / path
+    return path
+
+
+def _spec_problem(raw: dict) -> str | None:
+    """What in a spec mapping has the wrong shape or type, naming the field; or None."""
+    for key in ("recipe", "output_dir"):
+        if not isinstance(raw[key], str) or not raw[key]:
+            return f"{key} must be a path (got {raw[key]!r})"
+    if raw.get("baselines") is not None and not isinstance(raw["baselines"], str):
+        return f"baselines must be a path (got {raw['baselines']!r})"
+    if not isinstance(raw.get("baseline_options") or {}, dict):
+        return "baseline_options must be a mapping of the baselines command's fields"
+    runs, tables = raw["runs"], raw["tables"]
+    if not isinstance(runs, dict) or not runs:
+        return "runs must be a mapping of run name: {overrides: ..., grpo_from: RUN}"
+    for name, run in runs.items():
+        if run is not None and (not isinstance(run, dict) or set(run) - RUN_KEYS):
+            return f"run {name!r} must be a mapping and takes only {sorted(RUN_KEYS)}"
+        run = run or {}
+        if not isinstance(run.get("overrides") or {}, dict):
+            return f"run {name!r}: overrides must be a mapping of FIELD: value"
+        source = run.get("grpo_from")
+        if source is None:
+            continue
+        target = runs.get(source) if isinstance(source, str) else None
+        if source == name or not isinstance(source, str) or source not in runs:
+            return f"run {name!r} has grpo_from {source!r}, not another run"
+        target = target or {}
+        stage = (target.get("overrides") or {}).get("stage", "all")
+        if target.get("grpo_from") is not None or stage not in ("all", "sft"):
+            why = (
+                "its GRPO starts from another run" if target.get("grpo_from") else f"stage {stage}"
+            )
+            return (
+                f"run {name!r} has grpo_from {source!r}, which trains no SFT model ({why}): "
+                "name a run that trains SFT"
+            )
+    if not isinstance(tables, dict) or not tables:
+        return f"tables must be a mapping of table: [RUN/MODEL, ...] (tables: {', '.join(TABLES)})"
+    for table, models in tables.items():
+        if table not in TABLES:
+            return f"unknown table {table!r}; tables are {', '.join(TABLES)}"
+        if not isinstance(models, list) or not models:
+            return f"table {table} must list its models as [RUN/MODEL, ...]"
+        for ref in models:
+            run, _, model = str(ref).partition("/")
+            if not isinstance(ref, str) or run not in runs or model not in MODELS:
+                return (
+                    f"table {table} names {ref!r}; write RUN/MODEL with a run of the spec and "
+                    f"MODEL one of {', '.join(MODELS)}"
+                )
+    return None
 
 
 def load_spec(path: str | Path) -> Spec:
-    """A tables spec, checked: every table names known runs and models."""
-    path = Path(path)
+    """A tables spec, checked: the shape and type of every field; every table names known runs
+    and models; a run's GRPO starts from a run that trains SFT. Its recipe and baselines paths
+    are found as :func:`find_path` says."""
+    given = path
+    path = find_path(path)
     if not path.is_file():
-        raise TablesError(f"spec {path} does not exist; pass --spec recipes/paper-tables/NAME.yaml")
+        raise TablesError(
+            f"spec {given} does not exist; pass --spec recipes/paper-tables/NAME.yaml"
+        )
     try:
         raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise TablesError(f"spec {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise TablesError(f"spec {path} cannot be read as YAML: {first}") from None
     if not isinstance(raw, dict) or not {"recipe", "output_dir", "runs", "tables"} <= set(raw):
         raise TablesError(f"spec {path} needs the keys recipe, output_dir, runs and tables")
     unknown = set(raw) - SPEC_KEYS
@@ -115,31 +187,17 @@ def load_spec(path: str | Path) -> Spec:
         raise TablesError(
             f"spec {path}: unknown key(s) {sorted(unknown)}; allowed {sorted(SPEC_KEYS)}"
         )
+    problem = _spec_problem(raw)
+    if problem:
+        raise TablesError(f"spec {path}: {problem}")
     spec = Spec(**raw)
-    for name, run in spec.runs.items():
-        run = run or {}
-        spec.runs[name] = run
-        if not isinstance(run, dict) or set(run) - RUN_KEYS:
-            raise TablesError(f"spec {path}: run {name!r} takes only {sorted(RUN_KEYS)}")
-        source = run.get("grpo_from")
-        if source is not None and (source not in spec.runs or source == name):
-            raise TablesError(
-                f"spec {path}: run {name!r} has grpo_from {source!r}, not another run"
-            )
-    for table, models in spec.tables.items():
-        if table not in TABLES:
-            raise TablesError(
-                f"spec {path}: unknown table {table!r}; tables are {', '.join(TABLES)}"
-            )
-        for ref in models or []:
-            run, _, model = str(ref).partition("/")
-            if run not in spec.runs or model not in MODELS:
-                raise TablesError(
-                    f"spec {path}: table {table} names {ref!r}; write RUN/MODEL with a run of the "
-                    f"spec and MODEL one of {', '.join(MODELS)}"
-                )
-    if spec.baselines is not None and not Path(spec.baselines).is_file():
-        raise TablesError(f"spec {path}: baselines file {spec.baselines} does not exist")
+    spec.runs = {name: run or {} for name, run in spec.runs.items()}
+    spec.recipe = str(find_path(spec.recipe, path))
+    if spec.baselines is not None:
+        spec.baselines = str(find_path(spec.baselines, path))
+        if not Path(spec.baselines).is_file():
+            raise TablesError(f"spec {path}: baselines file {raw['baselines']} does not exist")
+    spec.path = path
     return spec
 
 
@@ -237,7 +295,11 @@ def make_tables(options: PaperTablesArguments) -> dict[str, Path]:
         )
     out = Path(options.output_dir or spec.output_dir)
     for name in runs_needed(spec, tables):
-        for plan in run_plans(spec, out, name, plan_only=options.dry_run):
+        try:
+            plans = run_plans(spec, out, name, plan_only=options.dry_run)
+        except UserError as err:  # a recipe field the run driver refuses: the run names it
+            raise TablesError(f"spec {spec.path}: run {name!r}: {err}") from None
+        for plan in plans:
             print(f"run {name} (stage {plan.run.stage}): {spec.recipe} with {spec.runs[name]} "
                   f"-> {plan.run.output_dir}", flush=True)  # fmt: skip
             if options.dry_run:

@@ -24,7 +24,7 @@ from transformers.utils import (
     WEIGHTS_INDEX_NAME,
     WEIGHTS_NAME,
 )
-from trl import ModelConfig, TrlParser, get_quantization_config
+from trl import ModelConfig, get_quantization_config
 
 from common.errors import report
 from common.names import CLASSIFICATION_TASK, GROUNDING_TASK, TRAINING_SUMMARY_NAME
@@ -33,6 +33,7 @@ from . import prompts
 from .configs import ConfigError, CTRateVQAArguments, check_model_config
 from .processor import load_processor
 from .scope import apply_trainable_scope, count_parameters
+from .stage_options import StageParser, check_ranges
 from .training_history import stage_history
 
 logger = logging.getLogger(__name__)
@@ -357,13 +358,15 @@ def stage_record(
 
 
 def stage_main(argv: list[str] | None, trainer_config: type, train: Callable[..., Path]) -> int:
-    """A stage script's ``main``: parse (CTRateVQAArguments, ``trainer_config``, ModelConfig),
-    check, train; a refused setting or unreadable dataset prints ``error: ...`` and returns 2
-    (no traceback)."""
-    parser = TrlParser((CTRateVQAArguments, trainer_config, ModelConfig))
+    """A stage script's ``main``: parse (CTRateVQAArguments, ``trainer_config``, ModelConfig:
+    ``stage_options.StageParser``, whose YAML values are type-checked), check the settings and
+    their ranges, train; a refused setting or unreadable dataset prints ``error: ...`` and
+    returns 2 (no traceback, no usage)."""
+    parser = StageParser(CTRateVQAArguments, trainer_config, ModelConfig)
     try:
         args, training, model_args = parser.parse_args_and_config(argv)
         check_model_config(model_args, args, training)
+        check_ranges((args, training, model_args), train.__module__)
     except ValueError as error:  # the dataclasses' own checks (ours and TRL's ValueErrors)
         return report(error)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

@@ -25,18 +25,21 @@ from its last complete checkpoint and an evaluation from its predictions. From P
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
-import shutil
+import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
 
 from common.errors import report, user_errors
+from common.folder_lock import FolderLock
 from common.names import (
     CLASSIFICATION_TASK,
     FINAL_DIR_NAME,
@@ -52,6 +55,15 @@ from .evaluation.options import evaluator_process
 from .final_model import assemble_final
 from .run_arguments import STAGES, RecipeError, RunPlan
 from .run_evaluations import eval_tasks
+from .run_files import (
+    LOCK_FILE,
+    SUMMARY_FILE,
+    check_run_files,
+    folder_entries,
+    make_folder,
+    remove_if_empty,
+    remove_own,
+)
 from .run_inputs import build_complete, ensure_base_model, ensure_dataset
 from .run_launch import StepFailed, launch, launcher
 from .run_recipe import help_text, parse_run
@@ -60,15 +72,15 @@ from .run_summary import EVAL_LABELS, card_inputs, format_summary, run_summary, 
 
 logger = logging.getLogger("model_training.run")
 
-SUMMARY_FILE = "run_summary.json"
 STAGE_MODULES = {"sft": "model_training.sft", "grpo": "model_training.grpo"}
 EVAL_UNKEYED = ("batch_size", "overwrite", "progress")  # how, not what: not in the step's key
 
 
-def _clear(folder: Path) -> None:
-    """Delete a step's folder, which this run wrote (plan_step checked the record)."""
-    if folder.exists():
-        shutil.rmtree(folder)
+def _clear(state: RunState, step: str, folder: Path) -> None:
+    """Delete what the run wrote in a step's folder; a folder holding anything else is refused
+    first (``run_files``: never deleted)."""
+    check_ours(state, step, folder)
+    remove_own(state.steps.get(step), step, folder)
 
 
 def stage_done(state: RunState, output_dir: str | Path, name: str) -> bool:
@@ -132,18 +144,19 @@ def train_stage(plan: RunPlan, state: RunState, name: str) -> None:
     if decision == "skip":
         logger.info("%s: finished earlier, kept (%s)", name, out)
         return
+    check_ours(state, name, out)  # also where the step continues
     if decision == "fresh":
-        _clear(out)
+        _clear(state, name, out)
     (out / STAGE_DONE_FILE).unlink(missing_ok=True)  # unfinished until the model is saved
+    state.record(name, key=key, inputs=inputs_hash, status="running")  # before its recipe
     recipe_file = stage_recipe_file(plan, name)
     recipe_file.parent.mkdir(parents=True, exist_ok=True)
     recipe_file.write_text(
         f"# {name} stage of {plan.recipe_path} (written by model_training.run)\n"
         + yaml.safe_dump(recipe, sort_keys=False)
     )
-    state.record(name, key=key, inputs=inputs_hash)
     resume = ["--resume_from_checkpoint", "last"] if decision == "continue" else []
-    launch(state, name, [*stage_command(plan, name), *resume])
+    launch(state, name, [*stage_command(plan, name), *resume], out)
     if not (out / STAGE_DONE_FILE).is_file():
         raise StepFailed(name, 1)
     state.finish(name)
@@ -205,9 +218,12 @@ def evaluate_model(
     decision, key, inputs_hash = plan_step(state, run, step, out, settings, inputs, start)
     if decision != "skip":
         logger.info("%s (%s): %s", step, EVAL_LABELS[label], model)
-        state.record(step, key=key, inputs=inputs_hash)
+        check_ours(state, step, out)
+        if decision == "fresh":  # an earlier evaluation's plots and results go too
+            _clear(state, step, out)
+        state.record(step, key=key, inputs=inputs_hash, status="running")
         options = dataclasses.replace(options, overwrite=decision == "fresh")
-        launch(state, step, eval_command(plan, options))
+        launch(state, step, eval_command(plan, options), out)
         state.finish(step)
     else:
         logger.info("%s: finished earlier, kept (%s)", step, out)
@@ -223,20 +239,23 @@ def finish(plan: RunPlan, state: RunState, reports: dict[str, dict[str, dict]]) 
         state, plan.stages[name].training.output_dir, name)]  # fmt: skip
     if trained:
         final = Path(plan.run.output_dir) / FINAL_DIR_NAME
-        check_ours(state, "final", final)  # assemble_final replaces the folder
+        check_ours(state, "final", final)  # assemble_final replaces the folder: ours only
         state.record("final", key=None, inputs=None, status="running")
         training, dataset_id = card_inputs(plan, logs)
-        assemble_final(
-            final,
-            plan.stages[trained[-1]].training.output_dir,
-            plan.recipe,
-            str(plan.recipe_path),
-            logs,
-            training,
-            final_results(reports, trained[-1]),
-            summary,
-            dataset_id,
-        )
+        try:
+            assemble_final(
+                final,
+                plan.stages[trained[-1]].training.output_dir,
+                plan.recipe,
+                str(plan.recipe_path),
+                logs,
+                training,
+                final_results(reports, trained[-1]),
+                summary,
+                dataset_id,
+            )
+        finally:
+            state.record("final", files=folder_entries(final) if final.is_dir() else [])
         state.record("final", status="done")
         summary["final_model"] = str(final)
     return summary
@@ -249,24 +268,70 @@ def final_results(reports: dict[str, dict[str, dict]], label: str) -> dict | lis
     return found[0] if len(found) == 1 else found or None
 
 
+def check_push_target(plan: RunPlan) -> None:
+    """``--push-to-hub``: refuse, before any step runs, a Hub that cannot be reached (the push
+    comes last, after the training). The repo id was checked when the recipe was parsed."""
+    if not plan.run.push_to_hub:
+        return
+    from hub_cards.publish import hub_problem
+
+    problem = hub_problem(plan.run.push_to_hub, "--push-to-hub")
+    if problem:
+        raise RecipeError(problem)
+
+
 def publish(plan: RunPlan, summary: dict) -> None:
-    from hub_cards.publish import push_model
+    from hub_cards.publish import PublishError, push_model
 
     final = summary.get("final_model")
     if not final:
         raise RecipeError("--push-to-hub needs a trained model: run the sft or grpo stage first")
-    report = push_model(final, plan.run.push_to_hub)
-    print(f"published {final} -> {plan.run.push_to_hub} ({report})")
+    repo = plan.run.push_to_hub
+    try:
+        report = push_model(final, repo)
+    except PublishError as err:
+        raise RecipeError(
+            f"--push-to-hub {repo}: {err} (the run's outputs are kept: `python -m hub_cards "
+            f"push-model {final} --repo-id {repo}` pushes {final} alone)"
+        ) from None
+    print(f"published {final} -> {repo} ({report})")
 
 
 def run(plan: RunPlan) -> dict | None:
-    """Carry out a parsed run; return the summary (None when it evaluates nothing)."""
+    """Carry out a parsed run; return the summary (None when it evaluates nothing). One driver
+    at a time in an output_dir (``OUT/run.lock``); a run refused before it wrote anything
+    leaves nothing behind."""
     if plan.run.dry_run:
         dry_run(plan, planned_steps(plan))
         return None
     check_backends(plan)
+    check_push_target(plan)
+    made = make_folder(Path(plan.run.output_dir))
+    try:
+        with FolderLock(Path(plan.run.output_dir) / LOCK_FILE, "model_training.run") as lock:
+            return run_locked(plan, lock)
+    finally:
+        remove_if_empty(made)
+
+
+def check_run_folder(plan: RunPlan, state: RunState) -> None:
+    """Before anything runs: every folder this command may write holds only the run's own
+    files (``run_files``), and the run-level files are the run's."""
+    out = Path(plan.run.output_dir)
+    check_run_files(out, state.steps, STAGES)
+    folders = {step.step: out / step.step for step in planned_steps(plan)}
+    if plan.run.runs("eval"):
+        folders[FINAL_DIR_NAME] = out / FINAL_DIR_NAME
+    for step, folder in folders.items():
+        check_ours(state, step, folder)
+
+
+def run_locked(plan: RunPlan, lock: FolderLock) -> dict | None:
+    """:func:`run` while it holds the output_dir's lock."""
     started = time.monotonic()
     state = RunState(Path(plan.run.output_dir))
+    state.lock = lock
+    check_run_folder(plan, state)
     ensure_dataset(plan)
     ensure_base_model(plan)
     for name in STAGES:
@@ -290,6 +355,25 @@ def run(plan: RunPlan) -> dict | None:
     return summary
 
 
+@contextlib.contextmanager
+def sigterm_stops() -> Iterator[None]:
+    """SIGTERM exits as Ctrl-C does: the running step is stopped, its files are recorded and
+    the lock is released (the default SIGTERM would leave the step running)."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: nothing to install
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @user_errors
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -305,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
             "give the launcher as --accelerate_config FILE --num_processes N (or in the recipe)"
         )
     try:
-        run(parse_run(argv))
+        with sigterm_stops():
+            run(parse_run(argv))
     except StepFailed as err:  # the step's own exit status: 2 (its user error) or 1
         report(err)
         return 2 if err.returncode == 2 else 1
@@ -313,8 +398,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = [
-    "SUMMARY_FILE", "StepFailed", "build_complete", "check_backends", "ensure_dataset",
-    "evaluate_model", "launcher", "main", "plan_step", "planned_steps", "run",
+    "SUMMARY_FILE", "StepFailed", "build_complete", "check_backends", "check_push_target",
+    "check_run_folder", "ensure_dataset", "evaluate_model", "launcher", "main", "plan_step",
+    "planned_steps", "run",
 ]  # fmt: skip
 
 if __name__ == "__main__":

@@ -14,15 +14,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
 
-from trl import ModelConfig, SFTConfig, TrlParser
+from trl import ModelConfig, SFTConfig
 
 from common.errors import UserError
-from common.hub_ids import is_hub_id
+from common.hub_ids import is_hub_id, spelling_problem
 
 from .configs import CTRateVQAArguments, GRPORecipe
 from .evaluation.evaluate import EvaluateArguments
+from .stage_options import StageParser
 
 STAGES = ("sft", "grpo")  # the training stages, in order
 STAGE_CHOICES = (*STAGES, "eval", "all")
@@ -50,7 +50,9 @@ class RunArguments:
         metadata={
             "help": "The run's folder: recipes/ (one stage recipe each), sft/, grpo/ (trainer "
             "outputs and checkpoints), eval/ (one evaluation per model), final/ (the model to "
-            "publish), run_state.json (what is done), run_summary.json."
+            "publish), run_state.json (what is done, and the files each step wrote), "
+            "run_summary.json, run.lock (while a driver runs: one at a time). Other files in it "
+            "are never touched."
         },
     )
     resume: bool = field(
@@ -65,7 +67,8 @@ class RunArguments:
         default=False,
         metadata={
             "help": "Redo the steps of this command that an earlier run in output_dir has "
-            "already started; their outputs are deleted first."
+            "already started; the files the run wrote for them are deleted first (a step "
+            "folder holding any other file is refused, never deleted)."
         },
     )
     accelerate_config: str | None = field(
@@ -164,6 +167,18 @@ class RunArguments:
             raise RecipeError(
                 "push_to_hub takes the repo id to publish to (ORG/NAME), not true/false"
             )
+        if self.push_to_hub is not None:
+            problem = spelling_problem(self.push_to_hub)
+            if problem is not None:
+                raise RecipeError(
+                    f"push_to_hub {self.push_to_hub!r} is not a Hub repo id: {problem}"
+                )
+            if self.stage in STAGES:
+                raise RecipeError(
+                    f"--push-to-hub publishes final/, which --stage {self.stage} does not write: "
+                    "use --stage eval or all, or push OUT/final later with python -m hub_cards "
+                    "push-model"
+                )
         if self.resume and self.overwrite:
             raise RecipeError("resume and overwrite exclude each other: choose one")
         if self.num_processes is not None and self.num_processes < 1:
@@ -209,17 +224,12 @@ class RunPlan:
     evaluations: dict[str, EvaluateArguments] = field(default_factory=dict)
 
 
-class RecipeParser(TrlParser):
-    """TrlParser whose usage errors are a RecipeError (one line, for in-process callers too)."""
+class RecipeParser(StageParser):
+    """The stage parser whose errors are a RecipeError (one line, for in-process callers
+    too): a value of the wrong type in the recipe names the file and section
+    (``typed_defaults``), one on the command line its flag."""
 
-    def __init__(self, *types: type):
-        super().__init__(types, allow_abbrev=False)
-
-    def error(self, message: str) -> NoReturn:
-        raise RecipeError(message)
-
-    def fields(self) -> set[str]:
-        return {action.dest for action in self._actions}
+    error_class = RecipeError
 
 
 def option_keys(tokens: list[str]) -> list[str]:

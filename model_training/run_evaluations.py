@@ -3,10 +3,10 @@ into the evaluator's own ``EvaluateArguments``, with its defaults, and checked o
 evaluated task through the evaluator's task registry (``TASKS[task].check_options``).
 
 The run fills in what differs per evaluation (``model``, ``dataset``, ``config``, ``output_dir``,
-``overwrite``): a section that sets one is refused, and so is a recipe that still uses a run
-field the section replaced (``eval_limit`` & co.: the error names the new key). The evaluator's
-defaults hold: ``sam_model`` is MedSAM, so an offline grounding run says ``sam_model: none``
-(the CPU demo recipes do).
+``overwrite``) and what the stages share (``allow_incomplete_build``): a section that sets one
+is refused, and so is a recipe that still uses a run field the section replaced (``eval_limit``
+& co.: the error names the new key). The evaluator's defaults hold: ``sam_model`` is MedSAM,
+so an offline grounding run says ``sam_model: none`` (the CPU demo recipes do).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import dataclasses
 from pathlib import Path
 from typing import NoReturn
 
-from common.cli_options import OptionsParser
+from common.cli_options import OptionsParser, typed_values
 from common.errors import UserError
 
 from .evaluation.evaluate import EvaluateArguments
@@ -25,7 +25,8 @@ from .run_arguments import STAGES, RecipeError, StagePlan, option_keys
 EVAL_SECTION = "eval"
 # what the driver fills in for each evaluation (placeholders while the section is parsed)
 EVAL_PLACEHOLDERS = {"model": "-", "dataset": "-", "output_dir": "-"}
-RUN_FILLED = (*EVAL_PLACEHOLDERS, "config", "overwrite")
+# ... and what it takes from the stages' shared fields, set once for the whole run
+RUN_FILLED = (*EVAL_PLACEHOLDERS, "config", "overwrite", "allow_incomplete_build")
 # the run fields the eval: section replaced, and their field there
 OLD_EVAL_KEYS = {
     "eval_modes": "mode", "eval_split": "split", "eval_limit": "limit",
@@ -69,7 +70,7 @@ def parse_eval(recipe_path: Path, section: dict, tokens: list[str]) -> EvaluateA
         raise RecipeError(
             f"recipe {recipe_path}: the eval section sets {filled}, which the run fills in for "
             "each evaluation (its model, dataset_name, the task's config, OUT/eval/MODEL, "
-            "--overwrite): remove them"
+            "--overwrite, the shared allow_incomplete_build): remove them"
         )
     unknown = set(section) - {f.name for f in dataclasses.fields(EvaluateArguments)}
     if unknown:
@@ -77,6 +78,10 @@ def parse_eval(recipe_path: Path, section: dict, tokens: list[str]) -> EvaluateA
             f"recipe {recipe_path}: unknown field(s) {sorted(unknown)} in the 'eval' section "
             "(see --help)"
         )
+    try:  # each value's type, before the evaluator's parser reads it
+        section = typed_values(EvaluateArguments, section, f"recipe {recipe_path}, 'eval' section")
+    except UserError as err:
+        raise RecipeError(str(err)) from None
     parser = EvalParser({**EVAL_PLACEHOLDERS, **section})
     try:
         options, rest = parser.parse_args_into_dataclasses(
@@ -124,7 +129,12 @@ def task_evaluations(
         }
         try:
             evaluation = dataclasses.replace(
-                options, dataset=data.dataset_name, config=data.config_of(task), **others, **rows
+                options,
+                dataset=data.dataset_name,
+                config=data.config_of(task),
+                allow_incomplete_build=data.allow_incomplete_build,
+                **others,
+                **rows,
             )
             TASKS[task].check_options(evaluation)
         except UserError as err:

@@ -14,14 +14,17 @@ import socket
 import subprocess
 import sys
 from argparse import Namespace
+from pathlib import Path
 from typing import NoReturn
 
 from .run_arguments import RecipeError, RunArguments
+from .run_files import folder_entries
 from .run_state import RunState
 
 logger = logging.getLogger("model_training.run")
 
 ACCELERATE_LAUNCH = "accelerate.commands.launch"  # `accelerate launch`, run with this python
+STOP_GRACE_S = 30  # an interrupted driver waits this long for its step to stop, then kills it
 
 
 class StepFailed(RuntimeError):
@@ -75,14 +78,40 @@ def launcher(run: RunArguments) -> list[str]:
     return [sys.executable, "-m", ACCELERATE_LAUNCH, *flags]
 
 
-def launch(state: RunState, step: str, command: list[str]) -> None:
-    """Run one step's command, recorded in the run's state; StepFailed when it fails."""
+def launch(state: RunState, step: str, command: list[str], folder: Path) -> None:
+    """Run one step's command, recorded in the run's state; StepFailed when it fails.
+
+    The step's processes hold the run's lock with the driver (its descriptor is passed on):
+    a step left running by a killed driver still keeps a second driver out of the folder. A
+    driver that is interrupted (Ctrl-C, SIGTERM) stops its step before it exits. However the
+    step ends, its folder's entries are recorded as the run's own (``run_files``)."""
     logger.info("%s: %s", step, " ".join(command))
-    process = subprocess.Popen(command)
-    state.record(step, command=command[1:], pid=process.pid, status="running")
-    returncode = process.wait()
+    lock = state.lock
+    process = subprocess.Popen(command, pass_fds=(lock.fd,) if lock and lock.fd else ())
+    try:
+        if lock:
+            lock.add_child(process.pid)
+        state.record(step, command=command[1:], pid=process.pid, status="running")
+        returncode = process.wait()
+    except BaseException:
+        _stop(process)
+        raise
+    finally:
+        state.record(step, files=folder_entries(folder) if folder.is_dir() else [])
     if returncode:
         raise StepFailed(step, returncode)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stop an interrupted driver's step: SIGTERM, then SIGKILL after STOP_GRACE_S."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 __all__ = ["ACCELERATE_LAUNCH", "StepFailed", "accelerate_launch_args", "launch", "launcher"]

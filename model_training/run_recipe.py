@@ -63,6 +63,8 @@ from .run_evaluations import (
     parse_eval,
     task_evaluations,
 )
+from .run_files import check_output_dir
+from .stage_options import check_ranges
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RECIPE = REPO_ROOT / "recipes" / "demo-cpu.yaml"
@@ -184,10 +186,13 @@ def _parse_stage(
             f"recipe {recipe_path}: unknown field(s) {sorted(unknown_section)} in the "
             f"'{stage}' section (see --help)"
         )
+    # each value's type, named where it is written: the run recipe, or its stage section
+    parser.typed_defaults({k: v for k, v in shared.items() if k in known}, f"recipe {recipe_path}")
+    parser.typed_defaults(section, f"recipe {recipe_path}, '{stage}' section")
     yaml_fields = {k: v for k, v in shared.items() if k in known} | section
     forced_cpu = plan_only and "use_cpu" not in {*yaml_fields, *option_keys(common + own)}
     parser.set_defaults_with_config(
-        **yaml_fields, output_dir=output_dir, **({"use_cpu": True} if forced_cpu else {})
+        output_dir=output_dir, **({"use_cpu": True} if forced_cpu else {})
     )
     try:
         args, training, model_args, remaining = parser.parse_args_into_dataclasses(
@@ -196,6 +201,7 @@ def _parse_stage(
         check_model_config(model_args, args, training)  # refused fields, before any stage runs
     except (ValueError, TypeError) as err:
         raise RecipeError(f"{stage} stage: {err}") from err
+    check_ranges((args, training, model_args), f"{stage} stage", RecipeError)
     if forced_cpu:
         training.use_cpu = False
     unknown_own = set(option_keys(remaining)) & set(option_keys(own))
@@ -242,13 +248,16 @@ def plan_run(recipe_path: Path, recipe: dict, argv: list[str] | None = None) -> 
     common, per_section = _split_overrides(list(argv or []))
     check_old_keys(recipe_path, [*recipe, *option_keys(common), *recipe["sft"], *recipe["grpo"]])
     run_parser = RecipeParser(RunArguments)
-    run_parser.set_defaults_with_config(**{k: v for k, v in recipe.items() if k in run_fields})
+    run_parser.typed_defaults(
+        {k: v for k, v in recipe.items() if k in run_fields}, f"recipe {recipe_path}"
+    )
     try:
         run, rest = run_parser.parse_args_into_dataclasses(
             args=common, return_remaining_strings=True
         )
     except (ValueError, TypeError) as err:
         raise RecipeError(str(err)) from err
+    check_output_dir(run.output_dir)
 
     stages, unknown_shared, unknown_flags = {}, set(shared), set(option_keys(rest))
     for stage in STAGES:

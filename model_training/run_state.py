@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Literal
 
+from common.folder_lock import FolderLock
+
 from .run_arguments import RecipeError, RunArguments
+from .run_files import check_step_folder
 
 STATE_FILE = "run_state.json"
+STATUSES = ("running", "done")
 Decision = Literal["skip", "continue", "fresh"]
 
 
@@ -28,13 +33,12 @@ class RunState:
 
     def __init__(self, output_dir: Path):
         self.path = output_dir / STATE_FILE
-        self.steps: dict[str, dict] = (
-            json.loads(self.path.read_text()) if self.path.is_file() else {}
-        )
+        self.steps: dict[str, dict] = read_state(self.path)
+        self.lock: FolderLock | None = None  # the run's lock (run.run), handed to each step
 
     def key(self, step: str) -> str | None:
         record = self.steps.get(step)
-        return record["key"] if record and record["status"] == "done" else None
+        return record.get("key") if record and record.get("status") == "done" else None
 
     def version(self, step: str) -> str | None:
         """What a later step's inputs hash takes from ``step``: its key and when it finished,
@@ -47,9 +51,32 @@ class RunState:
         self.record(step, status="done", finished=time.time_ns())
 
     def record(self, step: str, **fields: object) -> None:
+        """Update ``step``'s record and write the file whole (a new file, then renamed over
+        the old one: a run killed while it writes leaves the old state, never half of it)."""
         self.steps[step] = {**self.steps.get(step, {}), **fields}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.steps, indent=1))
+        partial = self.path.with_name(self.path.name + ".partial")
+        partial.write_text(json.dumps(self.steps, indent=1))
+        os.replace(partial, self.path)
+
+
+def read_state(path: Path) -> dict[str, dict]:
+    """The records of ``path`` (none when it does not exist); a file that is not a run state
+    of ours is refused, never overwritten."""
+    if not path.exists() and not path.is_symlink():
+        return {}
+    try:
+        steps = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        steps = err
+    if not isinstance(steps, dict) or not all(
+        isinstance(r, dict) and r.get("status", "running") in STATUSES for r in steps.values()
+    ):
+        raise RecipeError(
+            f"{path} is not the state of a model_training.run run (it cannot be read as one): "
+            "move it away or choose another output_dir"
+        )
+    return steps
 
 
 def hash_of(*parts: object) -> str:
@@ -59,8 +86,12 @@ def hash_of(*parts: object) -> str:
 
 
 def check_ours(state: RunState, step: str, folder: Path) -> None:
-    """Refuse a step folder that holds files this run did not write (never delete those)."""
-    if step not in state.steps and folder.exists() and any(folder.iterdir()):
+    """Refuse a step folder that holds anything this run did not write (never delete those):
+    the folder of a step the state does not know must be empty or absent; a known step's
+    holds only the run's own entries (``run_files``)."""
+    if step in state.steps:
+        check_step_folder(state.steps[step], step, folder)
+    elif folder.is_symlink() or folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise RecipeError(
             f"{folder} exists but this run did not write it (no '{step}' in {state.path}); "
             "move it away or choose another output_dir"
@@ -98,11 +129,19 @@ def plan_step(
             f"{folder} holds the '{step}' step of an earlier run: pass --resume to keep and "
             "continue it, or --overwrite to redo it"
         )
-    if run.resume and record["status"] == "done" and record["key"] == key and folder.exists():
+    if (
+        run.resume
+        and record.get("status") == "done"
+        and record.get("key") == key
+        and folder.exists()
+    ):
         return "skip", key, inputs_hash
     if run.resume and record.get("inputs") == inputs_hash:
         return "continue", key, inputs_hash
     return "fresh", key, inputs_hash
 
 
-__all__ = ["STATE_FILE", "RunState", "check_ours", "hash_of", "model_fingerprint", "plan_step"]
+__all__ = [
+    "STATE_FILE", "RunState", "check_ours", "hash_of", "model_fingerprint", "plan_step",
+    "read_state",
+]  # fmt: skip

@@ -4,7 +4,8 @@ and GRPO rewards, and the card's inputs.
 
 Read from the files the stages wrote (``training_summary.json`` per stage, ``results.json`` per
 evaluation, read through ``common.results_schema``); printed by the driver and kept as
-``run_summary.json``.
+``run_summary.json``, which a run's ``final/`` publishes: it names the recipe, the output folder
+and the models by name, never by a local path (``public_path``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,13 @@ from common.hub_ids import hub_id_or_none
 from common.names import CLASSIFICATION_TASK, GROUNDING_TASK
 from common.names import TRAINING_SUMMARY_NAME as STAGE_DONE_FILE
 from common.results_schema import MEAN_BOX_BASELINE
+from hub_cards.local_paths import without_local_paths
 
 from .curves import reward_trend
+from .evaluation.results_header import source_name
 from .run_arguments import STAGES, RunPlan, StagePlan, typed
+from .run_recipe import REPO_ROOT
+from .training_history import recorded_name
 
 EVAL_LABELS = {"base": "before SFT", "sft": "after SFT", "grpo": "after GRPO"}
 SUMMARY_METRICS = ("n", "accuracy_micro", "accuracy_macro", "format_rate", "validity_rate")
@@ -42,6 +47,15 @@ GRPO_ONLY = (  # card hyperparameters of GRPO only
 )  # fmt: skip
 
 
+def public_path(path: str | Path) -> str:
+    """How a published file names a local file: one of this project's own (a recipe under
+    ``recipes/``) by its path in the project, any other by its name only."""
+    resolved = Path(path).expanduser().resolve()
+    if resolved.is_relative_to(REPO_ROOT):
+        return resolved.relative_to(REPO_ROOT).as_posix()
+    return recorded_name(str(path))
+
+
 def training_logs(plan: RunPlan) -> dict[str, dict]:
     """{stage: its training_summary.json} for the stages that finished."""
     logs = {}
@@ -57,8 +71,8 @@ def run_summary(plan: RunPlan, reports: dict[str, dict[str, dict]], logs: dict[s
     training logs: classification accuracies (``evaluations``), grounding metrics
     (``grounding_evaluations``) with the mean-box baseline, the GRPO reward trend, times."""
     summary = {
-        "recipe": str(plan.recipe_path),
-        "output_dir": plan.run.output_dir,
+        "recipe": public_path(plan.recipe_path),
+        "output_dir": recorded_name(plan.run.output_dir),
         **classification_summary(reports.get(CLASSIFICATION_TASK, {})),
     }
     if GROUNDING_TASK in reports:
@@ -70,7 +84,7 @@ def run_summary(plan: RunPlan, reports: dict[str, dict[str, dict]], logs: dict[s
             (r[MEAN_BOX_BASELINE] for r in reports[GROUNDING_TASK].values()
              if r.get(MEAN_BOX_BASELINE)), None,
         )  # fmt: skip
-    return {
+    return without_local_paths({
         **summary,
         "grpo_reward": reward_trend(logs.get("grpo", {}).get("log_history", [])),
         "stage_seconds": {
@@ -80,13 +94,13 @@ def run_summary(plan: RunPlan, reports: dict[str, dict[str, dict]], logs: dict[s
             )
             for name, log in logs.items()
         },
-    }
+    })  # fmt: skip
 
 
 def grounding_metrics(report: dict) -> dict:
     """The model and, per mode, the summary's grounding metrics of one results.json."""
     return {
-        "model": report["model"],
+        "model": source_name(str(report["model"])),
         **{
             mode: {key: metrics[key] for key in GROUNDING_METRICS if key in metrics}
             for mode, metrics in report["modes"].items()
@@ -98,7 +112,7 @@ def classification_summary(reports: dict[str, dict]) -> dict:
     """``chance_accuracy`` and ``evaluations`` of the classification reports {label: report}."""
     evaluations = {
         EVAL_LABELS[label]: {
-            "model": report["model"],
+            "model": source_name(str(report["model"])),
             **{
                 mode: {
                     key: metrics[key]

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,6 +98,7 @@ MODEL_MAX_LENGTH = 131072  # Qwen2.5-VL tokenizer_config model_max_length
 MIN_PIXELS = 56 * 56  # Qwen2.5-VL's min_pixels: at least 4 image tokens
 MAX_PIXELS = 28 * 28 * 256  # at most 256 image tokens (448x448); 224x224 gives 64
 BUILD_INFO_FILE = "tiny_model_build.json"  # the build parameters, beside the weights
+BUILDER = "model_training.tiny_model.build_tiny_model"  # in BUILD_INFO_FILE: a build of ours
 
 # Qwen2.5-VL's added tokens in vocabulary order (ids 151643.. in the real tokenizer) and whether
 # each is special (never split, dropped by skip_special_tokens).
@@ -380,11 +383,73 @@ def build_tiny_model(
 
     Offline and deterministic: the tokenizer depends only on the built-in corpus, the weights
     only on ``seed``. ``min_pixels`` / ``max_pixels`` bound the image processor's resizing.
+
+    ``out_dir`` must be new, empty, or hold a tiny model this function built there and nothing
+    else (:func:`own_files`: its ``tiny_model_build.json`` lists each file with its SHA-256);
+    that one is replaced. Anything else is refused (a UserError) and nothing is written. The
+    folder is written in a temporary folder first, its build record last.
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"architecture {architecture!r}: use one of {', '.join(ARCHITECTURES)}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    replaced = own_files(out)
+    with tempfile.TemporaryDirectory(prefix="tiny-model-") as scratch:
+        built = _write_tiny_model(Path(scratch), seed, min_pixels, max_pixels, architecture)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in replaced:
+            (out / name).unlink()
+        for name in built:  # the build record last: a folder without it is not ours
+            shutil.move(Path(scratch) / name, out / name)
+    return out
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def own_files(out: Path) -> list[str]:
+    """The files of ``out`` that a tiny model build wrote (to be replaced): none for a new or
+    empty folder. A file in its place, a folder without our build record, or an entry the
+    record does not list with its SHA-256 (added or changed since) is refused."""
+    if not out.exists() and not out.is_symlink():
+        return []
+    if not out.is_dir():
+        raise UserError(f"--out {out} is a file: give a new or empty folder")
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return []
+    record = out / BUILD_INFO_FILE
+    try:
+        info = json.loads(record.read_text())
+        files = info["files"] if info.get("builder") == BUILDER else None
+    except (OSError, ValueError, AttributeError, KeyError):
+        files = None
+    if not isinstance(files, dict):
+        raise UserError(
+            f"--out {out} is not empty and holds no tiny model built by this command (no "
+            f"readable {BUILD_INFO_FILE} listing its files; first entry: {entries[0]}): give a "
+            "new or empty folder"
+        )
+    for name in entries:
+        path = out / name
+        if name != BUILD_INFO_FILE and (
+            name not in files
+            or not path.is_file()
+            or path.is_symlink()
+            or _sha256(path) != files[name]
+        ):
+            raise UserError(
+                f"{path} is not a file of the tiny model built in {out} (added or changed "
+                "since): move it away, or give another --out; nothing was written"
+            )
+    return entries
+
+
+def _write_tiny_model(
+    out: Path, seed: int, min_pixels: int, max_pixels: int, architecture: str
+) -> list[str]:
+    """Write the tiny model into the empty folder ``out``; return its files, build record
+    last."""
     config, tokenizer = tiny_model_config(architecture)
     token_ids = {token: tokenizer.convert_tokens_to_ids(token) for token, _ in QWEN_ADDED_TOKENS}
 
@@ -415,8 +480,9 @@ def build_tiny_model(
     )
     processor.save_pretrained(out)
 
+    files = sorted(p.name for p in out.iterdir())
     info = {
-        "builder": "model_training.tiny_model.build_tiny_model",
+        "builder": BUILDER,
         "architecture": architecture,
         "seed": seed,
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -432,9 +498,10 @@ def build_tiny_model(
             "transformers": transformers.__version__,
             "tokenizers": tokenizers.__version__,
         },
+        "files": {name: _sha256(out / name) for name in files},  # what the build wrote
     }
     (out / BUILD_INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-    return out
+    return [*files, BUILD_INFO_FILE]
 
 
 @dataclass

@@ -1,8 +1,11 @@
 r"""MedReason-R1 Space: upload a chest CT, choose a slice and a lesion, and see the model reason
 and answer, on the very image and question CT-RATE-VQA would give it.
 
-    python space/app.py [--model outputs/demo-cpu/final] [--host 127.0.0.1] [--port 7860]
+    python space/app.py [--model PATH_OR_HUB_ID] [--host 127.0.0.1] [--port 7860]
 
+As the Hub starts a Space (``python app.py``, no arguments) it serves on GRADIO_SERVER_NAME and
+GRADIO_SERVER_PORT and runs the model named by MEDREASON_MODEL or, on a Space, by the card's
+``models:`` entry; locally, by default, the demo model (serving.py: the order, and why).
 The scan is a NIfTI CT (.nii.gz, read as the dataset builder reads it) with an optional
 ReXGroundingCT mask (F, H, W, D), or a PNG/JPEG slice. The lesion is the chosen finding's
 box on the slice (from the mask), or a box drawn with two clicks (or typed). The model is a
@@ -18,11 +21,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no usage reports
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the modules beside this file
+APP_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(APP_DIR))  # the modules beside this file (and the bundled packages)
+
+from serving import (  # noqa: E402
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEMO_MODEL,
+    HOST_ENV,
+    MODEL_ENV,
+    PORT_ENV,
+    SpaceError,
+    check_host,
+    check_port,
+    choose_model,
+    env_port,
+    serve_address,
+)
+
+from common.errors import report, user_errors  # noqa: E402
+
+if __name__ == "__main__":  # Gradio reads GRADIO_SERVER_PORT as it is imported: check it first
+    try:
+        env_port()
+    except SpaceError as err:
+        sys.exit(report(err))
 
 import gradio as gr  # noqa: E402
 from grounding_view import Segmenters, ground, overlay, summary  # noqa: E402
-from model_runner import DEMO_MODEL, ModelRunner  # noqa: E402
+from model_runner import ModelRunner  # noqa: E402
 from scan_input import (  # noqa: E402
     DEFAULT_WINDOW,
     WINDOWS,
@@ -39,15 +66,12 @@ from scan_input import (  # noqa: E402
 )
 
 from common.cli_options import parse_options  # noqa: E402
-from common.errors import UserError, user_errors  # noqa: E402
 from dataset_builder.class_map import load_class_map  # noqa: E402
 from dataset_builder.config import VARIANTS  # noqa: E402
 from model_training import prompts  # noqa: E402
 from model_training.evaluation.options import DEFAULT_MAX_NEW_TOKENS  # noqa: E402
 from model_training.evaluation.sam import NO_SAM, SegmenterError, sam_config  # noqa: E402
 
-DEFAULT_HOST = "127.0.0.1"  # ours: local only; pass 0.0.0.0 to serve the network
-DEFAULT_PORT = 7860  # ours: Gradio's usual port
 NO_FINDING = "none (draw a box)"
 GROUNDING_NOTE = (
     "## Grounding (MedReasoner's task)\n"
@@ -61,20 +85,26 @@ PROGRESS = gr.Progress()  # Gradio injects a tracker into handlers with this def
 NOTICE = "Research use only. Not a medical device; not for clinical decisions."
 
 
-class SpaceError(UserError):
-    """A bad command-line option; the message (one line) says what to do."""
-
-
 @dataclass
 class SpaceArguments:
     """The options of ``python space/app.py`` (one field, one option)."""
 
-    model: str = field(
-        default=DEMO_MODEL,
-        metadata={"help": "checkpoint folder or Hub model id (a Hub id is downloaded)"},
+    model: str | None = field(
+        default=None,
+        metadata={
+            "help": "checkpoint folder or Hub model id (a Hub id is downloaded); None: "
+            f"${MODEL_ENV}, else on a Space the card's models: entry, else the demo model "
+            f"{DEMO_MODEL}"
+        },
     )
-    host: str = field(default=DEFAULT_HOST, metadata={"help": "address to serve on"})
-    port: int = field(default=DEFAULT_PORT, metadata={"help": "port to serve on (1-65535)"})
+    host: str | None = field(
+        default=None,
+        metadata={"help": f"address to serve on; None: ${HOST_ENV}, else {DEFAULT_HOST}"},
+    )
+    port: int | None = field(
+        default=None,
+        metadata={"help": f"port to serve on (1-65535); None: ${PORT_ENV}, else {DEFAULT_PORT}"},
+    )
     max_new_tokens: int = field(
         default=DEFAULT_MAX_NEW_TOKENS, metadata={"help": "reply tokens (the evaluator's default)"}
     )
@@ -94,12 +124,12 @@ class SpaceArguments:
     )
 
     def __post_init__(self) -> None:
-        if not 1 <= self.port <= 65535:
-            raise SpaceError(f"--port {self.port}: give a port between 1 and 65535")
+        if self.port is not None:
+            check_port(self.port, "--port")
         if self.max_new_tokens < 1:
             raise SpaceError(f"--max-new-tokens {self.max_new_tokens}: give a positive number")
-        if not self.host.strip():
-            raise SpaceError("--host is empty: give an address such as 127.0.0.1")
+        if self.host is not None:
+            check_host(self.host, "--host")
 
 
 def _error(err: Exception) -> str:
@@ -114,7 +144,8 @@ class SpaceApp:
             self.classes = list(load_class_map(args.class_map).classes)
         except (OSError, ValueError) as err:
             raise SpaceError(f"--class-map: {err}") from None
-        self.runner = ModelRunner(args.model, args.max_new_tokens, args.trust_remote_code)
+        self.model = choose_model(args.model, APP_DIR)
+        self.runner = ModelRunner(self.model.name, args.max_new_tokens, args.trust_remote_code)
         self.model_problem = self.runner.problem()
         if args.sam_model != NO_SAM:
             try:
@@ -337,15 +368,17 @@ def build_blocks(space: SpaceApp) -> gr.Blocks:
 @user_errors
 def main(argv: list[str] | None = None) -> int:
     (args,) = parse_options(SpaceArguments, argv, "python space/app.py", __doc__)
+    host, port = serve_address(args.host, args.port)
     space = SpaceApp(args)
-    if space.model_problem and args.model != DEMO_MODEL:  # the user named it: refuse
-        raise SpaceError(f"--model: {space.model_problem}")
+    if space.model_problem and space.model.source:  # the user or the card named it: refuse
+        raise SpaceError(f"{space.model.source}: {space.model_problem}")
     if space.model_problem:  # the default demo model is missing: the page says how to make it
         print(f"warning: {space.model_problem}", file=sys.stderr)
+    print(f"model: {space.model.name} ({space.model.source or 'the default'})", flush=True)
     try:
-        build_blocks(space).launch(server_name=args.host, server_port=args.port)
+        build_blocks(space).launch(server_name=host, server_port=port)
     except OSError as err:
-        raise SpaceError(f"cannot serve on {args.host}:{args.port} ({err})") from None
+        raise SpaceError(f"cannot serve on {host}:{port} ({err})") from None
     return 0
 
 

@@ -12,18 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
+from serving import DEMO_MODEL, MODEL_ENV
 
 from model_training import prompts
 from model_training.evaluation.generation import check_model, greedy_replies, load_model
 from model_training.evaluation.options import EvaluationError
 from model_training.evaluation.tasks.classification import read_reply
 
-DEMO_MODEL = (
-    "outputs/demo-cpu/final"  # ours: the final checkpoint of `python -m model_training.run`
-)
 MAKE_DEMO_MODEL = (
     f"the demo model {DEMO_MODEL} does not exist: make it with `python -m model_training.run` "
-    "(CPU, ~2 minutes), or start the Space with --model PATH_OR_HUB_ID"
+    f"(CPU, ~2 minutes), or name a model with --model PATH_OR_HUB_ID or {MODEL_ENV}="
+    "PATH_OR_HUB_ID (on a Space: a Variable in its settings, or its card's models: entry)"
 )
 
 

@@ -6,7 +6,9 @@ so the mask is indexed on the CT's voxel grid (its identity affine is never used
 come from ``dataset_builder.lesions.finding_candidates`` (the finding's largest connected
 component on the slice, above the paper's size threshold); the windowed slice and the `zoom` /
 `plain` images from ``dataset_builder.render``. A PNG/JPEG upload is taken as an already
-windowed slice: its grey levels pass through ``render_slice`` unchanged.
+windowed slice: its grey levels pass through ``render_slice`` unchanged. What the builder
+skips, the Space refuses with its reason (e.g. a CT or mask with NaN or infinite voxels, which
+``read_nifti`` refuses).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from model_training.evaluation.baselines import (
     read_baselines,
     skip_reason,
 )
+from model_training.evaluation.progress import SETTINGS_FILE
 from model_training.tiny_model import build_tiny_model
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes/paper-tables/table1-baselines.yaml"
@@ -126,7 +127,8 @@ def test_the_command_evaluates_skips_resumes_and_renders_table_1(
         ("tiny-qwen2-vl", "Tiny Qwen2-VL", tiny_models["qwen2_vl"]),
     ):
         results = json.loads((out / folder / "results.json").read_text())
-        assert results["model"] == str(model) and results["display_name"] == name
+        settings = json.loads((out / folder / SETTINGS_FILE).read_text())  # the local path
+        assert settings["model"] == str(model) and results["display_name"] == name
         assert set(results["modes"]) == set(PROMPT_MODES)
         assert all(results["modes"][mode]["n"] == LIMIT for mode in PROMPT_MODES)
     assert json.loads((out / "tiny-qwen2.5-vl" / "results.json").read_text())["model_size"] == (

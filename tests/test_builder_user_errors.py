@@ -97,6 +97,29 @@ def test_rebuild_into_own_build_keeps_foreign_files(hand_made, tmp_path, capsys)
     assert not stale.exists()
 
 
+def test_rebuild_with_fewer_configs_removes_only_our_stale_shards(hand_made, tmp_path, capsys):
+    """``--configs zoom`` over a three-config build: the other configs' shards stayed (and were
+    pushed, though the card declares only zoom); now only shard files of ours go."""
+    source = _source(hand_made)
+    out = tmp_path / "ct-rate-vqa"
+    assert _run(_build_argv(source, out), capsys)[0] == 0
+    stale = ("plain", "grounding", "plain_inspect")
+    assert all(list((out / name).glob("*-of-*.parquet")) for name in stale)
+    (out / "plain" / "mine.txt").write_text("mine")
+    (out / "grounding" / "train.parquet").write_text("mine")  # not a shard name of ours
+    assert _run(_build_argv(source, out, "--configs", "zoom"), capsys)[0] == 0
+    assert (out / "plain" / "mine.txt").read_text() == "mine"
+    assert [p.name for p in (out / "plain").iterdir()] == ["mine.txt"]
+    assert [p.name for p in (out / "grounding").iterdir()] == ["train.parquet"]
+    assert not (out / "plain_inspect").exists()  # emptied by us: removed
+    manifest = json.loads((out / "build_manifest.json").read_text())
+    assert set(manifest["configs"]) == {"zoom", "zoom_inspect"}
+    declared = {file for config in manifest["configs"].values()
+                for files in config["data_files"].values() for file in files}  # fmt: skip
+    shards = {p.relative_to(out).as_posix() for p in out.glob("*/*-of-*.parquet")}
+    assert shards == declared
+
+
 @pytest.mark.parametrize("where", ["rex", "ctrate", "inside"])
 def test_out_in_an_input_folder_is_refused(hand_made, tmp_path, capsys, where):
     source = _source(hand_made)

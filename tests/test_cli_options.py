@@ -104,3 +104,44 @@ def test_other_commands_document_every_option(command, capsys):
     shown = capsys.readouterr().out
     for item in dataclasses.fields(options):
         assert item.name in shown and item.metadata["help"].split()[0] in shown
+
+
+def test_recipe_values_are_checked_against_the_option_types():
+    """issue 20: a YAML value of the wrong type reached the dataclass as it was (or printed the
+    whole usage); typed_values names where, the field and the value, in one line."""
+    from dataclasses import dataclass, field
+
+    from common.cli_options import typed_values
+    from common.errors import UserError
+
+    @dataclass
+    class Options:
+        steps: int = field(default=1, metadata={"help": "steps"})
+        rate: float = field(default=0.1, metadata={"help": "rate"})
+        names: list[str] = field(default_factory=list, metadata={"help": "names"})
+        limit: int | None = field(default=None, metadata={"help": "limit"})
+        on: bool = field(default=False, metadata={"help": "on"})
+
+    good = {"steps": "3", "rate": "1e-5", "names": "a b", "limit": "none", "on": "yes", "x": 1}
+    assert typed_values(Options, good, "f.yaml") == {**good, "names": ["a", "b"]}
+    for name, value, kind in [("steps", 1.5, "an integer"), ("rate", "fast", "a number"),
+                              ("names", {"a": 1}, "a list of strings"),
+                              ("limit", [1], "an integer or none"), ("on", 3, "true or false"),
+                              ("steps", True, "an integer")]:  # fmt: skip
+        with pytest.raises(UserError) as error:
+            typed_values(Options, {name: value}, "f.yaml, 's' section")
+        assert str(error.value) == f"f.yaml, 's' section: {name}: {value!r} is not {kind}"
+
+
+def test_a_bad_option_type_is_one_line(capsys):
+    """A plain command: one line naming the option and the value, exit status 2, no usage."""
+    from model_training.tiny_model import main as tiny_model
+
+    with pytest.raises(SystemExit) as stop:
+        tiny_model(["--out", "x", "--seed", "abc"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err == "error: argument --seed: invalid int value: 'abc' (see python -m "
+        "model_training.tiny_model --help)"
+    )

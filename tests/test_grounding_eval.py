@@ -195,7 +195,7 @@ def test_evaluator_scores_grounding_rows_with_sam(parts, tmp_path):
     (out / "predictions.jsonl").write_text("\n".join(lines) + "\n")
     report = _run(parts, out)
     assert json.loads((out / "results.json").read_text()) == report
-    assert report["sam_model"] == parts["sam"] and report["config"] == GROUNDING_CONFIG
+    assert report["sam_model"] == Path(parts["sam"]).name and report["config"] == GROUNDING_CONFIG
     assert report["prompts"]["task"] == "grounding"
     assert report["decoding"] == {"strategy": "greedy", "repetition_penalty": 1.0,
                                   "max_new_tokens": 6}  # fmt: skip

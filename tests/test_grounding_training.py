@@ -276,4 +276,16 @@ def test_short_grounding_run_reports_iou_point_dice_and_the_baseline(
     readme = (run_dir / "final" / "README.md").read_text()
     assert "Grounding" in readme and (run_dir / "final" / "model.safetensors").is_file()
     results = json.loads((run_dir / "final" / "results.json").read_text())
-    assert results["task"] == GROUNDING_TASK and results["model"] == str(run_dir / "grpo")
+    assert results["task"] == GROUNDING_TASK and results["model"] == "grpo"  # a name, never a path
+
+
+def test_the_evaluations_follow_the_stages_allow_incomplete_build(grounding_recipe):
+    """A run told to train on an incomplete build evaluates on it too (the evaluator would
+    refuse it otherwise); the eval section cannot set it apart from the stages."""
+    plan = parse_run(["--config", str(grounding_recipe)])
+    assert plan.evaluations["grounding"].allow_incomplete_build is False
+    plan = parse_run(["--config", str(grounding_recipe), "--allow_incomplete_build", "true"])
+    assert all(stage.args.allow_incomplete_build for stage in plan.stages.values())
+    assert plan.evaluations["grounding"].allow_incomplete_build is True
+    with pytest.raises(RecipeError, match=r"sets \['allow_incomplete_build'\], which the run"):
+        parse_run(["--config", str(grounding_recipe), "--eval.allow_incomplete_build", "true"])

@@ -65,6 +65,28 @@ def test_runs_are_planned_once_and_after_their_sft(tmp_path):
         ({"runs": {"zoom": {"recipe": "x.yaml"}}}, "takes only"),
         ({"extra": 1}, "unknown key"),
         ({"baselines": "missing.yaml"}, "does not exist"),
+        # issue 20: tracebacks before
+        (
+            {
+                "runs": {"a": {"grpo_from": "b"}, "b": {"grpo_from": "a"}},
+                "tables": {"table4": ["a/grpo"]},
+            },
+            "run 'a' has grpo_from 'b', which trains no SFT",
+        ),
+        ({"runs": ["zoom", "plain"]}, "runs must be a mapping"),
+        ({"tables": ["table3"]}, "tables must be a mapping"),
+        ({"tables": {"table3": "zoom/sft"}}, "table table3 must list its models"),
+        ({"recipe": 3}, "recipe must be a path"),
+        ({"runs": {"zoom": {"overrides": ["stage", "sft"]}}}, "run 'zoom': overrides must be"),
+        ({"runs": {"zoom": 3}}, "run 'zoom' must be a mapping"),
+        ({"baseline_options": [1]}, "baseline_options must be a mapping"),
+        (
+            {
+                "runs": {"zoom": {"overrides": {"sft.max_steps": -3}}},
+                "tables": {"table3": ["zoom/sft"]},
+            },
+            "run 'zoom': sft stage: max_steps=-3",
+        ),
     ],
 )
 def test_bad_specs_are_refused_in_one_line(tmp_path, capsys, edit, message):
@@ -75,6 +97,16 @@ def test_bad_specs_are_refused_in_one_line(tmp_path, capsys, edit, message):
     assert paper_tables.main(["--spec", str(bad), "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and str(bad) in err
+
+
+def test_the_default_spec_works_from_any_folder(tmp_path, monkeypatch, capsys):
+    """issue 20: its default path was relative to the working directory."""
+    monkeypatch.chdir(tmp_path)
+    assert paper_tables.main(["--table", "table3", "--dry-run"]) == 0
+    assert (
+        "run zoom (stage all): " + str(RECIPES.parent / "demo-cpu.yaml") in capsys.readouterr().out
+    )
+    assert list(tmp_path.iterdir()) == []  # a dry run writes nothing
 
 
 def test_unknown_table_option_is_refused(capsys):

@@ -124,7 +124,7 @@ def test_incomplete_build_is_refused(local_hub, dataset_copy):
     (dataset_copy / "build_manifest.json").write_text(
         json.dumps({**manifest, "status": "in_progress"})
     )
-    with pytest.raises(PublishError, match="not complete"):
+    with pytest.raises(PublishError, match="not 'complete'"):
         push_dataset(dataset_copy, REPO)
     assert not local_hub.repo_exists(REPO, repo_type="dataset")
 
@@ -214,7 +214,8 @@ def test_token_never_appears_in_logs_errors_or_files(local_hub, dataset_copy, ca
     caplog.set_level(logging.DEBUG)
     push_folder(dataset_copy, REPO, token=SECRET)
     local_hub.fail_next("commit", status=500)
-    (dataset_copy / "extra.txt").write_text("a change, so that a commit is attempted")
+    with (dataset_copy / "README.md").open("a") as card:  # a change the card declares
+        card.write("\nA change, so that a commit is attempted.\n")
     with pytest.raises(PublishError) as info:
         push_folder(dataset_copy, REPO, token=SECRET)
     captured = capfd.readouterr()

@@ -17,6 +17,9 @@ GROUNDING = {"model": "org/m", "config": "grounding", "split": "test", "task": "
                                  "point_dice_mean": 0.25}}}  # fmt: skip
 CLASSIFICATION = {"model": "org/m", "config": "zoom", "split": "test",
                   "modes": {"think": {"n": 4, "accuracy_micro": 0.5, "per_class": {}}}}  # fmt: skip
+_THINK = CLASSIFICATION["modes"]["think"]
+_BOX = GROUNDING["modes"]["think"]
+_BASELINE = {"n": 4, "train_rows": 8, "iou_mean": 0.1, "iou_50": 0.0, "point_dice_mean": 0.2}
 
 
 @pytest.mark.parametrize(
@@ -33,6 +36,29 @@ CLASSIFICATION = {"model": "org/m", "config": "zoom", "split": "test",
         ({**GROUNDING, "modes": {"think": {**GROUNDING["modes"]["think"],
                                            "mask_dice_mean": "x"}}}, ["mask_dice_mean"]),
         (GROUNDING | {"mean_box_baseline": {"n": 4, "iou_mean": None}}, ["mean_box_baseline"]),
+        # values out of range (issue 20): counts, fractions, pDice, wherever they appear
+        ({**CLASSIFICATION, "modes": {"think": {**_THINK, "n": -5}}}, ["'think'", "n is -5"]),
+        ({**CLASSIFICATION, "modes": {"think": {**_THINK, "n": 4.5}}}, ["n is 4.5", "count"]),
+        ({**CLASSIFICATION, "modes": {"think": {**_THINK, "accuracy_micro": 1.2}}},
+         ["accuracy_micro is 1.2", "[0, 1]"]),
+        ({**CLASSIFICATION, "modes": {"think": {**_THINK, "validity_rate": -0.5}}},
+         ["validity_rate"]),
+        ({**CLASSIFICATION, "modes": {"think": {**_THINK, "consistency_judged": True}}},
+         ["consistency_judged"]),
+        ({**CLASSIFICATION, "modes": {"think": {**_THINK, "per_class": {
+            "emphysema": {"accuracy": 0.5, "support": -1}}}}},
+         ["per_class['emphysema']", "support"]),
+        ({**CLASSIFICATION, "modes": {"think": {**_THINK, "per_class": {
+            "emphysema": {"accuracy": None, "support": 1}}}}}, ["per_class['emphysema']"]),
+        ({**GROUNDING, "modes": {"think": {**_BOX, "medreasoner_pdice_mean": 2.5}}},
+         ["medreasoner_pdice_mean is 2.5", "[0, 2]"]),
+        ({**GROUNDING, "modes": {"think": {**_BOX, "per_class": {"a": {"support": 1,
+            "iou_mean": 7.0}}}}}, ["per_class['a']", "iou_mean is 7.0"]),
+        (GROUNDING | {"mean_box_baseline": {**_BASELINE, "train_rows": -8}},
+         ["mean_box_baseline", "train_rows is -8"]),
+        (CLASSIFICATION | {"model_parameters": 1.5}, ["model_parameters"]),
+        ({**CLASSIFICATION, "modes": {}}, ["modes", "none"]),
+        ({**CLASSIFICATION, "modes": {"reasoning": _THINK}}, ["modes", "'reasoning'"]),
     ],
 )  # fmt: skip
 def test_a_file_that_does_not_fit_is_refused_naming_it_and_the_field(tmp_path, results, names):
@@ -48,8 +74,12 @@ def test_a_file_that_does_not_fit_is_refused_naming_it_and_the_field(tmp_path, r
 
 
 def test_fitting_files_are_returned_as_read(tmp_path):
-    baseline = {"n": 4, "train_rows": 8, "iou_mean": 0.1, "iou_50": 0.0, "point_dice_mean": 0.2}
-    for results in (CLASSIFICATION, GROUNDING | {"mean_box_baseline": baseline}):
+    baseline = _BASELINE
+    # the edges of every range, and a grounding class without rows (its means are null)
+    edges = {**GROUNDING, "modes": {"think": {**_BOX, "iou_mean": 1.0, "medreasoner_pdice_mean":
+             1.99, "per_class": {"a": {"support": 0, "iou_mean": None}}}}}  # fmt: skip
+    for results in (CLASSIFICATION, GROUNDING | {"mean_box_baseline": baseline}, edges,
+                    {**CLASSIFICATION, "modes": {"think": {**_THINK, "n": 0}}}):  # fmt: skip
         path = tmp_path / "results.json"
         path.write_text(json.dumps(results))
         assert read_results(path) == results

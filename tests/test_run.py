@@ -15,6 +15,7 @@ from transformers import Qwen2_5_VLForConditionalGeneration
 
 from model_training import run as run_module
 from model_training.processor import load_processor
+from model_training.run_files import foreign_entry
 from model_training.run_launch import accelerate_launch_args
 from model_training.run_recipe import DEFAULT_RECIPE, RecipeError, RunArguments, parse_run
 from model_training.run_state import hash_of
@@ -141,7 +142,7 @@ def test_stage_recipes_parse_alone(recipe, tmp_path):
         ({}, ["--lerning_rate", "1e-3"], "lerning_rate"),
         ({}, ["--sft.num_generations", "4"], "num_generations"),
         ({}, ["--stage", "train"], "stage"),
-        ({"push_to_hub": True}, [], "repo id"),
+        ({"push_to_hub": True}, [], "push_to_hub: True is not a string"),  # a repo id
         ({"card_dataset_id": "ct-rate-vqa-demo"}, [], "card_dataset_id"),
         ({"eval": {"judge_model": "judge-20b"}}, [], "judge-model names the model at a judge"),
         ({"eval_limit": 4}, [], "eval_limit is now the eval section's limit"),  # a moved key
@@ -256,6 +257,18 @@ def test_whole_run_then_resume_then_push(recipe, tmp_path, local_hub, capsys):
     grpo_recipe = yaml.safe_load((run_dir / "recipes" / "grpo.yaml").read_text())
     assert grpo_recipe["model_name_or_path"] == str(run_dir / "sft")  # GRPO continues SFT
 
+    # issue 20: each step's record lists what it wrote; the names a step's program writes
+    # alone cover every file (what a step killed with its driver leaves, unlisted)
+    assert "checkpoint-2/trainer_state.json" in state["sft"]["files"]
+    assert "README.md" in state["final"]["files"] and not (run_dir / "run.lock").exists()
+    for step in state:
+        assert foreign_entry(None, step, run_dir / step) is None, step
+    notes = run_dir / "sft" / "my_notes.txt"  # a user's file: --overwrite refuses, deletes nothing
+    notes.write_text("mine")
+    assert run_module.main(["--config", str(recipe), "--overwrite", "--stage", "sft"]) == 2
+    assert str(notes) in capsys.readouterr().err and notes.read_text() == "mine"
+    notes.unlink()
+
     summary = json.loads((run_dir / "run_summary.json").read_text())
     assert list(summary["evaluations"]) == ["before SFT", "after SFT", "after GRPO"]
     for result in summary["evaluations"].values():
@@ -278,7 +291,7 @@ def test_whole_run_then_resume_then_push(recipe, tmp_path, local_hub, capsys):
     recorded = yaml.safe_load((final / "recipe.yaml").read_text())
     assert recorded["grpo"]["max_steps"] == 2 and recorded["sft"]["sft_target"] == "finding"
     results = json.loads((final / "results.json").read_text())
-    assert results["model"] == str(run_dir / "grpo")
+    assert Path(results["model"]).name == "grpo"  # (a pushed file names no local path)
     card = ModelCard.load(final / "README.md")
     assert card.data.license == "cc-by-nc-sa-4.0" and card.data.eval_results is None
     assert "a local build of CT-RATE-VQA" in card.text and str(tmp_path) not in card.text

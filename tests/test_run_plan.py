@@ -124,8 +124,11 @@ def test_the_review_figures(tmp_path):
     assert 62 < vllm["grpo"].memory.peak / GIB < 72 < 80
     four = plan("--grpo.use_vllm", "true", "--num_processes", "4")["grpo"]
     parts = _parts(four)
-    before = sum(v for k, v in parts.items() if k in (
-        "weights", "optimizer state", "reference model", "vLLM", "training:gradients"))
+    before = sum(
+        v
+        for k, v in parts.items()
+        if k in ("weights", "optimizer state", "reference model", "vLLM", "training:gradients")
+    )
     assert before == pytest.approx(78.8, abs=0.5) and four.memory.peak / GIB > 80
     # one 7B ZeRO-2 checkpoint: bf16 weights twice (safetensors, DeepSpeed's model states) and
     # the optimizer partitions (fp32 master copy + two moments of the 5.70 B trainable)
@@ -264,10 +267,13 @@ def test_activation_estimate_against_a_real_forward(scope, low, high, tiny, buil
     shape = model_shape(config, source, scope)
     size, tokens = batch["input_ids"].shape
     image = int((batch["input_ids"][0] == config.image_token_id).sum())
-    estimate = {p.name: p.bytes for p in activation_parts(shape, size, tokens, image, tokens,
-                                                          12, 4, checkpointing=False)}
+    estimate = {
+        p.name: p.bytes
+        for p in activation_parts(shape, size, tokens, image, tokens, 12, 4, checkpointing=False)
+    }
     ratio = (estimate["activations"] + estimate.get("vision activations", 0)) / (
-        measured["text"] + measured.get("vision", 0))
+        measured["text"] + measured.get("vision", 0)
+    )
     assert low <= ratio <= high, (ratio, estimate, measured)
     assert ("vision activations" in estimate) == ("vision" in measured) == (scope == "full")
 

@@ -7,6 +7,9 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -130,6 +133,18 @@ def test_bad_uploads_give_messages(space, case, tmp_path):
         (png, str(spec.mask_path)): "needs a NIfTI CT",
         (None, None): "no scan uploaded",
     }
+    # issue 20: voxels that are not finite, in the CT alone, the CT of a pair, or the mask
+    nan_ct = np.full((16, 16, 4), np.nan, np.float32)
+    inf_ct = np.asarray(ct.dataobj, np.float32).copy()
+    inf_ct[0, 0, 0] = np.inf
+    nan_mask = np.asarray(nib.load(spec.mask_path).dataobj, np.float32).copy()
+    nan_mask[0, :4, :4, 0] = np.nan  # np.rint(NaN) as an integer is no 0: it was a lesion
+    for name, array in (("all_nan.nii.gz", nan_ct), ("one_inf.nii.gz", inf_ct)):
+        cases[(str(write_nifti(tmp_path / name, array, ct.affine)), None)] = "not finite"
+    inf_pair = str(tmp_path / "one_inf.nii.gz")
+    cases[(inf_pair, str(spec.mask_path))] = "not finite"
+    bad_mask = write_nifti(tmp_path / "nan_mask.nii.gz", nan_mask, np.eye(4))
+    cases[(str(spec.ct_path), str(bad_mask))] = "not finite"
     for (ct_file, mask_file), expected in cases.items():
         scan, *_, status, picker, box, clicks = space.load(ct_file, mask_file, "lung")
         assert scan is None and picker is None, expected
@@ -210,6 +225,99 @@ def test_bad_options_are_refused_in_one_line(argv, expected, capsys, tmp_path, m
     assert space_app.main(argv) == 2
     err = capsys.readouterr().err
     assert expected in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+GRADIO_ENV = ("GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT")
+SPACE_ENV = ("MEDREASON_MODEL", "SPACE_ID", *GRADIO_ENV)
+
+
+@pytest.fixture
+def no_space_env(monkeypatch):
+    """None of the variables the Hub (or the user) sets for the Space."""
+    for name in SPACE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_address_follows_gradios_variables_unless_given(no_space_env):
+    """issue 20: the app passed its own 127.0.0.1:7860 and so overrode the Hub's variables."""
+    serving = importlib.import_module("serving")
+    assert serving.serve_address(None, None) == ("127.0.0.1", 7860)  # Gradio's defaults
+    no_space_env.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    no_space_env.setenv("GRADIO_SERVER_PORT", "7861")
+    (args,) = space_app.parse_options(space_app.SpaceArguments, [], "app.py", None)
+    assert serving.serve_address(args.host, args.port) == ("0.0.0.0", 7861)
+    (args,) = space_app.parse_options(
+        space_app.SpaceArguments, ["--host", "127.0.0.1", "--port", "9000"], "app.py", None
+    )
+    assert serving.serve_address(args.host, args.port) == ("127.0.0.1", 9000)
+
+
+def test_model_from_command_line_environment_or_space_card(no_space_env, tiny_model, tmp_path):
+    """--model, else MEDREASON_MODEL, else (on a Space: SPACE_ID) the card's first models:
+    entry, else the local demo folder: a local run with no arguments reaches no Hub."""
+    serving = importlib.import_module("serving")
+    (tmp_path / "README.md").write_text("---\nsdk: gradio\nmodels:\n  - org/card-model\n---\n")
+    choose = serving.choose_model
+    assert choose(None, tmp_path) == serving.ModelChoice(serving.DEMO_MODEL, None)
+    no_space_env.setenv("SPACE_ID", "org/space")
+    card = choose(None, tmp_path)
+    assert card.name == "org/card-model" and "models: entry" in card.source
+    no_space_env.setenv("MEDREASON_MODEL", str(tiny_model))
+    assert choose(None, tmp_path) == serving.ModelChoice(str(tiny_model), "MEDREASON_MODEL")
+    assert choose("x/y", tmp_path) == serving.ModelChoice("x/y", "--model")
+    no_space_env.delenv("SPACE_ID")
+    space = space_app.SpaceApp(space_app.SpaceArguments())  # the page's model, from the env
+    assert space.runner.model_name == str(tiny_model) and space.model_problem is None
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"GRADIO_SERVER_PORT": "abc"}, "GRADIO_SERVER_PORT='abc': give a port between 1 and"),
+        ({"GRADIO_SERVER_PORT": "70000"}, "GRADIO_SERVER_PORT='70000'"),
+        ({"GRADIO_SERVER_NAME": " "}, "GRADIO_SERVER_NAME is empty"),
+        ({"MEDREASON_MODEL": ""}, "MEDREASON_MODEL is empty"),
+        ({"MEDREASON_MODEL": "no/such/folder"}, "MEDREASON_MODEL: model no/such/folder does not"),
+        # on a Space, the card's liyf001/MEDREASON-R1, absent from the test Hub
+        ({"SPACE_ID": "org/space"}, "the models: entry of"),
+    ],
+)
+def test_bad_space_settings_are_refused_in_one_line(env, expected, no_space_env, capsys, local_hub):
+    for name, value in env.items():  # HF_ENDPOINT: the (empty) test Hub
+        no_space_env.setenv(name, value)
+    assert space_app.main([]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "front_matter", ["models: [./local/folder]", "models: {a: 1}", "models: [[x]]"]
+)
+def test_a_space_card_whose_models_is_no_hub_id_is_refused(front_matter, no_space_env, tmp_path):
+    serving = importlib.import_module("serving")
+    (tmp_path / "README.md").write_text(f"---\nsdk: gradio\n{front_matter}\n---\n")
+    no_space_env.setenv("SPACE_ID", "org/space")
+    with pytest.raises(serving.SpaceError, match="does not start with a Hub model id"):
+        serving.choose_model(None, tmp_path)
+
+
+def test_a_bad_gradio_port_is_refused_before_gradio_reads_it(tmp_path):
+    """Gradio parses GRADIO_SERVER_PORT as it is imported (a ValueError traceback): the app
+    checks it first, as users start it."""
+    env = {**os.environ, "GRADIO_SERVER_PORT": "http"}
+    done = subprocess.run(
+        [sys.executable, str(SPACE_DIR / "app.py")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == (
+        "error: GRADIO_SERVER_PORT='http': give a port between 1 and 65535, or unset it\n"
+    )
 
 
 def test_unknown_option_is_a_usage_error(capsys):

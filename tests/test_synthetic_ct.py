@@ -14,6 +14,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from dataset_builder.class_map import load_class_map
+from dataset_builder.sources import ENTRY_SCHEMA, entry_problems
 from dataset_builder.synthetic_ct import (
     SynthConfig,
     config_help,
@@ -109,6 +110,18 @@ def test_dataset_json_schema(source):
             assert class_map.is_known(entry["categories"][key])
             assert 1 <= entry["entity_counts"][key] <= 3
             assert entry["pixels"][key] > 0
+
+
+def test_dataset_json_fits_the_builders_schema(source):
+    """The writer and the builder's one schema check (sources.ENTRY_SCHEMA) agree: every
+    entry, and every field the schema knows."""
+    assert set(ENTRY_SCHEMA) == ENTRY_KEYS
+    assert all(entry_problems(entry) == [] for entry in _entries(source))
+    entry = _entries(source)[0]
+    assert entry_problems({**entry, "shape": ["a", SIZE, SLICES]}) == [
+        f"field 'shape' must be a list of 3 positive integers [H, W, D], got [\"a\", {SIZE}, "
+        f"{SLICES}]"
+    ]
 
 
 def test_summary_counts_match_dataset_json(source):

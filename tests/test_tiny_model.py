@@ -290,3 +290,37 @@ def test_image_text_processor_refuses_videos(processor: ProcessorMixin) -> None:
     assert isinstance(processor, Qwen2_5_VLImageTextProcessor)
     with pytest.raises(ValueError, match="images and text only"):
         processor(text=["<|vision_start|><|video_pad|><|vision_end|>"], videos=[[ct_like_image()]])
+
+
+def test_out_holding_files_of_another_is_refused(
+    tiny_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """issue 20: --out DIR replaced a user's config.json. Only a folder that is new, empty or
+    holds exactly a tiny model built there (its build record lists each file's SHA-256) is
+    written; anything else is refused, one line, nothing written."""
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "config.json").write_text('{"mine": 1}')
+    assert main(["--out", str(user)]) == 2
+    assert "holds no tiny model built by this command" in capsys.readouterr().err
+    assert [p.name for p in user.iterdir()] == ["config.json"]
+    assert (user / "config.json").read_text() == '{"mine": 1}'
+    (tmp_path / "file").write_text("x")
+    assert main(["--out", str(tmp_path / "file")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+    ours = tmp_path / "ours"
+    shutil.copytree(tiny_dir, ours)
+    for extra, content in (("notes.txt", "mine"), ("config.json", "{}")):  # added, changed
+        before = (ours / extra).read_text() if (ours / extra).exists() else None
+        (ours / extra).write_text(content)
+        assert main(["--out", str(ours)]) == 2
+        assert f"{ours / extra} is not a file of the tiny model" in capsys.readouterr().err
+        assert (ours / extra).read_text() == content
+        if before is None:
+            (ours / extra).unlink()
+        else:
+            (ours / extra).write_text(before)
+    assert main(["--out", str(ours), "--seed", "1"]) == 0  # its own: rebuilt in place
+    assert json.loads((ours / BUILD_INFO_FILE).read_text())["seed"] == 1
+    assert {p.name for p in ours.iterdir()} == HUB_FILES

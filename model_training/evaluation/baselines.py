@@ -28,7 +28,8 @@ status, reason, results file) and Table 1 in ``OUT/table1/`` with the leaderboar
 ``run(BaselinesArguments(...))`` returns the exit status.
 
 Bad input (a missing or malformed baselines file, an unknown name in ``--models``, a bad option,
-a dataset that cannot be read) is one line on stderr and exit status 2, before anything runs.
+an ``--out`` that is a file, a dataset that cannot be read or whose build is incomplete) is one
+line on stderr and exit status 2, before anything runs.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from . import options as eval_options
 from .evaluate import load_split
 from .leaderboard import LeaderboardArguments, build_leaderboard
 from .options import evaluator_process
+from .preflight import check_output_folder
 
 PROG = "python -m model_training.evaluation.baselines"
 PAPER_FIGURES_FILE = "paper_figures.json"
@@ -100,7 +102,16 @@ class BaselinesArguments:
     )
     config: str = field(default=eval_options.DEFAULT_CONFIG, metadata={"help": "dataset config"})
     split: str = field(default=eval_options.DEFAULT_SPLIT, metadata={"help": "dataset split"})
-    revision: str | None = field(default=None, metadata={"help": "dataset revision (Hub)"})
+    revision: str | None = field(
+        default=None, metadata={"help": "dataset revision (a Hub dataset id only)"}
+    )
+    allow_incomplete_build: bool = field(
+        default=False,
+        metadata={
+            "help": "evaluate on a built folder whose build_manifest.json says the build did "
+            "not finish (refused by default)"
+        },
+    )
     batch_size: int = field(
         default=eval_options.DEFAULT_BATCH_SIZE,
         metadata={"help": "rows per generate call (vllm: per hand-over)"},
@@ -345,11 +356,13 @@ def is_complete(folder: Path, model: str, options: BaselinesArguments, rows: int
     except (OSError, ValueError):  # ResultsError: a ValueError (UserError)
         return False
     modes = results.get("modes") if isinstance(results, dict) else None
-    return (
+    return (  # the model and dataset as eval_settings.json names them (results.json: no paths)
         isinstance(modes, dict)
-        and _same_path(results.get("model"), model)
-        and _same_path(results.get("dataset"), options.dataset)
+        and isinstance(settings, dict)
+        and _same_path(settings.get("model"), model)
+        and _same_path(settings.get("dataset"), options.dataset)
         and (results.get("config"), results.get("split")) == (options.config, options.split)
+        and (settings.get("config"), settings.get("split")) == (options.config, options.split)
         and settings.get("max_new_tokens") == options.max_new_tokens
         and settings.get("repetition_penalty") == options.repetition_penalty
         and settings.get("prompts") == prompts.record()
@@ -394,6 +407,7 @@ def render_table(result_files: list[Path], out: Path, figures_file: Path) -> int
 
 def run(options: BaselinesArguments) -> int:
     """Evaluate the selected baselines and render Table 1; the exit status."""
+    check_output_folder(options.out, "--out", BaselinesError)
     chosen = select(read_baselines(options.baselines), options.selected, options.baselines)
     reasons = {b.name: skip_reason(b, options.trust_remote_code) for b in chosen}
     runnable = [b for b in chosen if reasons[b.name] is None]

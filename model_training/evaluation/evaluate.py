@@ -9,8 +9,11 @@ r"""Evaluate a checkpoint on CT-RATE-VQA: accuracy per class, macro and micro, p
 Options: the fields of ``EvaluateArguments`` (``--help`` lists them), parsed by transformers'
 ``HfArgumentParser``; ``--max-new-tokens`` and ``--max_new_tokens`` are the same option.
 ``evaluate(EvaluateArguments(...))`` runs the same evaluation from Python. A user error (a
-path that is not a model or dataset, a bad option) exits with status 2 and one line, before
-``--output-dir`` is created.
+path that is not a model or dataset, a checkpoint without weights or processor, a judge that
+cannot run, an output folder that is a file, a bad option) exits with status 2 and one line,
+before ``--output-dir`` is created and before any reply is generated. A built folder whose
+``build_manifest.json`` says the build is incomplete is refused unless
+``--allow-incomplete-build``.
 
 Tasks: the dataset config's columns name the task (``tasks.TASKS``: classification or
 grounding), looked up once; the task refuses the options of other tasks, keeps the rows of each
@@ -55,6 +58,7 @@ from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, parse_flag_from_env
 from tqdm.auto import tqdm
 
+from common.build_status import check_build_complete
 from common.cli_options import parse_options
 from common.errors import UserError, report, user_errors
 from common.hub_ids import is_hub_id
@@ -65,6 +69,7 @@ from .options import (
     EvaluateArguments,
     EvaluationError,
 )
+from .preflight import check_output_folder
 from .progress import (
     Batch,
     check_complete,
@@ -140,7 +145,8 @@ def on_main_first(state: PartialState, action: Callable[[], T]) -> T | None:
 
 def load_split(options: EvaluateArguments) -> datasets.Dataset:
     """The rows to evaluate; a dataset, config or split that is not there is an
-    EvaluationError that says what is there."""
+    EvaluationError that says what is there. A built folder whose manifest says the build is
+    incomplete is refused unless ``options.allow_incomplete_build``."""
     name, config, split, revision = (
         options.dataset, options.config, options.split, options.revision
     )  # fmt: skip
@@ -149,6 +155,12 @@ def load_split(options: EvaluateArguments) -> datasets.Dataset:
             f"dataset {name} does not exist: pass a built CT-RATE-VQA folder "
             "(python -m dataset_builder build) or a Hub dataset id"
         )
+    if revision is not None and Path(name).exists():  # a folder has no revisions: ignored
+        raise EvaluationError(
+            f"--revision {revision} applies to a Hub dataset id, and dataset {name} is a local "
+            "folder: drop --revision"
+        )
+    check_build_complete(name, options.allow_incomplete_build)
     try:
         configs = datasets.get_dataset_config_names(name, revision=revision)
     except (FileNotFoundError, datasets.exceptions.DatasetsError) as err:
@@ -181,11 +193,13 @@ def evaluate(options: EvaluateArguments) -> dict | None:
     plots; with ``options.judge`` (a causal LM id/path or an OpenAI-compatible URL), also the
     reasoning-answer consistency of the ``think`` mode (see ``model_training.evaluation.judge``).
 
-    The model, dataset, config, split and the task's own inputs are checked before
-    ``output_dir`` is created. Under ``accelerate launch`` every process generates its share of
-    the missing batches; the main process returns the report and the others None."""
+    The output folder, the model (and its processor), the dataset, config, split and the
+    task's own inputs (a judge, a SAM) are checked before ``output_dir`` is created. Under
+    ``accelerate launch`` every process generates its share of the missing batches; the main
+    process returns the report and the others None."""
     state = process_state()
     check_backend(options.backend, state.num_processes)
+    check_output_folder(options.output_dir, "--output-dir", EvaluationError)
     output_dir = Path(options.output_dir)
     check_model(options.model, options.trust_remote_code)
     ds = on_main_first(state, lambda: load_split(options))  # the main process downloads

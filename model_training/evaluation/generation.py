@@ -10,6 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from PIL import Image
+from transformers.utils import (
+    SAFE_WEIGHTS_INDEX_NAME,
+    SAFE_WEIGHTS_NAME,
+    WEIGHTS_INDEX_NAME,
+    WEIGHTS_NAME,
+)
 
 from common.hub_ids import is_hub_id
 
@@ -27,11 +34,16 @@ from .options import (
 )
 
 Generate = Callable[[list[dict], str], list[str]]  # (rows, mode) -> one reply per row
+PROBE_IMAGE_SIZE = (56, 56)  # ours: the image of check_processor's one test prompt
+# a checkpoint folder's weights, as transformers names them (safetensors first)
+WEIGHT_FILES = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
 
 
 def check_model(model: str, trust_remote_code: bool = False) -> None:
     """Refuse a model that the evaluator cannot run, before anything is written: a path that
-    does not exist, a folder that is not a checkpoint, a model that does not read images."""
+    does not exist, a folder that is not a checkpoint, a model that does not read images, a
+    folder without weights, a processor that cannot be loaded (``check_processor``). Reads no
+    weights."""
     from transformers import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING, AutoConfig
 
     path = Path(model)
@@ -61,6 +73,43 @@ def check_model(model: str, trust_remote_code: bool = False) -> None:
             f"model {model} is a {config.model_type!r} model, which does not read images: "
             "pass an image-text-to-text checkpoint (e.g. Qwen2.5-VL)"
         )
+    if path.is_dir() and not any((path / name).is_file() for name in WEIGHT_FILES):
+        raise EvaluationError(
+            f"model {model} holds no weights ({' or '.join(WEIGHT_FILES[:2])}): pass a complete "
+            "checkpoint folder (e.g. outputs/<run>/final)"
+        )
+    check_processor(model, trust_remote_code)
+
+
+def check_processor(model: str, trust_remote_code: bool = False) -> None:
+    """Refuse a checkpoint whose processor (image processor, tokenizer, chat template) cannot be
+    loaded, before anything is written: every prompt needs all three."""
+    try:
+        processor = load_chat_processor(model, trust_remote_code)
+    except (OSError, ValueError, TypeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise EvaluationError(
+            f"model {model}: its processor could not be loaded ({first}); copy its base "
+            "model's processor files into the folder"
+        ) from None
+    tokenizer = getattr(processor, "tokenizer", None)
+    if not (getattr(processor, "chat_template", None) or getattr(tokenizer, "chat_template", None)):
+        raise EvaluationError(
+            f"model {model} has no chat template (chat_template.jinja or tokenizer_config.json's "
+            "chat_template): copy its base model's into the folder"
+        )
+    try:  # one tiny prompt, as greedy_replies makes them (a tokenizer without the image tokens)
+        conversation = [{"role": "user", "content": [{"type": "image"},
+                                                     {"type": "text", "text": "?"}]}]  # fmt: skip
+        text = processor.apply_chat_template(conversation, add_generation_prompt=True)
+        processor(images=[Image.new("RGB", PROBE_IMAGE_SIZE)], text=[text], return_tensors="pt")
+    except (ValueError, TypeError, KeyError, AttributeError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise EvaluationError(
+            f"model {model}: its processor cannot prompt an image ({first[:200]}); copy its base "
+            "model's processor files (tokenizer, preprocessor_config.json, chat template) into "
+            "the folder"
+        ) from None
 
 
 def check_backend(backend: str, num_processes: int) -> None:

@@ -25,16 +25,23 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import torch
 
+from common.hub_ids import is_hub_id
+
 from ..answers import ANSWER_RE, fallback_class, match_class
+from .generation import WEIGHT_FILES
+from .options import EvaluationError
 
 JUDGE_PROMPT_FILE = Path(__file__).parents[1] / "data" / "judge_prompt.txt"
 JUDGE_FILE = "judge.jsonl"  # judge answers by sample id, for resuming
 ENDPOINT_MAX_TOKENS = 1024  # room for a reasoning judge's own thinking before its answer
+ENDPOINT_TIMEOUT_SECONDS = 30  # ours: the model list asked when the judge starts
+ENDPOINT_PROBE_SECONDS = 10  # ours: the check before generation (one request, no retries)
 
 
 def judge_prompt(reasoning: str, options: list[str], template: str | None = None) -> str:
@@ -116,15 +123,10 @@ class EndpointJudge:
 
     def _served_model(self) -> str:
         """The first model the server lists at ``/models`` (OpenAI API)."""
-        request = urllib.request.Request(f"{self.base_url}/models")
-        key = os.environ.get("JUDGE_API_KEY")
-        if key:
-            request.add_header("Authorization", f"Bearer {key}")
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (user's URL)
-            served = json.load(response).get("data") or []
+        served = served_models(self.base_url)
         if not served:
             raise ValueError(f"{self.base_url}/models lists no model; pass --judge-model NAME")
-        return served[0]["id"]
+        return served[0]
 
     def choose(self, prompt: str, options: list[str]) -> str | None:
         reply = self.client.chat_completion(
@@ -138,6 +140,104 @@ class EndpointJudge:
         if answers:
             return match_class(answers[-1], options)
         return fallback_class(text, options)
+
+
+def served_models(base_url: str, timeout: float = ENDPOINT_TIMEOUT_SECONDS) -> list[str]:
+    """The model ids an OpenAI-compatible server lists at ``BASE/models`` (with
+    ``JUDGE_API_KEY`` as its bearer key, if set)."""
+    request = urllib.request.Request(f"{base_url.rstrip('/')}/models")
+    key = os.environ.get("JUDGE_API_KEY")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (user's URL)
+        listed = json.load(response)
+    served = listed.get("data") if isinstance(listed, dict) else None
+    return [str(m["id"]) for m in served or [] if isinstance(m, dict) and "id" in m]
+
+
+def _judge_error(judge: str, why: str) -> EvaluationError:
+    return EvaluationError(f"--judge {judge}: {why}; nothing was generated")
+
+
+def check_endpoint(url: str, judge_model: str | None = None) -> None:
+    """Refuse a judge endpoint that does not answer ``/models`` within
+    ``ENDPOINT_PROBE_SECONDS`` (one request), refuses the key, serves no model, or does not
+    serve ``judge_model``."""
+    try:
+        served = served_models(url, ENDPOINT_PROBE_SECONDS)
+    except urllib.error.HTTPError as err:
+        if err.code in (401, 403):
+            raise _judge_error(
+                url, f"the server refused the key (HTTP {err.code}): set JUDGE_API_KEY"
+            ) from None
+        if judge_model is not None:  # it answers, without the OpenAI model list
+            return
+        raise _judge_error(
+            url,
+            f"{url.rstrip('/')}/models answered HTTP {err.code}: give the "
+            "OpenAI-compatible base URL (http://HOST:PORT/v1) or pass "
+            "--judge-model NAME",
+        ) from None
+    except (OSError, ValueError) as err:  # refused, timed out, not JSON, a malformed URL
+        reason = getattr(err, "reason", None) or err
+        raise _judge_error(
+            url,
+            f"the endpoint does not answer ({reason}): start the judge "
+            "server, or give its URL (http://HOST:PORT/v1)",
+        ) from None
+    if judge_model is None and not served:
+        raise _judge_error(url, "the server lists no model at /models: pass --judge-model NAME")
+    if judge_model is not None and served and judge_model not in served:
+        raise _judge_error(
+            url, f"it does not serve --judge-model {judge_model} (it serves {', '.join(served)})"
+        )
+
+
+def check_local_judge(judge: str) -> None:
+    """Refuse a local or Hub judge that is not a causal LM with a tokenizer (config and
+    tokenizer read; no weights): a missing folder, a folder without weights, a model of
+    another kind."""
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, AutoConfig, AutoTokenizer
+
+    path = Path(judge)
+    if not path.exists() and not is_hub_id(judge):
+        raise _judge_error(
+            judge,
+            "no such folder, and not a Hub model id: give a causal LM's "
+            "folder or Hub id, an http(s)://.../v1 endpoint, or keyword",
+        )
+    if path.exists() and not (path / "config.json").is_file():
+        raise _judge_error(
+            judge, "not a model folder (no config.json): give the folder that holds config.json"
+        )
+    try:
+        config = AutoConfig.from_pretrained(judge)
+        AutoTokenizer.from_pretrained(judge)
+    except (OSError, ValueError, TypeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise _judge_error(
+            judge, f"its config or tokenizer could not be read ({first[:200]})"
+        ) from None
+    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
+        raise _judge_error(
+            judge,
+            f"a {config.model_type!r} model, not a causal language "
+            "model: give one such as Qwen/Qwen2.5-7B-Instruct",
+        )
+    if path.is_dir() and not any((path / name).is_file() for name in WEIGHT_FILES):
+        raise _judge_error(judge, "the folder holds no weights (model.safetensors)")
+
+
+def check_judge(judge: str, judge_model: str | None = None) -> None:
+    """Refuse a judge that cannot run, before any reply is generated (the judge runs last):
+    ``keyword`` always runs; an endpoint must answer (``check_endpoint``); a model must be a
+    readable causal LM (``check_local_judge``)."""
+    if judge == KEYWORD_JUDGE:
+        return
+    if judge.startswith(("http://", "https://")):
+        check_endpoint(judge, judge_model)
+    else:
+        check_local_judge(judge)
 
 
 def load_judge(

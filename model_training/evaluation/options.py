@@ -78,7 +78,16 @@ class EvaluateArguments:
             "on both backends, whatever the checkpoint's generation_config says"
         },
     )
-    revision: str | None = field(default=None, metadata={"help": "dataset revision (Hub)"})
+    revision: str | None = field(
+        default=None, metadata={"help": "dataset revision (a Hub dataset id only)"}
+    )
+    allow_incomplete_build: bool = field(
+        default=False,
+        metadata={
+            "help": "evaluate a built folder whose build_manifest.json says the build did not "
+            "finish (refused by default: re-run the build, it resumes)"
+        },
+    )
     overwrite: bool = field(
         default=False, metadata={"help": "discard predictions already in --output-dir"}
     )
@@ -177,6 +186,11 @@ class EvaluateArguments:
             raise EvaluationError(
                 "--judge-model names the model at a judge endpoint: give --judge http(s)://.../v1 "
                 "or drop --judge-model"
+            )
+        if self.judge is not None and "think" not in self.modes:  # the judge reads <think>
+            raise EvaluationError(
+                f"--judge judges the think mode's reasoning, and --mode {self.mode} has none: "
+                "drop --judge, or use --mode think or both"
             )
         problem = answer_parsing_problem(self.answer_parsing)
         if problem is not None:

@@ -1,11 +1,17 @@
 """The keys every task's ``results.json`` starts with (``report_header``): the model (its name,
 readable name, parameter count and, for a trained checkpoint, its training history as
 ``model_training.training_history`` reads it), the data, the task, the prompts, the decoding.
+
+results.json is published (a run's ``final/``, a results repo), so it never holds a local path:
+the model and the dataset are recorded as a Hub id as it is, a snapshot in the local Hub cache by
+its repo id, any other local folder by its name only (``source_name``); the evaluator's own
+``eval_settings.json``, which is not published, keeps the local paths that resuming compares.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -13,11 +19,25 @@ import torch
 from common.hub_ids import is_hub_id
 
 from .. import prompts
-from ..training_history import display_name, training_record
+from ..training_history import display_name, recorded_name, training_record
 from .decoding import Decoding
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"  # a sharded checkpoint's weight map
 SAFETENSORS_WEIGHTS = "model.safetensors"  # a single-file checkpoint's weights
+# a snapshot folder of the Hub cache: .../models--ORG--NAME/snapshots/<revision>[/subfolder]
+CACHE_SNAPSHOT = re.compile(r"^(?:models|datasets|spaces)--(.+)$")
+
+
+def source_name(name: str) -> str:
+    """A model or dataset as results.json records it: a Hub id as it is; a snapshot folder of
+    the Hub cache (where baselines are downloaded) by its repo id; any other local path by its
+    folder's name only (``training_history.recorded_name``)."""
+    parts = Path(name).parts
+    for i, part in enumerate(parts[:-2]):
+        match = CACHE_SNAPSHOT.match(part)
+        if match and parts[i + 1] == "snapshots" and Path(name).exists():
+            return match.group(1).replace("--", "/")
+    return recorded_name(name)
 
 
 def checkpoint_folder(model: str) -> Path | None:
@@ -85,12 +105,12 @@ def dataset_revision(dataset: str, revision: str | None = None) -> str | None:
 
 
 def report_header(settings: dict, revision: str | None, task: str) -> dict:
-    """The results.json keys every task's report starts with: model, dataset, task, prompts,
-    decoding."""
+    """The results.json keys every task's report starts with: model, dataset (a Hub id, or a
+    local folder's name), task, prompts, decoding."""
     return {
-        "model": settings["model"],
+        "model": source_name(settings["model"]),
         **model_record(settings["model"]),
-        "dataset": settings["dataset"],
+        "dataset": source_name(settings["dataset"]),
         "config": settings["config"],
         "split": settings["split"],
         "dataset_revision": dataset_revision(settings["dataset"], revision),

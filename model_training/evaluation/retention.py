@@ -3,12 +3,16 @@ of a checkpoint, and their sample-weighted average.
 
     python -m model_training.evaluation.retention --model PATH_OR_REPO \
         --benchmark chartqa|textvqa|both \
-        [--chartqa-dataset ID_OR_PATH] [--textvqa-dataset ID_OR_PATH] [--split S] [--limit N] \
-        [--batch-size B] --output-dir DIR
+        [--chartqa-dataset ID_OR_PATH] [--textvqa-dataset ID_OR_PATH] \
+        [--split S | --chartqa-split S --textvqa-split S] [--limit N] [--batch-size B] \
+        --output-dir DIR
 
 Options: the fields of ``RetentionArguments`` (``--help`` lists them), parsed by transformers'
 ``HfArgumentParser``; ``--batch-size`` and ``--batch_size`` are the same option. A user error (a
-model or dataset that is not there, a missing column) exits with status 2 and one line.
+model or dataset that is not there, a missing split or column, an output folder that is a
+file) exits with status 2 and one line, before the model is loaded. No option is accepted and
+ignored: ``--split`` with a benchmark's own split, or an option of a benchmark that
+``--benchmark`` does not run, is refused.
 
 Writes ``DIR/retention.json`` and ``DIR/retention_predictions.parquet`` (one row per question:
 benchmark, index, question, reply, the scored answer, the gold answers and the score).
@@ -22,6 +26,7 @@ copies differ.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sys
@@ -40,6 +45,8 @@ from . import vqa_metrics
 from .decoding import DEFAULT_REPETITION_PENALTY, Decoding, DecodingError
 from .generation import check_model, greedy_replies, load_model
 from .options import DEFAULT_BATCH_SIZE, EvaluationError
+from .preflight import check_output_folder
+from .results_header import source_name
 
 # lmms-eval's short-answer post prompt (its chartqa and textvqa tasks, from LLaVA-1.5), ours to
 # use for both benchmarks.
@@ -94,13 +101,18 @@ class RetentionArguments:
         default="both", metadata={"help": "the benchmark(s) to run"}
     )
     split: str | None = field(
-        default=None, metadata={"help": "split of every chosen benchmark (None: each its own)"}
+        default=None,
+        metadata={
+            "help": "split of every chosen benchmark (None: each its own, --chartqa-split / "
+            "--textvqa-split; give one or the others)"
+        },
     )
     chartqa_dataset: str = field(
         default=DEFAULTS["chartqa"].dataset, metadata={"help": "ChartQA: Hub id or local folder"}
     )
-    chartqa_split: str = field(
-        default=DEFAULTS["chartqa"].split, metadata={"help": "ChartQA: split"}
+    chartqa_split: str | None = field(
+        default=None,
+        metadata={"help": f"ChartQA: split (None: {DEFAULTS['chartqa'].split}, or --split)"},
     )
     chartqa_image_column: str = _column("image", DEFAULTS["chartqa"])
     chartqa_question_column: str = _column("question", DEFAULTS["chartqa"])
@@ -108,9 +120,12 @@ class RetentionArguments:
     textvqa_dataset: str = field(
         default=DEFAULTS["textvqa"].dataset, metadata={"help": "TextVQA: Hub id or local folder"}
     )
-    textvqa_split: str = field(
-        default=DEFAULTS["textvqa"].split,
-        metadata={"help": "TextVQA: split (test answers are hidden)"},
+    textvqa_split: str | None = field(
+        default=None,
+        metadata={
+            "help": f"TextVQA: split (None: {DEFAULTS['textvqa'].split}, or --split; test "
+            "answers are hidden)"
+        },
     )
     textvqa_image_column: str = _column("image", DEFAULTS["textvqa"])
     textvqa_question_column: str = _column("question", DEFAULTS["textvqa"])
@@ -137,6 +152,32 @@ class RetentionArguments:
             self.decoding  # noqa: B018  (checks --repetition-penalty)
         except DecodingError as err:
             raise RetentionError(str(err)) from None
+        self._check_pairs()
+
+    def _check_pairs(self) -> None:
+        """Refuse an option that would be accepted and ignored: a benchmark's split beside
+        --split (which sets every chosen benchmark's), or an option of a benchmark that
+        --benchmark does not run."""
+        chosen = self.names()
+        for name in chosen:
+            own = getattr(self, f"{name}_split")
+            if self.split is not None and own is not None:
+                raise RetentionError(
+                    f"--split {self.split} sets the split of every chosen benchmark, and "
+                    f"--{name}-split {own} sets {name}'s: give one of them"
+                )
+        for f in dataclasses.fields(self):
+            owner = f.name.split("_", 1)[0]
+            if owner in BENCHMARKS and owner not in chosen and getattr(self, f.name) != f.default:
+                flag = f"--{f.name.replace('_', '-')}"
+                raise RetentionError(
+                    f"{flag} applies to {owner}, which --benchmark {self.benchmark} does not "
+                    f"run: drop {flag}, or pass --benchmark {owner} or both"
+                )
+
+    def names(self) -> tuple[str, ...]:
+        """The chosen benchmarks' names."""
+        return BENCHMARKS if self.benchmark == "both" else (self.benchmark,)
 
     @property
     def decoding(self) -> Decoding:
@@ -144,18 +185,17 @@ class RetentionArguments:
 
     def benchmarks(self) -> list[Benchmark]:
         """The chosen benchmarks, with their datasets, splits and columns."""
-        names = BENCHMARKS if self.benchmark == "both" else (self.benchmark,)
         return [
             Benchmark(
                 name,
                 getattr(self, f"{name}_dataset"),
-                self.split or getattr(self, f"{name}_split"),
+                self.split or getattr(self, f"{name}_split") or DEFAULTS[name].split,
                 *(
                     getattr(self, f"{name}_{role}_column")
                     for role in ("image", "question", "answer")
                 ),
             )
-            for name in names
+            for name in self.names()
         ]
 
 
@@ -186,8 +226,17 @@ def check_dataset(bench: Benchmark) -> None:
 
 
 def load_benchmark(bench: Benchmark, limit: int | None = None) -> datasets.Dataset:
+    """The benchmark's rows (the first ``limit``), checked: the dataset and split exist, the
+    three columns are there, and every row has a gold answer."""
     check_dataset(bench)
-    ds = datasets.load_dataset(bench.dataset, split=bench.split)
+    try:
+        ds = datasets.load_dataset(bench.dataset, split=bench.split)
+    except Exception as err:  # noqa: BLE001  (missing split, offline, gated: said in one line)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RetentionError(
+            f"{bench.name} dataset {bench.dataset} (split {bench.split}) could not be read "
+            f"({type(err).__name__}: {first[:200]}); check --{bench.name}-dataset and the split"
+        ) from None
     missing = [
         column
         for column in (bench.image_column, bench.question_column, bench.answer_column)
@@ -201,6 +250,14 @@ def load_benchmark(bench: Benchmark, limit: int | None = None) -> datasets.Datas
         )
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
+    golds = [gold_answers(g) for g in ds[bench.answer_column]]
+    unanswered = sum(not g for g in golds)
+    if unanswered:
+        raise RetentionError(
+            f"{bench.name} dataset {bench.dataset} (split {bench.split}): {unanswered} of "
+            f"{len(golds)} rows have no gold answer in column {bench.answer_column!r} (TextVQA's "
+            "test answers are hidden: use the validation split)."
+        )
     return ds
 
 
@@ -245,22 +302,14 @@ def run_benchmark(
     model,
     processor,
     bench: Benchmark,
-    limit: int | None,
+    ds: datasets.Dataset,
     batch_size: int,
     max_new_tokens: int,
     progress: bool = True,
     repetition_penalty: float = DEFAULT_REPETITION_PENALTY,
 ) -> tuple[dict, list[dict]]:
-    """The benchmark's summary and its prediction rows."""
-    ds = load_benchmark(bench, limit)
+    """The benchmark's summary and its prediction rows (``ds``: its rows, ``load_benchmark``)."""
     golds = [gold_answers(g) for g in ds[bench.answer_column]]
-    unanswered = sum(not g for g in golds)
-    if unanswered:
-        raise RetentionError(
-            f"{bench.name} dataset {bench.dataset} (split {bench.split}): {unanswered} of "
-            f"{len(golds)} rows have no gold answer in column {bench.answer_column!r} (TextVQA's "
-            "test answers are hidden: use the validation split)."
-        )
     replies = generate_replies(
         model, processor, ds, bench, batch_size, max_new_tokens, progress, repetition_penalty
     )
@@ -280,7 +329,7 @@ def run_benchmark(
             zip(questions, replies, answers, golds, strict=True)
         )
     ]
-    summary = {"dataset": bench.dataset, "split": bench.split, "n": len(rows)}
+    summary = {"dataset": source_name(bench.dataset), "split": bench.split, "n": len(rows)}
     if bench.name == "chartqa":
         summary["relaxed_accuracy"] = vqa_metrics.chartqa_accuracy(answers, golds)
     else:
@@ -293,24 +342,28 @@ def benchmark_score(name: str, summary: dict) -> float:
 
 
 def retention(options: RetentionArguments) -> dict:
-    """Run the benchmarks and write retention.json and retention_predictions.parquet."""
+    """Run the benchmarks and write retention.json and retention_predictions.parquet. Every
+    input (output folder, model, datasets, splits, columns, gold answers) is checked before the
+    model is loaded."""
+    check_output_folder(options.output_dir, "--output-dir", RetentionError)
     try:
         check_model(options.model)
     except EvaluationError as err:
         raise RetentionError(str(err)) from None
     for bench in options.benchmarks():
         check_dataset(bench)
+    rows_of = {bench.name: load_benchmark(bench, options.limit) for bench in options.benchmarks()}
     model, processor = load_model(options.model)
     summaries, predictions = {}, []
     for bench in options.benchmarks():
         summary, rows = run_benchmark(
-            model, processor, bench, options.limit, options.batch_size, options.max_new_tokens,
-            options.progress, options.repetition_penalty,
+            model, processor, bench, rows_of[bench.name], options.batch_size,
+            options.max_new_tokens, options.progress, options.repetition_penalty,
         )  # fmt: skip
         summaries[bench.name] = summary
         predictions += rows
     report = {
-        "model": str(options.model),
+        "model": source_name(str(options.model)),
         "prompt": SHORT_ANSWER_PROMPT,
         "decoding": options.decoding.record(),
         "benchmarks": summaries,

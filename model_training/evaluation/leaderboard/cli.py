@@ -37,6 +37,8 @@ The last two add the mean-box baseline that the grounding results carry as a row
 baselines are refused unless ``--allow-different-n`` (then each has its row).
 ``--push-results ORG/NAME`` merges one row per (model, mode) into that Parquet dataset repo
 (``hub_cards.results_repo``): rows of the same (model, mode, dataset, config, split) replaced.
+Its repo id is checked and the Hub asked once (``hub_cards.publish.hub_problem``) before any file is
+written; ``--private`` without it is refused.
 """
 
 from __future__ import annotations
@@ -46,8 +48,10 @@ from pathlib import Path
 
 from common.cli_options import parse_options
 from common.errors import user_errors
+from hub_cards.publish import check_repo_id, hub_problem
 from hub_cards.results_repo import push_results, results_rows
 
+from ..preflight import check_output_folder
 from .base import DEFAULT_LAYOUT, Layout, LeaderboardArguments, LeaderboardError, Loaded, Table
 from .layouts import LAYOUTS
 from .reader import by_task, read_all
@@ -102,10 +106,28 @@ def write_table(output: Path, layout: Layout, title: str, table: Table) -> dict:
     return board
 
 
+def check_push(options: LeaderboardArguments) -> None:
+    """Refuse ``--private`` without ``--push-results`` (it would be ignored); for a push, a
+    misspelt repo id or a Hub that does not answer (one short request), before any file is
+    written."""
+    if options.push_results is None:
+        if options.private:
+            raise LeaderboardError(
+                "--private makes the --push-results repo private, and no --push-results is "
+                "given: drop --private, or add --push-results ORG/NAME"
+            )
+        return
+    check_repo_id(options.push_results)
+    problem = hub_problem(options.push_results, "--push-results", repo_type="dataset")
+    if problem:
+        raise LeaderboardError(problem)
+
+
 def render(options: LeaderboardArguments) -> tuple[dict, Loaded]:
     """Write the chosen layout's files; (the JSON's content, the results read)."""
     if options.layout not in LAYOUTS:
         raise LeaderboardError(f"--layout {options.layout!r}: use one of {', '.join(LAYOUTS)}")
+    check_output_folder(options.output, "--output", LeaderboardError)
     check_options(options, LAYOUTS[options.layout])
     loaded = read_all(options.results)
     layout = choose_layout(options.layout, loaded)
@@ -127,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         LeaderboardArguments, argv, PROG, __doc__, positionals=True
     )
     options.results = [*positionals, *options.results]
+    check_push(options)
     board, loaded = render(options)
     print(Path(board["files"]["md"]).read_text())
     print("wrote " + ", ".join(board["files"].values()))

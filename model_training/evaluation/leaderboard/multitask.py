@@ -92,7 +92,7 @@ def multitask_rows(loaded: Loaded, baselines: list[dict]) -> list[dict]:
     tasks' metrics in the think mode, in % (None: not evaluated or measured); the baselines."""
     by_model: dict[str, Loaded] = {}
     for path, results in loaded:
-        by_model.setdefault(str(results["model"]), []).append((path, results))
+        by_model.setdefault(model_label(results), []).append((path, results))
     rows = []
     for entries in by_model.values():
         tasks = {task_of(results): (path, results) for path, results in entries}

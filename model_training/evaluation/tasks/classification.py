@@ -15,7 +15,10 @@ from collections import Counter
 from common.names import CLASSIFICATION_TASK
 
 from ...answers import fallback_class, parse_reply
+from ..judge import check_judge
+from ..options import EvaluateArguments
 from ..plots import confusion_plot, per_class_bars
+from ..results_header import source_name
 from .base import EvalTask, Evaluated, write_results
 
 
@@ -65,6 +68,12 @@ def score(rows: list[dict], classes: list[str]) -> dict:
 class Classification(EvalTask):
     name = CLASSIFICATION_TASK
 
+    def check_inputs(self, options: EvaluateArguments) -> None:
+        """The judge (``--judge``) must be able to run: it runs after every reply is generated,
+        so it is checked before the first (``judge.check_judge``)."""
+        if options.judge is not None:
+            check_judge(options.judge, options.judge_model)
+
     def reply_rows(self, rows: list[dict], replies: list[str], mode: str) -> list[dict]:
         """Each reply scored at once: its answer, how it was read, whether it is correct."""
         done = []
@@ -104,6 +113,8 @@ class Classification(EvalTask):
                 evaluated.output_dir,
             )
             report["judge"] = {k: consistency.pop(k) for k in ("judge", "judge_prompt")}
+            if "://" not in (judge := report["judge"]["judge"]):  # a URL stays; a path: its name
+                report["judge"]["judge"] = source_name(judge)
             results["think"].update(consistency)
         write_results(evaluated.output_dir, report, predictions)
         per_class_bars(report, evaluated.output_dir / "per_class_accuracy.png")

@@ -55,6 +55,7 @@ from ...grounding import (
 from ..generation import load_chat_processor
 from ..options import EvaluateArguments, EvaluationError
 from ..plots import grounding_per_class_bars, grounding_samples
+from ..results_header import source_name
 from ..sam import Segmenter, SegmenterError, load_segmenter, sam_config
 from .base import EvalTask, Evaluated, write_results
 
@@ -296,14 +297,16 @@ class Grounding(EvalTask):
                     samples[mode].append(_sample(row, scored_row, mask))
         report = {
             **evaluated.header(self.name),
-            "sam_model": options.sam_model,
+            "sam_model": None if options.sam_model is None else source_name(options.sam_model),
             "iou_hit_threshold": IOU_HIT,
             "answer_parsing": options.answer_parsing,
             "modes": {mode: score(scored[mode], classes) for mode in modes},
         }
         if options.baseline_split is not None:
             train = load_vqa(options.dataset, options.config, options.baseline_split,
-                             options.baseline_limit, options.revision, task=self.name)  # fmt: skip
+                             options.baseline_limit, options.revision, task=self.name,
+                             allow_incomplete_build=options.allow_incomplete_build,
+                             incomplete_option="--allow-incomplete-build")  # fmt: skip
             test = ds.cast_column("image", datasets.Image(decode=False))
             report[MEAN_BOX_BASELINE] = mean_box_baseline(train, test)
         predictions = [_prediction(r) for mode in modes for r in scored[mode]]
