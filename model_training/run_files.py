@@ -24,8 +24,7 @@ from pathlib import Path
 from common.names import FINAL_DIR_NAME, RUN_RECIPE_NAME, STAGE_RECIPES_DIR, TRAINING_LOGS_NAME
 from common.results_schema import RESULTS_FILE
 
-from .evaluation.judge import JUDGE_FILE
-from .evaluation.progress import PROGRESS_FILE, RANK_PROGRESS_FILE, SETTINGS_FILE
+from .evaluation.evaluate import evaluator_files
 from .run_arguments import RecipeError
 
 LOCK_FILE = "run.lock"  # held while a driver runs in OUT (common.folder_lock)
@@ -46,11 +45,7 @@ STAGE_FILES = (
 # folders of a stage (or a checkpoint) whose whole content the libraries write
 STAGE_TREES = ("runs", "completions", "global_step*", "pytorch_model_fsdp_*", "optimizer_*")
 CHECKPOINT = re.compile(r"^checkpoint-\d+/")
-EVAL_FILES = (
-    RESULTS_FILE, "predictions.parquet", PROGRESS_FILE,
-    RANK_PROGRESS_FILE.format(rank="*", world="*"), SETTINGS_FILE, JUDGE_FILE,
-    "per_class_accuracy.png", "confusion_*.png", "per_class_grounding.png", "grounding_*.png",
-)  # fmt: skip
+EVAL_FILES = evaluator_files()  # the evaluator's own list
 FINAL_FILES = (
     RUN_RECIPE_NAME, TRAINING_LOGS_NAME, RESULTS_FILE, SUMMARY_FILE, "*_loss.png",
     "*_reward.png", ".eval_results/", ".eval_results/*.yaml",

@@ -90,6 +90,27 @@ def test_an_output_folder_that_is_a_file_is_refused(tmp_path, capsys, command, i
     ]  # fmt: skip
 
 
+@pytest.mark.parametrize("command", ["evaluate", "retention", "leaderboard"])
+@pytest.mark.parametrize("foreign", ["notes.txt", "results/"])
+def test_an_output_folder_holding_a_users_files_is_refused(tmp_path, capsys, command, foreign):
+    """A folder holding a file (or a folder) the command did not write is refused before
+    anything is read or written: the command would overwrite or mix with the user's files.
+    Each command's own file names are accepted (the evaluator resumes from them)."""
+    out = tmp_path / "shared"
+    out.mkdir()
+    own = {"evaluate": "results.json", "retention": "retention.json",
+           "leaderboard": "grounding.md"}[command]  # fmt: skip
+    (out / own).write_text("an earlier output of the command")
+    user = out / foreign.rstrip("/")
+    user.mkdir() if foreign.endswith("/") else user.write_text("the user's")
+    main, argv = _commands(tmp_path, str(out))[command]
+    assert _status(main, argv) == 2
+    line = _one_line(capsys, str(out), f"holds {foreign}, which this command did not write")
+    assert "--output" in line
+    assert sorted(p.name for p in out.iterdir()) == sorted([own, user.name])
+    assert (out / own).read_text() == "an earlier output of the command"
+
+
 def test_as_the_user_sees_it_exit_2_and_no_traceback(tmp_path):
     """One subprocess: the evaluator's command line as typed, its output folder a file."""
     notes = tmp_path / "eval"

@@ -71,6 +71,9 @@ from .options import (
 )
 from .preflight import check_output_folder
 from .progress import (
+    PROGRESS_FILE,
+    RANK_PROGRESS_FILE,
+    SETTINGS_FILE,
     Batch,
     check_complete,
     plan_batches,
@@ -81,7 +84,7 @@ from .progress import (
     run_settings,
     shard,
 )
-from .tasks import TASKS, Evaluated, dataset_task
+from .tasks import TASKS, Evaluated, dataset_task, task_files
 
 # the evaluator's public face: its options (and their defaults), its error, its entry points
 
@@ -188,6 +191,13 @@ def load_split(options: EvaluateArguments) -> datasets.Dataset:
 # -- the evaluation ----------------------------------------------------------------------------
 
 
+def evaluator_files() -> tuple[str, ...]:
+    """Every name (glob pattern) the evaluator writes into its output folder: its progress
+    files and each task's (the run's eval step folders hold these only)."""
+    every_rank = RANK_PROGRESS_FILE.format(rank="*", world="*")
+    return (PROGRESS_FILE, every_rank, SETTINGS_FILE, *task_files())
+
+
 def evaluate(options: EvaluateArguments) -> dict | None:
     """Evaluate (resuming from ``options.output_dir``) and write results, predictions and
     plots; with ``options.judge`` (a causal LM id/path or an OpenAI-compatible URL), also the
@@ -199,7 +209,7 @@ def evaluate(options: EvaluateArguments) -> dict | None:
     process returns the report and the others None."""
     state = process_state()
     check_backend(options.backend, state.num_processes)
-    check_output_folder(options.output_dir, "--output-dir", EvaluationError)
+    check_output_folder(options.output_dir, "--output-dir", EvaluationError, evaluator_files())
     output_dir = Path(options.output_dir)
     check_model(options.model, options.trust_remote_code)
     ds = on_main_first(state, lambda: load_split(options))  # the main process downloads

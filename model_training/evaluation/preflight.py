@@ -8,6 +8,7 @@ with it: the command then exits with status 2 and leaves nothing behind.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from pathlib import Path
 
@@ -31,11 +32,32 @@ def output_folder_problem(path: str | Path, option: str) -> str | None:
     return None
 
 
-def check_output_folder(path: str | Path, option: str, error: type[UserError]) -> None:
-    """Raise ``error`` when ``path`` cannot be the output folder (``output_folder_problem``)."""
+def foreign_entry(folder: Path, own: tuple[str, ...]) -> str | None:
+    """The first entry of ``folder`` whose name matches none of the ``own`` patterns (the names
+    a command writes there), or None; a sub-folder is never a command's own."""
+    if not folder.is_dir():
+        return None
+    for entry in sorted(folder.iterdir()):
+        if entry.is_dir() or not any(fnmatch.fnmatchcase(entry.name, name) for name in own):
+            return entry.name + ("/" if entry.is_dir() else "")
+    return None
+
+
+def check_output_folder(
+    path: str | Path, option: str, error: type[UserError], own: tuple[str, ...] | None = None
+) -> None:
+    """Raise ``error`` when ``path`` cannot be the output folder (``output_folder_problem``),
+    or, given the names the command writes there (``own``, glob patterns), when it holds a
+    file of anyone else's: the command would overwrite or mix with it."""
     problem = output_folder_problem(path, option)
     if problem:
         raise error(problem)
+    entry = foreign_entry(Path(path), own) if own is not None else None
+    if entry is not None:
+        raise error(
+            f"{option} {path} holds {entry}, which this command did not write: give a new or "
+            "empty folder, or one this command wrote (its files are never mixed with others)"
+        )
 
 
-__all__ = ["check_output_folder", "output_folder_problem"]
+__all__ = ["check_output_folder", "foreign_entry", "output_folder_problem"]

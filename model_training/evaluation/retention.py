@@ -54,6 +54,8 @@ SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."
 DEFAULT_MAX_NEW_TOKENS = 32  # a word or a phrase (lmms-eval: 16), with room for <answer> tags
 BENCHMARKS = ("chartqa", "textvqa")
 _ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+RETENTION_FILE = "retention.json"  # the report
+RETENTION_PREDICTIONS = "retention_predictions.parquet"  # one row per question
 
 
 @dataclass(frozen=True)
@@ -345,7 +347,9 @@ def retention(options: RetentionArguments) -> dict:
     """Run the benchmarks and write retention.json and retention_predictions.parquet. Every
     input (output folder, model, datasets, splits, columns, gold answers) is checked before the
     model is loaded."""
-    check_output_folder(options.output_dir, "--output-dir", RetentionError)
+    check_output_folder(
+        options.output_dir, "--output-dir", RetentionError, (RETENTION_FILE, RETENTION_PREDICTIONS)
+    )
     try:
         check_model(options.model)
     except EvaluationError as err:
@@ -373,8 +377,8 @@ def retention(options: RetentionArguments) -> dict:
     }
     output_dir = Path(options.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "retention.json").write_text(json.dumps(report, indent=1))
-    datasets.Dataset.from_list(predictions).to_parquet(output_dir / "retention_predictions.parquet")
+    (output_dir / RETENTION_FILE).write_text(json.dumps(report, indent=1))
+    datasets.Dataset.from_list(predictions).to_parquet(output_dir / RETENTION_PREDICTIONS)
     return report
 
 

@@ -58,6 +58,7 @@ from .reader import by_task, read_all
 
 PROG = "python -m model_training.evaluation.leaderboard"
 EXTENSIONS = ("md", "json", "png")  # the files each layout writes: <layout>.<extension>
+LEADERBOARD_FILES = tuple(f"{name}.{ext}" for name in LAYOUTS for ext in EXTENSIONS)
 
 
 def check_options(options: LeaderboardArguments, layout: Layout) -> None:
@@ -127,7 +128,7 @@ def render(options: LeaderboardArguments) -> tuple[dict, Loaded]:
     """Write the chosen layout's files; (the JSON's content, the results read)."""
     if options.layout not in LAYOUTS:
         raise LeaderboardError(f"--layout {options.layout!r}: use one of {', '.join(LAYOUTS)}")
-    check_output_folder(options.output, "--output", LeaderboardError)
+    check_output_folder(options.output, "--output", LeaderboardError, LEADERBOARD_FILES)
     check_options(options, LAYOUTS[options.layout])
     loaded = read_all(options.results)
     layout = choose_layout(options.layout, loaded)

@@ -14,7 +14,7 @@ from common.names import CLASSIFICATION_TASK, GROUNDING_CONFIG, GROUNDING_TASK
 
 from ... import prompts
 from ..options import EvaluationError
-from .base import EvalTask, Evaluated
+from .base import REPORT_FILES, EvalTask, Evaluated
 from .classification import Classification
 from .grounding import Grounding
 
@@ -23,7 +23,12 @@ TASKS: dict[str, EvalTask] = {
     GROUNDING_TASK: Grounding(),
 }
 
-__all__ = ["TASKS", "EvalTask", "Evaluated", "dataset_task"]
+__all__ = ["TASKS", "EvalTask", "Evaluated", "dataset_task", "task_files"]
+
+
+def task_files() -> tuple[str, ...]:
+    """Every name (glob pattern) a task writes into the evaluator's output folder."""
+    return (*REPORT_FILES, *(name for task in TASKS.values() for name in task.output_files))
 
 
 def dataset_task(columns: Iterable[str], config: str) -> str:

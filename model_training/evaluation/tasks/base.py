@@ -45,11 +45,17 @@ class Evaluated:
         return report_header(self.settings, self.options.revision, task)
 
 
+PREDICTIONS_FILE = "predictions.parquet"
+REPORT_FILES = (RESULTS_FILE, PREDICTIONS_FILE)  # every task's two result files
+
+
 class EvalTask(ABC):
     """One task of the evaluator: the options it refuses, the rows it keeps per reply, how it
     scores, writes and prints its report. ``name`` is its key in ``TASKS``."""
 
     name: ClassVar[str]
+    # what the task writes into the output folder besides REPORT_FILES (glob patterns)
+    output_files: ClassVar[tuple[str, ...]] = ()
 
     def check_options(self, options: EvaluateArguments) -> None:
         """Refuse (one line) an option of another task (a field whose ``task`` metadata names
@@ -90,4 +96,4 @@ def write_results(output_dir: Path, report: dict, predictions: list[dict]) -> No
     """Every task's two result files: ``results.json`` (the report) and
     ``predictions.parquet`` (one row per sample and mode)."""
     (output_dir / RESULTS_FILE).write_text(json.dumps(report, indent=1))
-    datasets.Dataset.from_list(predictions).to_parquet(output_dir / "predictions.parquet")
+    datasets.Dataset.from_list(predictions).to_parquet(output_dir / PREDICTIONS_FILE)

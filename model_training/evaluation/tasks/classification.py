@@ -15,7 +15,7 @@ from collections import Counter
 from common.names import CLASSIFICATION_TASK
 
 from ...answers import fallback_class, parse_reply
-from ..judge import check_judge
+from ..judge import JUDGE_FILE, check_judge
 from ..options import EvaluateArguments
 from ..plots import confusion_plot, per_class_bars
 from ..results_header import source_name
@@ -65,8 +65,13 @@ def score(rows: list[dict], classes: list[str]) -> dict:
     }
 
 
+PER_CLASS_PLOT = "per_class_accuracy.png"
+CONFUSION_PLOT = "confusion_{mode}.png"
+
+
 class Classification(EvalTask):
     name = CLASSIFICATION_TASK
+    output_files = (PER_CLASS_PLOT, CONFUSION_PLOT.format(mode="*"), JUDGE_FILE)
 
     def check_inputs(self, options: EvaluateArguments) -> None:
         """The judge (``--judge``) must be able to run: it runs after every reply is generated,
@@ -117,14 +122,14 @@ class Classification(EvalTask):
                 report["judge"]["judge"] = source_name(judge)
             results["think"].update(consistency)
         write_results(evaluated.output_dir, report, predictions)
-        per_class_bars(report, evaluated.output_dir / "per_class_accuracy.png")
+        per_class_bars(report, evaluated.output_dir / PER_CLASS_PLOT)
         for mode in modes:
             rows = [r for r in predictions if r["mode"] == mode]
             confusion_plot(
                 rows,
                 classes,
                 f"{mode}: gold vs answer",
-                evaluated.output_dir / f"confusion_{mode}.png",
+                evaluated.output_dir / CONFUSION_PLOT.format(mode=mode),
             )
         return report
 

@@ -242,8 +242,13 @@ def _prediction(row: dict) -> dict:
     return out
 
 
+PER_CLASS_PLOT = "per_class_grounding.png"
+SAMPLES_PLOT = "grounding_{mode}.png"  # true vs predicted boxes of a few rows
+
+
 class Grounding(EvalTask):
     name = GROUNDING_TASK
+    output_files = (PER_CLASS_PLOT, SAMPLES_PLOT.format(mode="*"))
 
     def check_inputs(self, options: EvaluateArguments) -> None:
         """The SAM must be readable and the baseline split must exist (one line each)."""
@@ -311,12 +316,12 @@ class Grounding(EvalTask):
             report[MEAN_BOX_BASELINE] = mean_box_baseline(train, test)
         predictions = [_prediction(r) for mode in modes for r in scored[mode]]
         write_results(evaluated.output_dir, report, predictions)
-        grounding_per_class_bars(report, evaluated.output_dir / "per_class_grounding.png")
+        grounding_per_class_bars(report, evaluated.output_dir / PER_CLASS_PLOT)
         for mode in modes:
             grounding_samples(
                 samples[mode],
                 f"{mode}: true (green) vs predicted (red)",
-                evaluated.output_dir / f"grounding_{mode}.png",
+                evaluated.output_dir / SAMPLES_PLOT.format(mode=mode),
             )
         return report
 
