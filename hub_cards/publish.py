@@ -291,43 +291,61 @@ def push_dataset(folder: str | Path, repo_id: str, **kwargs) -> PushReport:
     )
 
 
+def _data_file_patterns(data_files: object) -> list[tuple[str, str]]:
+    """(split, pattern) pairs of a card config's ``data_files``, in any of the forms the Hub
+    documents: a pattern, a list of patterns, a list of ``{split, path}`` (``path`` one pattern
+    or a list), or a mapping of split to pattern(s)."""
+
+    def listed(value: object) -> list[str]:
+        return [value] if isinstance(value, str) else [str(v) for v in value or []]
+
+    if isinstance(data_files, str | None) or (
+        isinstance(data_files, list) and all(isinstance(v, str) for v in data_files)
+    ):
+        return [("train", pattern) for pattern in listed(data_files)]
+    if isinstance(data_files, dict):
+        return [(str(split), p) for split, value in data_files.items() for p in listed(value)]
+    return [(str(entry.get("split", "train")), p) for entry in data_files if isinstance(entry, dict)
+            for p in listed(entry.get("path"))]  # fmt: skip
+
+
 def declared_files(folder: Path, files: list[str]) -> list[str]:
     """Of ``files`` (relative to ``folder``), those a dataset repo publishes: the build's own
-    top-level files (``dataset_card.REPO_FILES``) and every file the data_files of the card's
-    ``configs:`` resolve to, as ``datasets`` resolves them. A card that declares no config, or
-    a config whose data_files match no file, is refused."""
-    from datasets.data_files import resolve_pattern, sanitize_patterns
-    from datasets.utils.metadata import MetadataConfigs
-
+    top-level files (``dataset_card.REPO_FILES``) and every file the ``data_files`` patterns
+    of the card's ``configs:`` match (globs relative to the repo root, ``*`` within a folder,
+    as the Hub's dataset viewer and ``load_dataset`` read them). A card that declares no
+    config, or a config whose patterns match no file, is refused."""
     from .dataset_card import REPO_FILES
 
     readme = folder / CARD_NAME
     if not readme.is_file():
         raise PublishError(f"{folder} has no {CARD_NAME} (its dataset card): rebuild the folder")
     try:
-        configs = MetadataConfigs.from_dataset_card_data(DatasetCard.load(readme).data)
+        configs = DatasetCard.load(readme).data.to_dict().get("configs") or []
     except (OSError, ValueError, yaml.YAMLError) as err:
         raise PublishError(
             f"{readme} cannot be read as a dataset card ({type(err).__name__}); rebuild the folder"
         ) from None
-    if not configs:
+    if not isinstance(configs, list) or not configs:
         raise PublishError(f"{readme} declares no configs: rebuild the folder")
-    root = str(folder.resolve())
-    declared = {name for name in REPO_FILES if name in files}
-    for name, config in configs.items():
-        patterns = sanitize_patterns(config.get("data_files") or [])
-        for split, split_patterns in patterns.items():
-            for pattern in split_patterns:
-                try:
-                    found = resolve_pattern(pattern, base_path=root)
-                except FileNotFoundError:
-                    found = []
-                if not found:
-                    raise PublishError(
-                        f"{readme} declares config {name!r} ({split}: {pattern}), but no file "
-                        f"in {folder} matches it: rebuild the folder"
-                    )
-                declared |= {os.path.relpath(path, root).replace(os.sep, "/") for path in found}
+    present = set(files)
+    declared = {name for name in REPO_FILES if name in present}
+    for config in configs:
+        name = config.get("config_name", "default") if isinstance(config, dict) else config
+        if not isinstance(config, dict) or not config.get("data_files"):
+            raise PublishError(f"{readme} declares config {name!r} without data_files: rebuild")
+        for split, pattern in _data_file_patterns(config["data_files"]):
+            try:  # a pattern leaving the folder (absolute, "..") matches nothing of it
+                matched = [p for p in folder.glob(pattern) if p.is_relative_to(folder)]
+            except (NotImplementedError, ValueError):
+                matched = []
+            found = {p.relative_to(folder).as_posix() for p in matched} & present
+            if not found:
+                raise PublishError(
+                    f"{readme} declares config {name!r} ({split}: {pattern}), but no file "
+                    f"in {folder} matches it: rebuild the folder"
+                )
+            declared |= found
     return [f for f in files if f in declared]
 
 
