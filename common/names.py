@@ -10,6 +10,8 @@ from __future__ import annotations
 DATA_LICENSE = "cc-by-nc-sa-4.0"
 # prompt modes: with thinking (<think> then <answer>) or the answer only
 PROMPT_MODES = ("think", "no-think")
+# weights as pickles (arbitrary code when loaded): never published, never loaded
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 MANIFEST_NAME = "build_manifest.json"  # written by dataset_builder's build, in the dataset repo
 TRAINING_SUMMARY_NAME = "training_summary.json"  # written by a training stage with its model
 TRAINING_LOGS_NAME = "training_logs.json"  # a run's final/ folder: {stage: training summary}

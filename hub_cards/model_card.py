@@ -195,7 +195,9 @@ def _grounding_table(results: dict) -> str:
     )
     note = (
         f"\n\nMask Dice: the mask the frozen SAM `{sam}` gives for the predicted box and points; "
-        "oracle Dice: the same SAM prompted with the true box and points."
+        "oracle Dice: the same SAM prompted with the true box and points. The mask Dice depends "
+        "on the segmentation expert: MedReasoner's main table (mask Dice 37.78) uses MedSAM2, so "
+        "this figure is comparable with the paper's only when the SAM above is MedSAM2."
         if sam
         else ""
     )

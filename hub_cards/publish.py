@@ -46,7 +46,7 @@ from huggingface_hub import (
 from common.build_status import build_problem
 from common.errors import UserError
 from common.hub_ids import spelling_problem
-from common.names import DATA_LICENSE, MANIFEST_NAME
+from common.names import DATA_LICENSE, MANIFEST_NAME, PICKLE_SUFFIXES
 
 from .local_paths import local_path_problem
 
@@ -270,7 +270,6 @@ def _batches(additions: list[CommitOperationAdd], limit: int) -> list[list[Commi
     return batches
 
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")  # never published
 
 
 def push_dataset(folder: str | Path, repo_id: str, **kwargs) -> PushReport:

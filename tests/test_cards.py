@@ -141,6 +141,7 @@ def test_grounding_and_multitask_cards_report_both_tasks(tmp_path):
         and "| think | 12 | 43.21 | 50.0 | 25.0 | 37.5 | 81.25 |" in (card.text)
     )
     assert "`org/sam`" in card.text and "### Lesion classification" not in card.text
+    assert "comparable with the paper's only when the SAM above is MedSAM2" in card.text
     assert ModelCard.load(tmp_path / "g" / "README.md").data.eval_results is None
     assert not (tmp_path / "g" / EVAL_RESULTS_DIR).exists()
 

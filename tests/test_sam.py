@@ -76,6 +76,18 @@ def test_a_folder_that_is_not_a_sam_is_refused(tmp_path):
         load_segmenter(str(tmp_path / "missing-sam"))
 
 
+def test_a_medsam2_pickle_checkpoint_is_refused_saying_why(tmp_path):
+    """MedSAM2 is published as a PyTorch pickle for its own code: one line says the evaluator
+    loads safetensors SAM / SAM2 folders only and how to get one; the pickle is never read."""
+    folder = tmp_path / "MedSAM2"
+    folder.mkdir()
+    (folder / "MedSAM2_latest.pt").write_bytes(b"not read")
+    with pytest.raises(SegmenterError, match=r"PyTorch pickle \(MedSAM2_latest.pt\) and no "
+                       r"config.json.*convert it to a Sam2Model folder") as refused:  # fmt: skip
+        load_segmenter(str(folder))
+    assert "\n" not in str(refused.value)
+
+
 def test_a_sam2_checkpoint_is_dispatched_to_sam2(tmp_path):
     folder = tmp_path / "sam2"
     Sam2Config().save_pretrained(folder)  # the config decides the classes

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from common.errors import UserError
+from common.names import PICKLE_SUFFIXES
 
 from ..grounding import Box, Point
 
@@ -68,6 +69,14 @@ def sam_config(name: str) -> Any:
     reachable); refuses one that is missing or of another kind."""
     from transformers import AutoConfig
 
+    folder = Path(name)
+    pickles = sorted(p.name for p in folder.glob("*") if p.suffix in PICKLE_SUFFIXES)
+    if folder.is_dir() and not (folder / "config.json").is_file() and pickles:
+        raise _unavailable(
+            name, f"it holds a PyTorch pickle ({pickles[0]}) and no config.json, as MedSAM2 is "
+            "published for its own code; the evaluator loads transformers SAM / SAM2 checkpoints "
+            "in safetensors only: convert it to a Sam2Model folder (save_pretrained)",
+        )  # fmt: skip
     try:
         config = AutoConfig.from_pretrained(name)
     except (OSError, ValueError) as err:
