@@ -137,3 +137,35 @@ def test_medreasoner_recipes_parse_answers_as_medreasoner():
     plan = parse_run(["--config", str(RECIPES / "demo-grounding-cpu.yaml")])
     assert plan.stages["grpo"].training.answer_parsing == "ours"
     assert plan.evaluations["grounding"].answer_parsing == "ours"
+
+
+MARKERS = ("# paper:", "# code:", "# ours")  # where each value of a published recipe comes from
+
+
+def test_medreasoner_as_published_starts_grpo_from_the_base_with_verls_settings():
+    """issue 21 item 3: MedReasoner's RL run (run_rl_lingshu_7b_soft.sh) starts GRPO from the
+    base Lingshu-7B (its SFT model is a separate baseline), with verl's weight decay 0.01,
+    token-mean loss (TRL's dapo), grad clip 1.0 and a constant lr; every value says where it
+    comes from. The SFT-then-GRPO recipes say they are ours."""
+    from model_training.run_recipe import parse_run
+
+    folder = MEDREASONER["lingshu"]
+    plan = parse_run(["--config", str(folder / "published.yaml"), *ON_CPU])
+    sft, grpo = plan.stages["sft"], plan.stages["grpo"]
+    assert grpo.start_stage is None and grpo.start_model == BASES["lingshu"]
+    assert sft.start_model == BASES["lingshu"]  # the SFT baseline, trained and evaluated too
+    g = grpo.training
+    assert (g.weight_decay, g.loss_type, g.max_grad_norm, g.warmup_steps) == (0.01, "dapo", 1.0, 0)
+    assert g.lr_scheduler_type == "constant" and (g.learning_rate, g.beta) == (1e-6, 0.01)
+    assert (g.num_generations, g.num_train_epochs, g.epsilon) == (16, 5, 0.2)
+    assert g.answer_parsing == plan.evaluations["grounding"].answer_parsing == "medreasoner"
+    # the SFT baseline's schedule is MedReasoner's (LLaMA-Factory: cosine, warmup ratio 0.1)
+    assert sft.training.lr_scheduler_type == "cosine" and sft.training.warmup_steps == 0.1
+    for name in ("published.yaml", "grpo-published.yaml", "sft.yaml"):
+        for line in (folder / name).read_text().splitlines():
+            value = line.split("#")[0].partition(":")[2].strip()
+            if value:  # a setting (a section's header or a comment line sets nothing)
+                assert any(marker in line for marker in MARKERS), f"{name}: {line}"
+    for name in ("run.yaml", "grpo.yaml"):
+        assert (folder / name).read_text().startswith("# Ours"), name
+    assert "grpo-published.yaml" in (folder / "grpo.yaml").read_text()
