@@ -17,6 +17,9 @@ evaluation; the leaderboard, the run summary and the model card read it through 
   (the mean box and points of the training rows answered for every evaluated row) with numeric
   ``n``, ``iou_mean``, ``iou_50``, ``point_dice_mean`` (and ``medreasoner_pdice_mean`` where
   given) where the evaluator measured it.
+- ``image_ablation`` (``IMAGE_ABLATION``): ``{"mode": <one of IMAGE_ABLATIONS>, "seed": <int or
+  null>}``, the images the evaluation prompted with (``--image-ablation``); files written before
+  it lack it and read as ``none``, the real images (``ablation_mode``).
 
 Values are checked where present, wherever they appear (a mode's metrics, its ``per_class``
 entries, the mean-box baseline): counts (``COUNTS``: ``n``, ``support``, ...) are integers >= 0,
@@ -56,6 +59,12 @@ SIZE_UNITS = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))  # 8292166656 -> 
 UNKNOWN_SIZE = "?"
 _SIZE_IN_NAME = re.compile(r"(?:^|[^a-z0-9.])(\d+(?:\.\d+)?)b(?![a-z0-9])", re.IGNORECASE)
 _FIX = "re-evaluate, or correct the file"
+# the evaluator's image ablations (model_training/evaluation/image_ablation.py runs them), and
+# the label that tells an ablated evaluation's model apart (model_label)
+IMAGE_ABLATION = "image_ablation"
+NO_ABLATION, BLANK_ABLATION, SHUFFLE_ABLATION = "none", "blank", "shuffle"
+IMAGE_ABLATIONS = {NO_ABLATION: "", BLANK_ABLATION: " [blank images]",
+                   SHUFFLE_ABLATION: " [shuffled images]"}  # fmt: skip
 
 
 class ResultsError(UserError):
@@ -144,6 +153,7 @@ def check_results(results: object, source: str) -> dict:
             f"{source}: training must be an object (or null) and display_name a string (or "
             f"null); {_FIX}"
         )
+    _check_ablation(source, results)
     if MEAN_BOX_BASELINE in results:
         baseline = results[MEAN_BOX_BASELINE]
         _numbers(f"{source}: {MEAN_BOX_BASELINE}", baseline, GROUNDING_REQUIRED)
@@ -152,9 +162,34 @@ def check_results(results: object, source: str) -> dict:
     return results
 
 
+def _check_ablation(source: str, results: dict) -> None:
+    """Refuse an ``image_ablation`` that is not ``{"mode": known name, "seed": int or null}``."""
+    if IMAGE_ABLATION not in results:
+        return
+    ablation = results[IMAGE_ABLATION]
+    mode = ablation.get("mode") if isinstance(ablation, dict) else None
+    seed = ablation.get("seed") if isinstance(ablation, dict) else None
+    known = isinstance(mode, str) and mode in IMAGE_ABLATIONS
+    if not known or not (seed is None or is_integer(seed)):
+        raise ResultsError(
+            f'{source}: {IMAGE_ABLATION} must be {{"mode": {" | ".join(IMAGE_ABLATIONS)}, '
+            f'"seed": an integer or null}}, not {ablation!r}; {_FIX}'
+        )
+
+
+def ablation_mode(results: dict) -> str:
+    """The image ablation a results.json was evaluated with (files before it: ``none``)."""
+    return str((results.get(IMAGE_ABLATION) or {}).get("mode", NO_ABLATION))
+
+
+def is_integer(value: object) -> bool:
+    """An int (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def is_count(value: object) -> bool:
     """An int >= 0 (not a bool)."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return is_integer(value) and value >= 0
 
 
 def check_values(where: str, values: object, nullable: bool = False) -> None:
@@ -229,8 +264,10 @@ def model_size(results: dict) -> str:
 
 
 def model_label(results: dict) -> str:
-    """The model's readable name: its ``display_name``, else ``model``."""
-    return str(results.get("display_name") or results["model"])
+    """The model's readable name: its ``display_name``, else ``model``; an ablated evaluation's
+    with its ablation (``... [blank images]``), so that no table merges it with the real one."""
+    name = str(results.get("display_name") or results["model"])
+    return name + IMAGE_ABLATIONS.get(ablation_mode(results), "")
 
 
 def revision_text(revisions: list[str] | tuple[str, ...] | str | None) -> str:

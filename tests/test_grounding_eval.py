@@ -254,8 +254,9 @@ def test_evaluator_scores_grounding_rows_with_sam(parts, tmp_path):
     assert first["oracle_dice_mean"] == round(100 * think["oracle_dice_mean"], 2)
     assert board["rows"][2]["iou_mean"] == 25.0
     table = (tmp_path / "board" / "grounding.md").read_text()
-    assert ("| IoU % | IoU>=0.5 % | point-Dice % | MedReasoner pDice % | mask Dice % | oracle "
-            "Dice % |") in table
+    assert (
+        "| IoU % | IoU>=0.5 % | point-Dice % | MedReasoner pDice % | mask Dice % | oracle Dice % |"
+    ) in table
     assert "| other model |" in table and (tmp_path / "board" / "grounding.png").is_file()
 
 
@@ -316,3 +317,38 @@ def test_a_sam_not_cached_offline_is_one_line(parts, tmp_path):
     assert "flaviagiammarino/medsam-vit-base" in errors[0]
     assert "local SAM checkpoint folder" in errors[0] and "--sam-model none" in errors[0]
     assert not (tmp_path / "eval").exists()
+
+
+def test_shuffled_images_keep_each_rows_truth(parts, tmp_path, monkeypatch):
+    """--image-ablation shuffle (issue 21 item 5): the model sees the other row's slice, the
+    replies are scored against the row's own box and points (exact replies score IoU 1)."""
+    import model_training.evaluation.generation as generation
+
+    seen: list[Image.Image] = []
+    original = generation.greedy_replies
+
+    def recording(model, processor, conversations, images, *args):
+        seen.extend(images)
+        return original(model, processor, conversations, images, *args)
+
+    monkeypatch.setattr(generation, "greedy_replies", recording)  # our function, not a library's
+    out = tmp_path / "eval"
+    options = EvaluateArguments(
+        parts["model"], parts["dataset"], str(out), config=GROUNDING_CONFIG, mode="no-think",
+        limit=2, batch_size=2, max_new_tokens=4, progress=False, sam_model=None,
+        baseline_split=None, image_ablation="shuffle",
+    )  # fmt: skip
+    evaluate(options)
+    real = datasets.load_dataset(parts["dataset"], GROUNDING_CONFIG, split="test")["image"][:2]
+    assert [np.asarray(i).tolist() for i in seen] == [np.asarray(i).tolist() for i in real[::-1]]
+    exact = {"case0-f0-s3": _reply([35, 35, 70, 105], [44, 55], [61, 88], think=False),
+             "case1-f0-s3": _reply([70, 0, 105, 70], [77, 11], [98, 55], think=False)}  # fmt: skip
+    (out / "predictions.jsonl").write_text(
+        "".join(
+            json.dumps({"id": i, "mode": "no-think", "gold": row[0], "output": exact[i]}) + "\n"
+            for i, row in zip(exact, ROWS, strict=False)
+        )
+    )
+    report = evaluate(options)  # resumes: nothing generated, the replies above scored
+    assert report["modes"]["no-think"]["iou_mean"] == pytest.approx(1.0)
+    assert report["image_ablation"] == {"mode": "shuffle", "seed": 0}

@@ -9,7 +9,14 @@ import json
 import pytest
 
 from common.errors import UserError
-from common.results_schema import ResultsError, check_results, read_results, revision_text
+from common.results_schema import (
+    ResultsError,
+    ablation_mode,
+    check_results,
+    model_label,
+    read_results,
+    revision_text,
+)
 from hub_cards.model_card import model_card
 
 GROUNDING = {"model": "org/m", "config": "grounding", "split": "test", "task": "grounding",
@@ -59,6 +66,14 @@ _BASELINE = {"n": 4, "train_rows": 8, "iou_mean": 0.1, "iou_50": 0.0, "point_dic
         (CLASSIFICATION | {"model_parameters": 1.5}, ["model_parameters"]),
         ({**CLASSIFICATION, "modes": {}}, ["modes", "none"]),
         ({**CLASSIFICATION, "modes": {"reasoning": _THINK}}, ["modes", "'reasoning'"]),
+        # the image ablation (issue 21 item 5): a known mode, an integer seed or null
+        (CLASSIFICATION | {"image_ablation": {"mode": "grey", "seed": None}},
+         ["image_ablation", "'grey'", "none | blank | shuffle"]),
+        (CLASSIFICATION | {"image_ablation": {"mode": "shuffle", "seed": "0"}},
+         ["image_ablation", "an integer or null"]),
+        (CLASSIFICATION | {"image_ablation": {"mode": ["blank"], "seed": True}},
+         ["image_ablation"]),
+        (GROUNDING | {"image_ablation": "blank"}, ["image_ablation", "'blank'"]),
     ],
 )  # fmt: skip
 def test_a_file_that_does_not_fit_is_refused_naming_it_and_the_field(tmp_path, results, names):
@@ -102,3 +117,13 @@ def test_revision_text():
     assert revision_text(None) == revision_text([]) == ""
     assert revision_text("abc") == ", revision `abc`"
     assert revision_text(["a", "b"]) == ", revision `a, b`"
+
+
+def test_an_ablated_evaluation_is_told_apart():
+    """Results written before the ablation read as the real images, under the model's own name;
+    an ablated evaluation's name says which images it saw, so no table merges the two."""
+    assert ablation_mode(CLASSIFICATION) == "none" and model_label(CLASSIFICATION) == "org/m"
+    labels = {model_label(check_results(CLASSIFICATION | {"image_ablation": {"mode": mode,
+              "seed": seed}}, "x")) for mode, seed in (("none", None), ("blank", None),
+                                                      ("shuffle", 0))}  # fmt: skip
+    assert labels == {"org/m", "org/m [blank images]", "org/m [shuffled images]"}

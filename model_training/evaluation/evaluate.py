@@ -26,6 +26,14 @@ Writes into DIR: ``results.json`` (the schema ``hub_cards.model_card`` reads),
 is appended to ``predictions.jsonl``; a re-run with the same model, dataset, prompts and
 decoding generates only the samples still missing.
 
+Image ablation (``--image-ablation``, ``image_ablation.py``): does the model look at the image?
+``blank`` prompts each row with a uniform mid-grey image of its image's size and mode;
+``shuffle`` with another evaluated row's image (a permutation seeded with ``--ablation-seed``
+that keeps no row's own image, the same whatever the process count). Only the prompted image
+changes: the gold answer (and the grounding box, points, mask and SAM image) stay the row's.
+results.json records ``"image_ablation": {"mode": ..., "seed": ...}``; predictions made with
+one ablation are never resumed with another.
+
 Decoding (``decoding.Decoding``, the same on both backends and in the Space): greedy, at most
 ``--max-new-tokens`` tokens, repetition penalty ``--repetition-penalty`` (default 1.0: none, as
 in GRPO's rollouts), whatever the checkpoint's ``generation_config.json`` asks for (the
@@ -64,6 +72,7 @@ from common.errors import UserError, report, user_errors
 from common.hub_ids import is_hub_id
 
 from .generation import Generate, check_backend, check_model, generator
+from .image_ablation import Ablate, ablated_rows, image_ablation
 from .options import (
     EVAL_MODULE,
     EvaluateArguments,
@@ -104,11 +113,13 @@ def run_batches(
     batches: list[Batch],
     sink: Callable[[list[dict]], None],
     progress: bool,
+    ablate: Ablate,
 ) -> None:
-    """Generate ``batches`` of ``ds`` and pass each finished batch's rows (the task's
-    ``reply_rows``) to ``sink``: the evaluator's loop."""
+    """Generate ``batches`` of ``ds``, each row prompted with the image ``ablate`` gives it
+    (``--image-ablation``; its own with ``none``), and pass each finished batch's rows (the
+    task's ``reply_rows``) to ``sink``: the evaluator's loop."""
     for mode, indices in tqdm(batches, desc="eval", unit="batch", disable=not progress):
-        rows = batch_rows(ds.select(indices)[:])
+        rows = ablated_rows(batch_rows(ds.select(indices)[:]), indices, ablate)
         sink(reply_rows(rows, generate(rows, mode), mode))
 
 
@@ -217,6 +228,7 @@ def evaluate(options: EvaluateArguments) -> dict | None:
     task = TASKS[dataset_task(ds.column_names, options.config)]
     task.check_options(options)
     on_main_first(state, lambda: task.check_inputs(options))
+    ablate = image_ablation(options, ds)  # over every evaluated row, the same in each process
     settings = run_settings(options, task.name)
     on_main_first(state, lambda: prepare_output(output_dir, settings, options.overwrite))
     done = read_progress(output_dir)
@@ -228,7 +240,7 @@ def evaluate(options: EvaluateArguments) -> dict | None:
         path = progress_file(output_dir, state.process_index, state.num_processes)
         with progress_sink(path) as sink:
             show = options.progress and state.is_main_process
-            run_batches(generate, task.reply_rows, ds, mine, sink, show)
+            run_batches(generate, task.reply_rows, ds, mine, sink, show, ablate)
         del generate  # the model's memory is free before the judge's
     state.wait_for_everyone()
     if not state.is_main_process:

@@ -14,6 +14,7 @@ from typing import Literal
 from common.cli_options import to_argv
 from common.errors import UserError
 from common.names import CLASSIFICATION_TASK, GROUNDING_TASK
+from common.results_schema import IMAGE_ABLATIONS, NO_ABLATION, SHUFFLE_ABLATION
 
 from .. import prompts
 from ..grounding import ANSWER_PARSING_HELP, DEFAULT_ANSWER_PARSING, answer_parsing_problem
@@ -31,6 +32,8 @@ DEFAULT_TENSOR_PARALLEL_SIZE = 1
 DEFAULT_MAX_MODEL_LEN = 4096  # vLLM: prompt (a 512 px slice is 324 image tokens) and reply
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 DEFAULT_BASELINE_SPLIT = "train"  # grounding: the mean-box baseline's training rows
+DEFAULT_ABLATION_SEED = 0  # ours: --image-ablation shuffle's permutation
+BLANK_GREY = 128  # ours: --image-ablation blank's pixels, mid-grey (not the image's mean: no trace)
 VLLM_ONLY = {  # vLLM's settings and their defaults: refused with --backend hf
     "tensor_parallel_size": DEFAULT_TENSOR_PARALLEL_SIZE,
     "max_model_len": DEFAULT_MAX_MODEL_LEN,
@@ -158,6 +161,20 @@ class EvaluateArguments:
         default=DEFAULT_ANSWER_PARSING,
         metadata={"help": f"{ANSWER_PARSING_HELP}; scores the replies", "task": GROUNDING_TASK},
     )
+    image_ablation: str = field(
+        default=NO_ABLATION,
+        metadata={
+            "help": "the images the rows are prompted with (does the model look at them?): none "
+            f"(the real images); blank (each a uniform mid-grey, {BLANK_GREY}, image of its size "
+            "and mode); shuffle (each row the image of another evaluated row, by a permutation "
+            "seeded with --ablation-seed that keeps no row's own image). The gold answer, box, "
+            "points and mask stay the row's; results.json records it as image_ablation"
+        },
+    )
+    ablation_seed: int = field(
+        default=DEFAULT_ABLATION_SEED,
+        metadata={"help": "--image-ablation shuffle: the seed of its permutation of the rows"},
+    )
 
     def __post_init__(self) -> None:
         self.sam_model = sam_or_none(self.sam_model)
@@ -195,6 +212,16 @@ class EvaluateArguments:
         problem = answer_parsing_problem(self.answer_parsing)
         if problem is not None:
             raise EvaluationError(f"--{problem.replace('_', '-', 1)}")
+        if self.image_ablation not in IMAGE_ABLATIONS:
+            raise EvaluationError(
+                f"--image-ablation {self.image_ablation!r}: use one of {', '.join(IMAGE_ABLATIONS)}"
+            )
+        if self.ablation_seed != DEFAULT_ABLATION_SEED and self.image_ablation != SHUFFLE_ABLATION:
+            raise EvaluationError(
+                f"--ablation-seed seeds --image-ablation {SHUFFLE_ABLATION}, and the ablation is "
+                f"{self.image_ablation}: drop --ablation-seed or add --image-ablation "
+                f"{SHUFFLE_ABLATION}"
+            )
         if self.baseline_limit is not None and self.baseline_split is None:
             raise EvaluationError(
                 "--baseline-limit limits the rows of --baseline-split, which is none: drop "

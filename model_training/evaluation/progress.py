@@ -11,7 +11,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from common.results_schema import IMAGE_ABLATION, NO_ABLATION
+
 from .. import prompts
+from .image_ablation import ablation_record
 from .options import DEFAULT_BACKEND, EvaluateArguments, EvaluationError
 
 PROGRESS_FILE = "predictions.jsonl"  # one process
@@ -55,7 +58,7 @@ def _same_source(settings: dict) -> dict:
 
 def run_settings(options: EvaluateArguments, task: str) -> dict:
     """What makes two runs' predictions the same (``eval_settings.json``): model, data,
-    decoding, prompts (and a backend other than hf)."""
+    decoding, prompts (and a backend other than hf, an image ablation other than none)."""
     settings = {
         "model": source_name(options.model),
         "dataset": source_name(options.dataset),
@@ -67,6 +70,8 @@ def run_settings(options: EvaluateArguments, task: str) -> dict:
     }
     if options.backend != DEFAULT_BACKEND:  # folders of hf runs stay resumable as they were
         settings["backend"] = options.backend
+    if options.image_ablation != NO_ABLATION:  # real-image folders stay resumable, too
+        settings[IMAGE_ABLATION] = ablation_record(options.image_ablation, options.ablation_seed)
     return settings
 
 

@@ -1,6 +1,8 @@
 """The keys every task's ``results.json`` starts with (``report_header``): the model (its name,
 readable name, parameter count and, for a trained checkpoint, its training history as
-``model_training.training_history`` reads it), the data, the task, the prompts, the decoding.
+``model_training.training_history`` reads it), the data, the task, the prompts, the decoding,
+the image ablation (``image_ablation``: ``{"mode": "none" | "blank" | "shuffle", "seed": int or
+null}``, ``image_ablation.py``).
 
 results.json is published (a run's ``final/``, a results repo), so it never holds a local path:
 the model and the dataset are recorded as a Hub id as it is, a snapshot in the local Hub cache by
@@ -17,10 +19,13 @@ from pathlib import Path
 import torch
 
 from common.hub_ids import is_hub_id
+from common.results_schema import IMAGE_ABLATION, NO_ABLATION
 
 from .. import prompts
 from ..training_history import display_name, recorded_name, training_record
 from .decoding import Decoding
+from .image_ablation import ablation_record
+from .options import DEFAULT_ABLATION_SEED
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"  # a sharded checkpoint's weight map
 SAFETENSORS_WEIGHTS = "model.safetensors"  # a single-file checkpoint's weights
@@ -106,7 +111,8 @@ def dataset_revision(dataset: str, revision: str | None = None) -> str | None:
 
 def report_header(settings: dict, revision: str | None, task: str) -> dict:
     """The results.json keys every task's report starts with: model, dataset (a Hub id, or a
-    local folder's name), task, prompts, decoding."""
+    local folder's name), task, prompts, decoding, image ablation (``settings`` without one:
+    the real images)."""
     return {
         "model": source_name(settings["model"]),
         **model_record(settings["model"]),
@@ -117,4 +123,6 @@ def report_header(settings: dict, revision: str | None, task: str) -> dict:
         "task": task,
         "prompts": prompts.record(task),
         "decoding": Decoding(settings["max_new_tokens"], settings["repetition_penalty"]).record(),
+        IMAGE_ABLATION: settings.get(IMAGE_ABLATION)
+        or ablation_record(NO_ABLATION, DEFAULT_ABLATION_SEED),
     }
