@@ -322,16 +322,9 @@ def test_a_sam_not_cached_offline_is_one_line(parts, tmp_path):
 def test_shuffled_images_keep_each_rows_truth(parts, tmp_path, monkeypatch):
     """--image-ablation shuffle (issue 21 item 5): the model sees the other row's slice, the
     replies are scored against the row's own box and points (exact replies score IoU 1)."""
-    import model_training.evaluation.generation as generation
+    from .test_image_ablation import record_prompted_images
 
-    seen: list[Image.Image] = []
-    original = generation.greedy_replies
-
-    def recording(model, processor, conversations, images, *args):
-        seen.extend(images)
-        return original(model, processor, conversations, images, *args)
-
-    monkeypatch.setattr(generation, "greedy_replies", recording)  # our function, not a library's
+    seen = record_prompted_images(monkeypatch)
     out = tmp_path / "eval"
     options = EvaluateArguments(
         parts["model"], parts["dataset"], str(out), config=GROUNDING_CONFIG, mode="no-think",

@@ -102,14 +102,9 @@ def test_shuffle_gives_each_row_another_rows_image_whatever_the_process_count():
     assert other != one
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> str:
-    return str(build_tiny_model(tmp_path_factory.mktemp("ablation") / "tiny"))
-
-
-def test_blank_images_reach_the_model_and_results_record_them(
-    tiny_model, built_dataset, tmp_path, monkeypatch
-):
+def record_prompted_images(monkeypatch: pytest.MonkeyPatch) -> list[Image.Image]:
+    """The images the evaluator prompts the model with, in order: our ``greedy_replies`` (the
+    last step before the processor) wrapped to record them."""
     seen: list[Image.Image] = []
     original = generation.greedy_replies
 
@@ -118,6 +113,18 @@ def test_blank_images_reach_the_model_and_results_record_them(
         return original(model, processor, conversations, images, *args)
 
     monkeypatch.setattr(generation, "greedy_replies", recording)  # our function, not a library's
+    return seen
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> str:
+    return str(build_tiny_model(tmp_path_factory.mktemp("ablation") / "tiny"))
+
+
+def test_blank_images_reach_the_model_and_results_record_them(
+    tiny_model, built_dataset, tmp_path, monkeypatch
+):
+    seen = record_prompted_images(monkeypatch)
     out = tmp_path / "eval"
     options = EvaluateArguments(
         tiny_model, str(built_dataset), str(out), mode="no-think", limit=3, batch_size=3,
