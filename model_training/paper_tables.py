@@ -16,8 +16,9 @@ A run's ``overrides`` are the run recipe's fields as the run driver's command li
 (``run_recipe.plan_run``) and carried out by the run driver's ``run(plan)``. Each run goes to
 ``OUT/RUN`` and is resumed, never redone: a finished step is kept (the run driver's state
 file), so asking for a second table reuses the runs of the first. Each table is rendered by the
-leaderboard (``build_leaderboard``, layout TABLE) into ``OUT/TABLE/`` (``TABLE.md``, ``.json``,
-``.png``). Table 1 also evaluates the baselines file the spec names (the baselines command's
+leaderboard (``build_leaderboard``, layout TABLE) into ``OUT/tables/TABLE/`` (``TABLE.md``,
+``.json``, ``.png``): a folder of its own, never a run's (a run and a table may share a
+name). Table 1 also evaluates the baselines file the spec names (the baselines command's
 ``run``, with ``baseline_options`` as its fields).
 
 Tables: ``table1`` (models, with / without thinking), ``table3`` (SFT with the zoom-in patch vs
@@ -59,6 +60,9 @@ TABLES = ("table1", "table3", "table4", "fig3", MULTITASK_TABLE)
 MODELS = ("base", "sft", "grpo")  # the run driver's eval/<label> folders
 DEFAULT_SPEC = "recipes/paper-tables/demo-cpu.yaml"  # ours: the CPU miniature (find_path)
 SPEC_KEYS = {"recipe", "output_dir", "runs", "tables", "baselines", "baseline_options"}
+TABLES_DIR = "tables"  # OUT/tables/TABLE/: the rendered tables, beside the runs' OUT/RUN/
+BASELINES_DIR = "baselines"  # OUT/baselines/: Table 1's baselines
+RESERVED_RUN_NAMES = (TABLES_DIR, BASELINES_DIR)  # folders of OUT that are not runs
 RUN_KEYS = {"overrides", "grpo_from"}
 
 
@@ -127,6 +131,8 @@ def _spec_problem(raw: dict) -> str | None:
     if not isinstance(runs, dict) or not runs:
         return "runs must be a mapping of run name: {overrides: ..., grpo_from: RUN}"
     for name, run in runs.items():
+        if name in RESERVED_RUN_NAMES:
+            return f"run {name!r}: OUT/{name}/ holds the {name}, not a run: name the run otherwise"
         if run is not None and (not isinstance(run, dict) or set(run) - RUN_KEYS):
             return f"run {name!r} must be a mapping and takes only {sorted(RUN_KEYS)}"
         run = run or {}
@@ -269,9 +275,9 @@ def leaderboard_options(
         results = [str(p) for ref in refs for p in task_results(out, ref, dry_run)]
     else:
         results = [str(results_path(out, ref)) for ref in refs]
-    figures = out / "baselines" / PAPER_FIGURES_FILE
+    figures = out / BASELINES_DIR / PAPER_FIGURES_FILE
     return LeaderboardArguments(
-        output=str(out / table),
+        output=str(out / TABLES_DIR / table),
         results=[*results, *map(str, baseline_results)],
         layout=table,
         paper_figures=str(figures) if table == "table1" and figures.is_file() else None,
@@ -318,7 +324,7 @@ def make_tables(options: PaperTablesArguments) -> dict[str, Path]:
               f"{board.output}", flush=True)  # fmt: skip
         if not options.dry_run:
             build_leaderboard(board)
-            made[table] = out / table / f"{table}.md"
+            made[table] = out / TABLES_DIR / table / f"{table}.md"
     return made
 
 
@@ -327,7 +333,7 @@ def run_baselines(spec: Spec, out: Path, options: PaperTablesArguments) -> list[
     fields = {k.replace("-", "_"): v for k, v in (spec.baseline_options or {}).items()}
     try:
         baselines = BaselinesArguments(
-            baselines=str(spec.baselines), out=str(out / "baselines"),
+            baselines=str(spec.baselines), out=str(out / BASELINES_DIR),
             trust_remote_code=options.trust_remote_code, **fields,
         )  # fmt: skip
     except TypeError as err:  # a field the baselines command does not have, or one missing
@@ -337,7 +343,7 @@ def run_baselines(spec: Spec, out: Path, options: PaperTablesArguments) -> list[
         return []
     if run_baselines_command(baselines) != 0:
         raise TablesError("the baselines' evaluation failed (its message is above)")
-    return sorted((out / "baselines").glob("*/results.json"))
+    return sorted((out / BASELINES_DIR).glob("*/results.json"))
 
 
 @user_errors

@@ -90,12 +90,16 @@ def test_an_output_folder_that_is_a_file_is_refused(tmp_path, capsys, command, i
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize("command", ["evaluate", "retention", "leaderboard"])
-@pytest.mark.parametrize("foreign", ["notes.txt", "results/"])
+@pytest.mark.parametrize(
+    ("command", "foreign"),
+    [("evaluate", "notes.txt"), ("evaluate", "results/"), ("retention", "notes.txt"),
+     ("retention", "results/"), ("leaderboard", "notes.txt")],
+)  # fmt: skip
 def test_an_output_folder_holding_a_users_files_is_refused(tmp_path, capsys, command, foreign):
-    """A folder holding a file (or a folder) the command did not write is refused before
-    anything is read or written: the command would overwrite or mix with the user's files.
-    Each command's own file names are accepted (the evaluator resumes from them)."""
+    """A folder holding a file (for the evaluator and retention also a folder) the command did
+    not write is refused before anything is read or written: the command would overwrite or
+    mix with the user's files. Each command's own file names are accepted (the evaluator
+    resumes from them); the leaderboard leaves folders beside its tables alone."""
     out = tmp_path / "shared"
     out.mkdir()
     own = {"evaluate": "results.json", "retention": "retention.json",
@@ -109,6 +113,17 @@ def test_an_output_folder_holding_a_users_files_is_refused(tmp_path, capsys, com
     assert "--output" in line
     assert sorted(p.name for p in out.iterdir()) == sorted([own, user.name])
     assert (out / own).read_text() == "an earlier output of the command"
+
+
+def test_the_leaderboard_writes_beside_folders_it_leaves_alone(tmp_path):
+    """paper_tables keeps a table's evaluations in a folder beside it: the leaderboard writes
+    its own files there and touches nothing in the folder."""
+    out = tmp_path / "table"
+    (out / "eval").mkdir(parents=True)
+    (out / "eval" / "results.json").write_text("kept")
+    assert leaderboard.main([str(_results(tmp_path / "r")), "--output", str(out)]) == 0
+    assert (out / "eval" / "results.json").read_text() == "kept"
+    assert {p.suffix for p in out.iterdir() if p.is_file()} == {".md", ".json", ".png"}
 
 
 def test_as_the_user_sees_it_exit_2_and_no_traceback(tmp_path):

@@ -141,7 +141,7 @@ def test_a_miniature_of_the_multitask_table(tmp_path, built_dataset, capsys):
     spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
     assert paper_tables.main(["--spec", str(spec_file), "--table", "multitask"]) == 0
     out = tmp_path / "tables"
-    table = out / "multitask"
+    table = out / "tables" / "multitask"  # the run "multitask" is out / "multitask"
     assert {p.name for p in table.iterdir()} >= {"multitask.md", "multitask.json", "multitask.png"}
     board = json.loads((table / "multitask.json").read_text())
     rows = {row["model"]: row for row in board["rows"]}

@@ -79,6 +79,7 @@ def test_runs_are_planned_once_and_after_their_sft(tmp_path):
         ({"recipe": 3}, "recipe must be a path"),
         ({"runs": {"zoom": {"overrides": ["stage", "sft"]}}}, "run 'zoom': overrides must be"),
         ({"runs": {"zoom": 3}}, "run 'zoom' must be a mapping"),
+        ({"runs": {"tables": {}}}, "OUT/tables/ holds the tables, not a run"),
         ({"baseline_options": [1]}, "baseline_options must be a mapping"),
         (
             {
@@ -156,7 +157,8 @@ def test_a_miniature_of_table3_table4_and_fig3(tmp_path, built_dataset, capsys):
     assert paper_tables.main(["--spec", str(spec_file)]) == 0
     out = tmp_path / "tables"
     for table in ("table3", "table4", "fig3"):
-        assert (out / table / f"{table}.md").is_file() and (out / table / f"{table}.png").is_file()
+        folder = out / "tables" / table  # a namespace of its own: never a run's folder
+        assert (folder / f"{table}.md").is_file() and (folder / f"{table}.png").is_file()
 
     # the ablation's GRPO started from the zoom run's SFT model, with its own reward set
     grpo_recipe = yaml.safe_load((out / "correctness" / "recipes" / "grpo.yaml").read_text())
@@ -173,9 +175,9 @@ def test_a_miniature_of_table3_table4_and_fig3(tmp_path, built_dataset, capsys):
         results = json.loads((out / ref.replace("/", "/eval/") / "results.json").read_text())
         return results["modes"][mode]["accuracy_micro"]
 
-    table3 = json.loads((out / "table3" / "table3.json").read_text())
-    table4 = json.loads((out / "table4" / "table4.json").read_text())
-    fig3 = json.loads((out / "fig3" / "fig3.json").read_text())
+    table3 = json.loads((out / "tables" / "table3" / "table3.json").read_text())
+    table4 = json.loads((out / "tables" / "table4" / "table4.json").read_text())
+    fig3 = json.loads((out / "tables" / "fig3" / "fig3.json").read_text())
     for rendered, refs in ((table3, spec["tables"]["table3"]), (table4, spec["tables"]["table4"])):
         assert sorted(json.dumps(rendered).count(str(round(100 * accuracy(r, "think"), 2)))
                       for r in refs)[0] >= 1  # fmt: skip

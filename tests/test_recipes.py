@@ -149,8 +149,8 @@ def test_medreasoner_as_published_starts_grpo_from_the_base_with_verls_settings(
     comes from. The SFT-then-GRPO recipes say they are ours."""
     from model_training.run_recipe import parse_run
 
-    folder = MEDREASONER["lingshu"]
-    plan = parse_run(["--config", str(folder / "published.yaml"), *ON_CPU])
+    folder, published = MEDREASONER["lingshu"], RECIPES / "medreasoner-published-lingshu-7b"
+    plan = parse_run(["--config", str(published / "run.yaml"), *ON_CPU])
     sft, grpo = plan.stages["sft"], plan.stages["grpo"]
     assert grpo.start_stage is None and grpo.start_model == BASES["lingshu"]
     assert sft.start_model == BASES["lingshu"]  # the SFT baseline, trained and evaluated too
@@ -161,11 +161,11 @@ def test_medreasoner_as_published_starts_grpo_from_the_base_with_verls_settings(
     assert g.answer_parsing == plan.evaluations["grounding"].answer_parsing == "medreasoner"
     # the SFT baseline's schedule is MedReasoner's (LLaMA-Factory: cosine, warmup ratio 0.1)
     assert sft.training.lr_scheduler_type == "cosine" and sft.training.warmup_steps == 0.1
-    for name in ("published.yaml", "grpo-published.yaml", "sft.yaml"):
-        for line in (folder / name).read_text().splitlines():
+    for recipe in (published / "run.yaml", published / "grpo.yaml", folder / "sft.yaml"):
+        for line in recipe.read_text().splitlines():
             value = line.split("#")[0].partition(":")[2].strip()
             if value:  # a setting (a section's header or a comment line sets nothing)
-                assert any(marker in line for marker in MARKERS), f"{name}: {line}"
+                assert any(marker in line for marker in MARKERS), f"{recipe}: {line}"
     for name in ("run.yaml", "grpo.yaml"):
         assert (folder / name).read_text().startswith("# Ours"), name
-    assert "grpo-published.yaml" in (folder / "grpo.yaml").read_text()
+    assert "../medreasoner-published-lingshu-7b/" in (folder / "grpo.yaml").read_text()

@@ -42,6 +42,7 @@ RUN_RECIPES = [
     RECIPES / "medreasoner-qwen2.5-vl-7b" / "run.yaml",
     RECIPES / "medreasoner-qwen2.5-vl-7b" / "multitask.yaml",
     RECIPES / "medreasoner-lingshu-7b" / "run.yaml",
+    RECIPES / "medreasoner-published-lingshu-7b" / "run.yaml",
 ]
 SEVEN_B = [r for r in RUN_RECIPES if "7b" in r.parent.name]
 MEDREASON_7B = RECIPES / "medreason-r1-qwen2.5-vl-7b" / "run.yaml"

@@ -34,12 +34,13 @@ def output_folder_problem(path: str | Path, option: str) -> str | None:
 
 def foreign_entry(folder: Path, own: tuple[str, ...]) -> str | None:
     """The first entry of ``folder`` whose name matches none of the ``own`` patterns (the names
-    a command writes there), or None; a sub-folder is never a command's own."""
+    a command writes there, or leaves alone; a sub-folder is matched as ``name/``), or None."""
     if not folder.is_dir():
         return None
     for entry in sorted(folder.iterdir()):
-        if entry.is_dir() or not any(fnmatch.fnmatchcase(entry.name, name) for name in own):
-            return entry.name + ("/" if entry.is_dir() else "")
+        name = entry.name + ("/" if entry.is_dir() else "")
+        if not any(fnmatch.fnmatchcase(name, pattern) for pattern in own):
+            return name
     return None
 
 

@@ -58,7 +58,9 @@ from .reader import by_task, read_all
 
 PROG = "python -m model_training.evaluation.leaderboard"
 EXTENSIONS = ("md", "json", "png")  # the files each layout writes: <layout>.<extension>
-LEADERBOARD_FILES = tuple(f"{name}.{ext}" for name in LAYOUTS for ext in EXTENSIONS)
+# what may be in its --output: its own files, and folders, which it never writes into (e.g.
+# paper_tables' evaluations beside a table)
+LEADERBOARD_FILES = (*(f"{name}.{ext}" for name in LAYOUTS for ext in EXTENSIONS), "*/")
 
 
 def check_options(options: LeaderboardArguments, layout: Layout) -> None:
