@@ -44,11 +44,21 @@ def test_no_recipe_names_another_stages_output():
         assert "grpo.model_name_or_path" not in text, path
 
 
+# MedReasoner as published (issue 21 item 3): its GRPO starts from the base model its grpo
+# stage names; its SFT model is a separate baseline
+GRPO_FROM_BASE = {RECIPES / "medreasoner-published-lingshu-7b" / "run.yaml":
+                  "lingshu-medical-mllm/Lingshu-7B"}  # fmt: skip
+
+
 @pytest.mark.parametrize("recipe", RUN_RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_run_recipe_links_grpo_to_its_own_sft(recipe, tmp_path):
     out = tmp_path / "elsewhere"
     plan = parse_run(["--config", str(recipe), "--output_dir", str(out), "--dry_run"])
     sft, grpo = plan.stages["sft"], plan.stages["grpo"]
+    if recipe in GRPO_FROM_BASE:
+        assert grpo.start_stage is None and grpo.start_model == GRPO_FROM_BASE[recipe]
+        assert sft.start_model == GRPO_FROM_BASE[recipe]
+        return
     assert grpo.start_stage == "sft" and grpo.start_model == str(out / "sft")
     assert grpo.recipe["model_name_or_path"] == str(out / "sft")  # the file its process reads
     assert sft.start_stage is None and sft.start_model == sft.model_args.model_name_or_path
