@@ -125,7 +125,7 @@ def test_what_counts_as_a_local_path(tmp_path):
         assert local_path_in(text, roots), text
     assert local_path_in(f"model: {tmp_path}/gone/x", set())  # its first parts exist here
     normal = [
-        "see https://huggingface.co/datasets/org/ct-rate-vqa and and/or 1/2, km/h, n/a",
+        "see https://hub.example/datasets/org/ct-rate-vqa and and/or 1/2, km/h, n/a",
         f"https://host{tmp_path}/x s3://bucket{tmp_path}",  # a URL, not a local path
         '{"/home": 1, "/tmp": 2, "/root": 3, "/usr": 4, "/": 5, "Ġ/work": 6}',  # a vocabulary
         "#!/usr/bin/env python; /etc/hosts, /dev/null, /proc/meminfo",  # system folders
