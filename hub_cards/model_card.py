@@ -27,6 +27,7 @@ from huggingface_hub import EvalResult, EvalResultEntry, ModelCard, ModelCardDat
 from huggingface_hub._eval_results import eval_result_entries_to_yaml
 
 from common.hub_ids import hub_id_or_none, is_hub_id
+from common.image_reliance import RELIANCE_NOTE, image_reliance, reliance_rows, reliance_table
 from common.names import DATA_LICENSE as LICENSE
 from common.names import GROUNDING_TASK
 from common.names import PROMPT_MODES as MODES
@@ -204,14 +205,40 @@ def _grounding_table(results: dict) -> str:
     return "\n".join(rows) + pdice + note
 
 
+def _reliance_section(real: list[dict], ablated: list[dict]) -> str:
+    """The image-reliance table (``common.image_reliance``): each ablated evaluation against
+    the model's evaluation of the same task with the real images."""
+    by_task = {task_of(results): results for results in real}
+    records = [
+        image_reliance(by_task[task_of(lost)], check_results(lost, "the model card's ablations"))
+        for lost in ablated
+        if task_of(lost) in by_task
+    ]
+    if not records:
+        return ""
+    head, body = reliance_table(reliance_rows(records, per_class=True))
+    shown = [
+        [("–" if value is None else str(value)) for value in row[1:]]  # the card's one model
+        for row in body
+    ]
+    lines = [
+        "| " + " | ".join(head[1:]) + " |",
+        "|---" * (len(head) - 1) + "|",
+        *("| " + " | ".join(row) + " |" for row in shown),
+    ]
+    return "### Does the model look at the image?\n\n" + RELIANCE_NOTE + "\n\n" + "\n".join(lines)
+
+
 def model_card(
     training: dict,
     results: Results = None,
     dataset_id: str | None = None,
     model_name: str = "MedReason-R1",
+    ablated: list[dict] | None = None,
 ) -> ModelCard:
     """The model card of a checkpoint, from its training summary and evaluation results
-    (classification, grounding, or both).
+    (classification, grounding, or both), and its evaluations with image ablations
+    (``ablated``: their image reliance, against ``results`` of the same task).
 
     ``model-index`` results only for a Hub dataset id (see :func:`hub_dataset_id`) and only for
     the classification task, the one the dataset's Benchmark declares."""
@@ -245,6 +272,8 @@ def model_card(
             f"config `{grounding['config']}`, {grounding['split']} split.\n\n"
             + _grounding_table(grounding)
         )
+    reliance = _reliance_section([r for r in (classification, grounding) if r], ablated or [])
+    sections += [reliance] if reliance else []
     evaluation = "\n\n".join(sections) or "Not evaluated yet."
     if evaluated and hub_id is None:
         evaluation += (
@@ -305,11 +334,15 @@ weights are released under CC BY-NC-SA 4.0 as well, on top of the base model's o
 
 
 def write_model_card(
-    folder: str | Path, training: dict, results: Results = None, dataset_id: str | None = None
+    folder: str | Path,
+    training: dict,
+    results: Results = None,
+    dataset_id: str | None = None,
+    ablated: list[dict] | None = None,
 ) -> ModelCard:
     """Write README.md and, with classification results on a Hub dataset,
     ``.eval_results/ct-rate-vqa.yaml`` into ``folder``."""
-    card = model_card(training, results, dataset_id)
+    card = model_card(training, results, dataset_id, ablated=ablated)
     card.save(Path(folder) / CARD_NAME)
     classification, grounding = _by_task(results)
     hub_id = hub_dataset_id(classification or grounding, dataset_id)

@@ -103,9 +103,11 @@ def assemble_final(
     results: dict | None,
     run_summary: dict,
     dataset_id: str | None,
+    ablated: list[dict] | None = None,
 ) -> Path:
     """Write the final folder from the last trained stage and the run's records (local paths
-    in them recorded by name: ``public_results``, ``without_local_paths``)."""
+    in them recorded by name: ``public_results``, ``without_local_paths``); ``ablated``: the
+    model's evaluations with image ablations, whose image reliance its card reports."""
     final_dir = Path(final_dir)
     check_step_folder(None, FINAL_DIR_NAME, final_dir)  # refuses a file of anyone else's
     remove_own(None, FINAL_DIR_NAME, final_dir)  # an earlier final/ of ours: only our files
@@ -127,5 +129,8 @@ def assemble_final(
         (final_dir / "results.json").write_text(json.dumps(results, indent=1))
     run_summary = without_local_paths(run_summary)
     (final_dir / "run_summary.json").write_text(json.dumps(run_summary, indent=1))
-    write_model_card(final_dir, {**card_training, "plots": plots}, results, dataset_id)
+    write_model_card(
+        final_dir, {**card_training, "plots": plots}, results, dataset_id,
+        public_results(ablated or []),
+    )  # fmt: skip
     return final_dir

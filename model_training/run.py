@@ -46,12 +46,18 @@ from common.names import (
     STAGE_RECIPES_DIR,
 )
 from common.names import TRAINING_SUMMARY_NAME as STAGE_DONE_FILE
-from common.results_schema import RESULTS_FILE, read_results
+from common.results_schema import (
+    IMAGE_ABLATIONS,
+    NO_ABLATION,
+    RESULTS_FILE,
+    SHUFFLE_ABLATION,
+    read_results,
+)
 
 from .backends import deepspeed_problem, launch_setup, vllm_problem
 from .dry_run import PlannedStep, dry_run
 from .evaluation.evaluate import EvaluateArguments
-from .evaluation.options import evaluator_process
+from .evaluation.options import DEFAULT_ABLATION_SEED, evaluator_process
 from .final_model import assemble_final
 from .run_arguments import STAGES, RecipeError, RunPlan
 from .run_evaluations import eval_tasks
@@ -118,6 +124,11 @@ def planned_steps(plan: RunPlan) -> list[PlannedStep]:
                 options = eval_options(plan, label, model, task)
                 steps.append(PlannedStep(eval_folder(plan, label, task), eval_command(
                     plan, options), model=model, task=task))  # fmt: skip
+            final = STAGES[-1]  # the final model, assuming the stages finish
+            for ablation in plan.run.eval_image_ablations:
+                options = eval_options(plan, final, models[final], task, ablation)
+                steps.append(PlannedStep(eval_folder(plan, final, task, ablation), eval_command(
+                    plan, options), model=models[final], task=task))  # fmt: skip
     return steps
 
 
@@ -174,11 +185,13 @@ def models_to_evaluate(plan: RunPlan, state: RunState) -> dict[str, str]:
     return models
 
 
-def eval_folder(plan: RunPlan, label: str, task: str) -> str:
+def eval_folder(plan: RunPlan, label: str, task: str, ablation: str = NO_ABLATION) -> str:
     """``eval/<label>`` for the run's first task; ``eval/<label>-<task>`` for a second one (the
-    grounding evaluation of a multitask run)."""
+    grounding evaluation of a multitask run); ``-<ablation>`` added for an image ablation
+    (``eval/grpo-blank``)."""
     first = eval_tasks(plan.stages)[0]
-    return f"eval/{label}" if task == first else f"eval/{label}-{task}"
+    folder = f"eval/{label}" if task == first else f"eval/{label}-{task}"
+    return folder if ablation == NO_ABLATION else f"{folder}-{ablation}"
 
 
 def stage_recipe_file(plan: RunPlan, name: str) -> Path:
@@ -191,11 +204,17 @@ def stage_command(plan: RunPlan, name: str) -> list[str]:
     return [*launcher(plan.run), "-m", STAGE_MODULES[name], "--config", str(recipe)]
 
 
-def eval_options(plan: RunPlan, label: str, model: str, task: str) -> EvaluateArguments:
-    """The evaluator's options for one model and task: the task's (``RunPlan.evaluations``)
-    with the model and the step's folder filled in."""
-    out = Path(plan.run.output_dir) / eval_folder(plan, label, task)
-    return dataclasses.replace(plan.evaluations[task], model=model, output_dir=str(out))
+def eval_options(
+    plan: RunPlan, label: str, model: str, task: str, ablation: str = NO_ABLATION
+) -> EvaluateArguments:
+    """The evaluator's options for one model, task and image ablation: the task's
+    (``RunPlan.evaluations``) with the model, the step's folder and the ablation filled in."""
+    out = Path(plan.run.output_dir) / eval_folder(plan, label, task, ablation)
+    seed = plan.run.eval_ablation_seed if ablation == SHUFFLE_ABLATION else DEFAULT_ABLATION_SEED
+    return dataclasses.replace(
+        plan.evaluations[task], model=model, output_dir=str(out), image_ablation=ablation,
+        ablation_seed=seed,
+    )  # fmt: skip
 
 
 def eval_command(plan: RunPlan, options: EvaluateArguments) -> list[str]:
@@ -204,20 +223,25 @@ def eval_command(plan: RunPlan, options: EvaluateArguments) -> list[str]:
 
 
 def evaluate_model(
-    plan: RunPlan, state: RunState, label: str, model: str, task: str = CLASSIFICATION_TASK
+    plan: RunPlan,
+    state: RunState,
+    label: str,
+    model: str,
+    task: str = CLASSIFICATION_TASK,
+    ablation: str = NO_ABLATION,
 ) -> dict:
-    """Evaluate one model on ``task``'s config in its own process(es) into
-    ``output_dir/<eval_folder>``; its results.json."""
+    """Evaluate one model on ``task``'s config (with ``ablation``'s images) in its own
+    process(es) into ``output_dir/<eval_folder>``; its results.json."""
     run = plan.run
-    step = eval_folder(plan, label, task)
+    step = eval_folder(plan, label, task, ablation)
     out = Path(run.output_dir) / step
-    options = eval_options(plan, label, model, task)
+    options = eval_options(plan, label, model, task, ablation)
     settings = {k: v for k, v in dataclasses.asdict(options).items() if k not in EVAL_UNKEYED}
     inputs = [label] if label in STAGES else []
     start = None if inputs else model_fingerprint(model)
     decision, key, inputs_hash = plan_step(state, run, step, out, settings, inputs, start)
     if decision != "skip":
-        logger.info("%s (%s): %s", step, EVAL_LABELS[label], model)
+        logger.info("%s (%s%s): %s", step, EVAL_LABELS[label], IMAGE_ABLATIONS[ablation], model)
         check_ours(state, step, out)
         if decision == "fresh":  # an earlier evaluation's plots and results go too
             _clear(state, step, out)
@@ -230,11 +254,34 @@ def evaluate_model(
     return read_results(out / RESULTS_FILE)
 
 
-def finish(plan: RunPlan, state: RunState, reports: dict[str, dict[str, dict]]) -> dict:
+def evaluate_ablations(
+    plan: RunPlan, state: RunState, models: dict[str, str]
+) -> tuple[str | None, dict[str, dict[str, dict]]]:
+    """The final model (the run's last trained stage) evaluated with each of the run's image
+    ablations: (its label, {task: {ablation: results.json}}); (None, {}) when no stage was
+    trained or no ablation is asked for."""
+    trained = [label for label in STAGES if label in models]
+    if not trained or not plan.run.eval_image_ablations:
+        return None, {}
+    label = trained[-1]
+    return label, {
+        task: {ablation: evaluate_model(plan, state, label, models[label], task, ablation)
+               for ablation in plan.run.eval_image_ablations}
+        for task in eval_tasks(plan.stages)
+    }  # fmt: skip
+
+
+def finish(
+    plan: RunPlan,
+    state: RunState,
+    reports: dict[str, dict[str, dict]],
+    ablated: tuple[str | None, dict[str, dict[str, dict]]] = (None, {}),
+) -> dict:
     """Write final/ (with its copy of the summary); return the summary. ``reports``:
-    {task: {label: results.json}}."""
+    {task: {label: results.json}}; ``ablated``: the final model's label and its evaluations
+    with image ablations, {task: {ablation: results.json}} (``evaluate_ablations``)."""
     logs = training_logs(plan)
-    summary = run_summary(plan, reports, logs)
+    summary = run_summary(plan, reports, logs, ablated)
     trained = [name for name in STAGES if name in logs and stage_done(
         state, plan.stages[name].training.output_dir, name)]  # fmt: skip
     if trained:
@@ -253,6 +300,7 @@ def finish(plan: RunPlan, state: RunState, reports: dict[str, dict[str, dict]]) 
                 final_results(reports, trained[-1]),
                 summary,
                 dataset_id,
+                [r for by_ablation in ablated[1].values() for r in by_ablation.values()],
             )
         finally:
             state.record("final", files=folder_entries(final) if final.is_dir() else [])
@@ -345,7 +393,7 @@ def run_locked(plan: RunPlan, lock: FolderLock) -> dict | None:
                for label, model in models.items()}
         for task in eval_tasks(plan.stages)
     }  # fmt: skip
-    summary = finish(plan, state, reports)
+    summary = finish(plan, state, reports, evaluate_ablations(plan, state, models))
     summary["wall_seconds"] = round(time.monotonic() - started, 1)
     (Path(plan.run.output_dir) / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
     print(format_summary(summary) + f"\nwall time: {summary['wall_seconds']:.0f} s")

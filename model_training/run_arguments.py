@@ -19,14 +19,18 @@ from trl import ModelConfig, SFTConfig
 
 from common.errors import UserError
 from common.hub_ids import is_hub_id, spelling_problem
+from common.results_schema import BLANK_ABLATION, IMAGE_ABLATIONS, NO_ABLATION, SHUFFLE_ABLATION
 
 from .configs import CTRateVQAArguments, GRPORecipe
 from .evaluation.evaluate import EvaluateArguments
+from .evaluation.options import DEFAULT_ABLATION_SEED
 from .stage_options import StageParser
 
 STAGES = ("sft", "grpo")  # the training stages, in order
 STAGE_CHOICES = (*STAGES, "eval", "all")
 GPU_MEMORY_GIB = 80.0  # ours: the plan's default GPU, an H100 / A100 80 GB
+# ours (issue 21): the final model is also evaluated with these image ablations
+RUN_ABLATIONS = (BLANK_ABLATION, SHUFFLE_ABLATION)
 
 
 class RecipeError(UserError):
@@ -129,6 +133,19 @@ class RunArguments:
         default=True,
         metadata={"help": "Also evaluate the starting model ('before SFT' in the summary)."},
     )
+    eval_image_ablations: list[str] = field(
+        default_factory=lambda: list(RUN_ABLATIONS),
+        metadata={
+            "help": "Also evaluate the final model with these image ablations (the evaluator's "
+            "--image-ablation: blank, shuffle), into eval/<stage>-<ablation>/, and report its "
+            "image reliance (real minus ablated figures) in the summary and the model card. "
+            "'none' (or [] in a recipe) evaluates the real images only."
+        },
+    )
+    eval_ablation_seed: int = field(
+        default=DEFAULT_ABLATION_SEED,
+        metadata={"help": "Seed of the shuffle ablation's permutation (--ablation-seed)."},
+    )
     dry_run: bool = field(
         default=False,
         metadata={
@@ -146,6 +163,16 @@ class RunArguments:
     )
 
     def __post_init__(self) -> None:
+        self.eval_image_ablations = run_ablations(self.eval_image_ablations)
+        if (
+            self.eval_ablation_seed != DEFAULT_ABLATION_SEED
+            and SHUFFLE_ABLATION not in self.eval_image_ablations
+        ):
+            raise RecipeError(
+                f"eval_ablation_seed={self.eval_ablation_seed} seeds the shuffle ablation, and "
+                f"eval_image_ablations {self.eval_image_ablations} has none: drop "
+                "eval_ablation_seed, or add shuffle to eval_image_ablations"
+            )
         if str(self.accelerate_config).lower() in ("none", "null", ""):
             self.accelerate_config = None  # the command line's way to unset a recipe's config
         if not self.gpu_memory_gib > 0:
@@ -192,6 +219,22 @@ class RunArguments:
     def runs(self, stage: str) -> bool:
         """Whether this command carries out ``stage`` (a training stage, or 'eval')."""
         return self.stage in (stage, "all")
+
+
+def run_ablations(names: list[str] | str | None) -> list[str]:
+    """``eval_image_ablations`` checked: ablation names, each once; ``none`` alone (or an empty
+    list) for none."""
+    names = [names] if isinstance(names, str) else list(names or [])
+    if names == [NO_ABLATION]:
+        return []
+    ablations = [n for n in IMAGE_ABLATIONS if n != NO_ABLATION]
+    wrong = [n for n in names if n not in ablations]
+    if wrong or len(set(names)) < len(names):
+        raise RecipeError(
+            f"eval_image_ablations {names}: give each of {', '.join(ablations)} at most once, "
+            f"or {NO_ABLATION} alone for none"
+        )
+    return names
 
 
 @dataclass
@@ -251,6 +294,6 @@ def typed(objects: tuple, key: str) -> object:
 
 
 __all__ = [
-    "GPU_MEMORY_GIB", "STAGES", "STAGE_CHOICES", "RecipeError", "RecipeParser", "RunArguments",
-    "RunPlan", "StagePlan", "option_keys", "plain", "typed",
+    "GPU_MEMORY_GIB", "RUN_ABLATIONS", "STAGES", "STAGE_CHOICES", "RecipeError", "RecipeParser",
+    "RunArguments", "RunPlan", "StagePlan", "option_keys", "plain", "run_ablations", "typed",
 ]  # fmt: skip

@@ -33,6 +33,10 @@ OLD_EVAL_KEYS = {
     "eval_batch_size": "batch_size", "eval_max_new_tokens": "max_new_tokens",
     "eval_judge": "judge", "eval_judge_model": "judge_model", "eval_sam_model": "sam_model",
 }  # fmt: skip
+# the evaluator's image-ablation fields, and the run fields that set them for the final model
+RUN_ABLATION_FIELDS = {
+    "image_ablation": "eval_image_ablations", "ablation_seed": "eval_ablation_seed",
+}  # fmt: skip
 # the evaluator's mean-box baseline reads the rows the run trains on: {its field: the stage's}
 TRAINING_ROWS = {"baseline_split": "dataset_train_split", "baseline_limit": "dataset_limit"}
 
@@ -65,6 +69,14 @@ def check_old_keys(recipe_path: Path, keys: list[str]) -> None:
 def parse_eval(recipe_path: Path, section: dict, tokens: list[str]) -> EvaluateArguments:
     """The ``eval:`` section and ``--eval.FIELD`` tokens as the evaluator's options, with
     placeholders where the run fills in each evaluation's own."""
+    ablation = sorted({*section, *option_keys(tokens)} & set(RUN_ABLATION_FIELDS))
+    if ablation:
+        raise RecipeError(
+            f"recipe {recipe_path}: the eval section sets {ablation}: the run evaluates every "
+            "model with the real images, and its final model also with each image ablation of "
+            f"the run field {RUN_ABLATION_FIELDS['image_ablation']} (the shuffle's seed: "
+            f"{RUN_ABLATION_FIELDS['ablation_seed']}): set those instead"
+        )
     filled = sorted({*section, *option_keys(tokens)} & set(RUN_FILLED))
     if filled:
         raise RecipeError(

@@ -15,9 +15,10 @@ import json
 from pathlib import Path
 
 from common.hub_ids import hub_id_or_none
+from common.image_reliance import chance_accuracy, image_reliance, reliance_rows
 from common.names import CLASSIFICATION_TASK, GROUNDING_TASK
 from common.names import TRAINING_SUMMARY_NAME as STAGE_DONE_FILE
-from common.results_schema import MEAN_BOX_BASELINE
+from common.results_schema import IMAGE_ABLATIONS, MEAN_BOX_BASELINE
 from hub_cards.local_paths import without_local_paths
 
 from .curves import reward_trend
@@ -66,10 +67,17 @@ def training_logs(plan: RunPlan) -> dict[str, dict]:
     return logs
 
 
-def run_summary(plan: RunPlan, reports: dict[str, dict[str, dict]], logs: dict[str, dict]) -> dict:
+def run_summary(
+    plan: RunPlan,
+    reports: dict[str, dict[str, dict]],
+    logs: dict[str, dict],
+    ablated: tuple[str | None, dict[str, dict[str, dict]]] = (None, {}),
+) -> dict:
     """The run's summary from ``reports`` ({task: {label: results.json}}) and the stages'
     training logs: classification accuracies (``evaluations``), grounding metrics
-    (``grounding_evaluations``) with the mean-box baseline, the GRPO reward trend, times."""
+    (``grounding_evaluations``) with the mean-box baseline, the final model's image reliance
+    (``ablated``: its label and {task: {ablation: results.json}}), the GRPO reward trend,
+    times."""
     summary = {
         "recipe": public_path(plan.recipe_path),
         "output_dir": recorded_name(plan.run.output_dir),
@@ -84,6 +92,14 @@ def run_summary(plan: RunPlan, reports: dict[str, dict[str, dict]], logs: dict[s
             (r[MEAN_BOX_BASELINE] for r in reports[GROUNDING_TASK].values()
              if r.get(MEAN_BOX_BASELINE)), None,
         )  # fmt: skip
+    label, by_task = ablated
+    if label is not None and by_task:
+        summary["image_reliance"] = {
+            "model": EVAL_LABELS[label],
+            "records": [image_reliance(reports[task][label], results, f"eval/{label}")
+                        for task, by_ablation in by_task.items()
+                        for results in by_ablation.values()],
+        }  # fmt: skip
     return without_local_paths({
         **summary,
         "grpo_reward": reward_trend(logs.get("grpo", {}).get("log_history", [])),
@@ -124,10 +140,8 @@ def classification_summary(reports: dict[str, dict]) -> dict:
         }
         for label, report in reports.items()
     }
-    classes = max(
-        (len(m["per_class"]) for r in reports.values() for m in r["modes"].values()), default=0
-    )
-    return {"chance_accuracy": 1 / classes if classes else None, "evaluations": evaluations}
+    chances = [chance_accuracy(report) for report in reports.values()]
+    return {"chance_accuracy": min(filter(None, chances), default=None), "evaluations": evaluations}
 
 
 def format_summary(summary: dict) -> str:
@@ -159,6 +173,7 @@ def format_summary(summary: dict) -> str:
                 + ", ".join(f"{k} {100 * v:.1f} %" for k, v in judged.items())
             )
     lines += format_grounding(summary)
+    lines += format_reliance(summary)
     trend = summary.get("grpo_reward") or {}
     if trend:
         parts = ", ".join(
@@ -207,6 +222,37 @@ def format_grounding(summary: dict) -> list[str]:
             rates = f"  (complete answers {100 * m['complete_rate']:.0f} %)"
             lines.append(f"  {label:<18}{cells}{rates}")
     return lines
+
+
+def format_reliance(summary: dict) -> list[str]:
+    """Lines of the final model's image reliance: per task, mode and figure, the figure with
+    the real images, with each ablation (and the drop), and without the image (chance or the
+    mean-box baseline)."""
+    reliance = summary.get("image_reliance")
+    if not reliance:
+        return []
+    lines = [
+        f"image reliance of the final model ({reliance['model']}): real images, then each "
+        "ablation (real minus ablated, in points), then without the image:"
+    ]
+    for row in reliance_rows(reliance["records"]):
+        ablations = "; ".join(
+            f"{IMAGE_ABLATIONS[name].strip(' []')} {_percent(value)} "
+            f"({_points(row['reliance'][name])})"
+            for name, value in row["ablated"].items()
+        )
+        without = row["without_image"]
+        reference = "" if without is None else f"; {row['reference']} {_percent(without)}"
+        lines.append(
+            f"  {row['task']} ({row['mode']}) {row['figure']}: real {_percent(row['real'])}; "
+            f"{ablations}{reference}"
+        )
+    return lines
+
+
+def _points(value: float | None) -> str:
+    """A difference of fractions in points (``+12.3 pts``)."""
+    return "n/a" if value is None else f"{100 * value:+.1f} pts"
 
 
 def _percent(value: float | None) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from model_training.evaluation.leaderboard import LeaderboardArguments, main
+from model_training.evaluation.leaderboard.layouts import LAYOUTS
 
 CLASSES = ("emphysema", "ground-glass opacity")
 
@@ -116,6 +117,9 @@ def _layout_inputs(root: Path) -> dict[str, tuple[list[str], list[Path]]]:
     ground = [_results(root / f"{m}-grounding", f"org/{m}", "grounding") for m in ("a", "b")]
     mixed = _results(root / "sft-grounding", "runs/zoom/sft", "grounding",
                      display_name="zoom (SFT)", training=_trained(["sft"]))  # fmt: skip
+    blank = {"image_ablation": {"mode": "blank", "seed": None}}
+    ablated = [_results(root / "sft-blank", "runs/zoom/sft", display_name="zoom (SFT)", **blank),
+               _results(root / "a-grounding-blank", "org/a", "grounding", **blank)]  # fmt: skip
     return {
         "leaderboard": (["--macro"], [sft, rl]),
         "table1": ([], [sft, rl]),
@@ -124,6 +128,7 @@ def _layout_inputs(root: Path) -> dict[str, tuple[list[str], list[Path]]]:
         "fig3": ([], [sft, rl]),
         "grounding": ([], ground),
         "multitask": ([], [sft, mixed, *ground]),
+        "reliance": (["--per-class"], [sft, ground[0], *ablated]),
     }
 
 
@@ -132,6 +137,7 @@ def _wrote(out: Path, layout: str) -> str:
 
 
 def test_every_layout_prints_and_writes_its_own_files(tmp_path, capsys):
+    assert set(_layout_inputs(tmp_path / "listed")) == set(LAYOUTS)  # every layout is tried
     for layout, (options, files) in _layout_inputs(tmp_path / "results").items():
         out = tmp_path / layout
         assert main([*map(str, files), "--output", str(out), "--layout", layout, *options]) == 0
@@ -179,5 +185,5 @@ def test_a_layout_of_the_other_task_or_mixed_tasks_is_refused(tmp_path, capsys):
     assert main([str(grounding[0]), str(classification[0]), "--output", out]) == 2
     _one_line(capsys, "different tasks", str(grounding[0]), str(classification[0]))
     assert main([*map(str, grounding), "--output", out, "--per-class"]) == 2
-    _one_line(capsys, "--per-class applies to --layout leaderboard only (not grounding)")
+    _one_line(capsys, "--per-class applies to --layout leaderboard or reliance only (not grounding")
     assert not Path(out).exists()

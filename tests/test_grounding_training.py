@@ -244,12 +244,15 @@ def test_short_grounding_run_reports_iou_point_dice_and_the_baseline(
 ):
     """SFT 2 steps, GRPO 2 steps with the four soft rewards, evaluations with --config
     grounding: the summary holds IoU and point-Dice per model and the mean-box baseline."""
-    assert run_module.main(["--config", str(grounding_recipe)]) == 0
+    argv = ["--config", str(grounding_recipe), "--eval_image_ablations", "blank"]
+    assert run_module.main(argv) == 0
     printed = capsys.readouterr().out
     assert "mean-box baseline" in printed and "grounding (think)" in printed
+    assert "grounding (think) box IoU: real" in printed and "blank images" in printed
     run_dir = tmp_path / "run"
     state = json.loads((run_dir / "run_state.json").read_text())
-    assert list(state) == ["sft", "grpo", "eval/base", "eval/sft", "eval/grpo", "final"]
+    assert list(state) == ["sft", "grpo", "eval/base", "eval/sft", "eval/grpo",
+                           "eval/grpo-blank", "final"]  # fmt: skip
     command = state["eval/grpo"]["command"]
     assert command[command.index("--config") + 1] == GROUNDING_CONFIG
     assert command[command.index("--sam-model") + 1] == "none" and "--judge" not in command
@@ -262,6 +265,11 @@ def test_short_grounding_run_reports_iou_point_dice_and_the_baseline(
         assert "mask_dice_mean" not in metrics  # no SAM
     baseline = summary["grounding_baseline"]
     assert baseline["n"] == 4 and baseline["train_rows"] == 16
+    # issue 21: the final model with blank images, beside its real figures and the baseline
+    (record,) = summary["image_reliance"]["records"]
+    real, iou = evaluations["after GRPO"]["think"]["iou_mean"], record["modes"]["think"]["iou_mean"]
+    assert iou["real"] == real and iou["reliance"] == pytest.approx(real - iou["ablated"])
+    assert record["without_image"]["iou_mean"] == baseline["iou_mean"]
     assert 0 <= baseline["iou_mean"] < 1 and 0 <= baseline["point_dice_mean"] < 1
     x0, y0, x1, y1 = baseline["box_fraction"]  # the mean training box, a real box in the image
     assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1
@@ -275,6 +283,7 @@ def test_short_grounding_run_reports_iou_point_dice_and_the_baseline(
     assert any("rewards/bbox_iou_reward/mean" in entry for entry in history)
     readme = (run_dir / "final" / "README.md").read_text()
     assert "Grounding" in readme and (run_dir / "final" / "model.safetensors").is_file()
+    assert "| grounding | think | box IoU |" in readme  # the card's image-reliance table
     results = json.loads((run_dir / "final" / "results.json").read_text())
     assert results["task"] == GROUNDING_TASK and results["model"] == "grpo"  # a name, never a path
 

@@ -13,6 +13,7 @@ import yaml
 from huggingface_hub import ModelCard
 from transformers import Qwen2_5_VLForConditionalGeneration
 
+from common.results_schema import read_results
 from model_training import run as run_module
 from model_training.processor import load_processor
 from model_training.run_files import foreign_entry
@@ -34,6 +35,7 @@ TINY_RUN = {
     "report_to": "none",
     "seed": 0,
     "logging_steps": 1,
+    "eval_image_ablations": [],  # the whole-run test turns them on
     "eval": {"limit": 4, "batch_size": 4, "max_new_tokens": 12, "judge": "keyword"},
     "sft": {
         "sft_target": "finding",
@@ -244,13 +246,23 @@ def test_state_protects_what_the_run_did_not_write(recipe, tmp_path):
 
 def test_whole_run_then_resume_then_push(recipe, tmp_path, local_hub, capsys):
     run_dir = tmp_path / "run"
+    content = yaml.safe_load(recipe.read_text())
+    write_recipe(recipe, {**content, "eval_image_ablations": ["blank", "shuffle"]})
     assert run_module.main(["--config", str(recipe)]) == 0
     printed = capsys.readouterr().out
     assert "before SFT" in printed and "after GRPO" in printed and "GRPO mean reward" in printed
+    # issue 21: the final model evaluated again with blank and with shuffled images
+    assert "image reliance of the final model (after GRPO)" in printed
+    assert "classification (think) accuracy: real" in printed and "shuffled" in printed
 
     # every step ran in a process of its own, from its own recipe file
     state = json.loads((run_dir / "run_state.json").read_text())
-    assert list(state) == ["sft", "grpo", "eval/base", "eval/sft", "eval/grpo", "final"]
+    assert list(state) == ["sft", "grpo", "eval/base", "eval/sft", "eval/grpo",
+                           "eval/grpo-blank", "eval/grpo-shuffle", "final"]  # fmt: skip
+    for ablation, seed in (("blank", None), ("shuffle", 0)):
+        ablated = read_results(run_dir / "eval" / f"grpo-{ablation}" / "results.json")
+        assert ablated["image_ablation"] == {"mode": ablation, "seed": seed}
+        assert Path(ablated["model"]).name == "grpo"
     pids = [state[s]["pid"] for s in state if s != "final"]
     assert len(set(pids)) == len(pids) and os.getpid() not in pids
     assert state["grpo"]["command"][:2] == ["-m", "model_training.grpo"]
@@ -275,6 +287,15 @@ def test_whole_run_then_resume_then_push(recipe, tmp_path, local_hub, capsys):
         assert {"think", "no-think"} <= set(result) and result["think"]["n"] == 4
         assert result["think"]["consistency_judged"] <= 4  # the keyword judge ran
     assert summary["chance_accuracy"] == pytest.approx(1 / 7)
+    real = summary["evaluations"]["after GRPO"]["think"]["accuracy_micro"]
+    records = summary["image_reliance"]["records"]
+    assert [r["image_ablation"]["mode"] for r in records] == ["blank", "shuffle"]
+    for record in records:
+        ablated = read_results(run_dir / "eval" / f"grpo-{record['image_ablation']['mode']}"
+                               / "results.json")["modes"]["think"]["accuracy_micro"]  # fmt: skip
+        assert record["modes"]["think"]["accuracy_micro"] == {
+            "real": real, "ablated": ablated, "reliance": pytest.approx(real - ablated)}
+        assert record["without_image"] == {"accuracy_micro": pytest.approx(1 / 7)}
     assert set(summary["grpo_reward"]["components"]) == {"format", "validity", "correctness"}
 
     final = run_dir / "final"
@@ -296,6 +317,7 @@ def test_whole_run_then_resume_then_push(recipe, tmp_path, local_hub, capsys):
     assert card.data.license == "cc-by-nc-sa-4.0" and card.data.eval_results is None
     assert "a local build of CT-RATE-VQA" in card.text and str(tmp_path) not in card.text
     assert "SFT" in card.text and "GRPO" in card.text and "grpo_reward.png" in card.text
+    assert "Does the model look at the image?" in card.text and "drop with shuffled" in card.text
     logs = json.loads((final / "training_logs.json").read_text())
     assert set(logs) == {"sft", "grpo"} and logs["sft"]["trainable_scope"] == "full"
     assert Qwen2_5_VLForConditionalGeneration.from_pretrained(final).generation_config

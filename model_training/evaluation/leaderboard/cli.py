@@ -6,6 +6,7 @@ r"""Gather evaluation results into the paper's tables and, optionally, a Hub res
         --layout table1|table3|table4|fig3 [--paper-figures FILE]
     python -m model_training.evaluation.leaderboard RESULTS... --output DIR [--layout grounding]
     python -m model_training.evaluation.leaderboard RESULTS... --output DIR --layout multitask
+    python -m model_training.evaluation.leaderboard REAL ABLATED... --output DIR --layout reliance
 
 Options: the fields of ``LeaderboardArguments`` (``--per-class`` = ``--per_class``). RESULTS,
 positional (before the options) or ``--results A B``, are ``results.json`` files of
@@ -33,8 +34,13 @@ status 2) results and options that do not fit it; tasks are never mixed in a one
 - ``multitask``: one row per model (its results of both tasks, grouped by ``model``): what it
   was trained on, accuracy with think (micro, macro), validity, fallback, grounding metrics.
 
-The last two add the mean-box baseline that the grounding results carry as a row; different
-baselines are refused unless ``--allow-different-n`` (then each has its row).
+- ``reliance``: does each model look at the image? Per model, task, mode and figure: with the
+  real images, with each image ablation (``evaluate --image-ablation``), the drop, and the
+  figure without the image (chance; the mean-box baseline); ``--per-class`` adds each class.
+  Each ablated result needs the same model's real one on the same rows.
+
+``grounding`` and ``multitask`` add the mean-box baseline that the grounding results carry as
+a row; different baselines are refused unless ``--allow-different-n`` (then each has its row).
 ``--push-results ORG/NAME`` merges one row per (model, mode) into that Parquet dataset repo
 (``hub_cards.results_repo``): rows of the same (model, mode, dataset, config, split) replaced.
 Its repo id is checked and the Hub asked once (``hub_cards.publish.hub_problem``) before any file is

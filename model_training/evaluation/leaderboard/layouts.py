@@ -8,6 +8,7 @@ from .base import Layout
 from .grounding import GROUNDING
 from .multitask import MULTITASK_LAYOUT
 from .paper_layouts import FIG3, TABLE1, TABLE3, TABLE4
+from .reliance import RELIANCE
 
 LAYOUTS: dict[str, Layout] = {
     layout.name: layout
@@ -19,5 +20,6 @@ LAYOUTS: dict[str, Layout] = {
         FIG3,
         GROUNDING,
         MULTITASK_LAYOUT,
+        RELIANCE,
     )
 }
