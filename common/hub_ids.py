@@ -40,4 +40,3 @@ def is_hub_id(name: object, *, namespaced: bool = False) -> bool:
 def hub_id_or_none(name: object, *, namespaced: bool = True) -> str | None:
     """``name`` when it is a Hub repo id (``is_hub_id``), else None."""
     return name if is_hub_id(name, namespaced=namespaced) else None  # type: ignore[return-value]
-

@@ -270,8 +270,6 @@ def _batches(additions: list[CommitOperationAdd], limit: int) -> list[list[Commi
     return batches
 
 
-
-
 def push_dataset(folder: str | Path, repo_id: str, **kwargs) -> PushReport:
     """Publish a built CT-RATE-VQA folder: its own top-level files and the files of the configs
     its card declares (``declared_files``); refuse one whose build did not complete."""

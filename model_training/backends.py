@@ -113,8 +113,10 @@ def trl_vllm_versions() -> SpecifierSet:
     """The vLLM versions the installed TRL supports: its ``vllm`` extra's specifier."""
     for line in importlib.metadata.requires("trl") or []:
         requirement = Requirement(line)
-        if requirement.name == "vllm" and requirement.marker is not None and (
-            requirement.marker.evaluate({"extra": "vllm"})
+        if (
+            requirement.name == "vllm"
+            and requirement.marker is not None
+            and (requirement.marker.evaluate({"extra": "vllm"}))
         ):
             return requirement.specifier
     raise RuntimeError("the installed trl declares no vllm extra; cannot tell its vLLM range")

@@ -230,7 +230,8 @@ def model_shape(config, source: str, scope: str, model_args: Any = None) -> Mode
         patch=vision.patch_size,
         merge=vision.spatial_merge_size,
         patch_input=getattr(vision, "in_channels", getattr(vision, "in_chans", 3))
-        * getattr(vision, "temporal_patch_size", 2) * vision.patch_size**2,
+        * getattr(vision, "temporal_patch_size", 2)
+        * vision.patch_size**2,
     )
 
 
@@ -345,7 +346,7 @@ def activation_parts(
     parts = [Part("activations", text, note)]
     if shape.vision_trains:
         patches = batch * images_tokens * shape.merge**2
-        block = (ACTIVATION_HIDDEN * shape.vision_hidden + ACTIVATION_MLP * shape.vision_mlp)
+        block = ACTIVATION_HIDDEN * shape.vision_hidden + ACTIVATION_MLP * shape.vision_mlp
         depth = 1 if checkpointing else shape.vision_depth
         extra = shape.vision_depth * shape.vision_hidden if checkpointing else 0
         # + the patch embedding's input and the merger's (MERGER_SAVED hidden-sized tensors)
@@ -364,9 +365,13 @@ def generation_parts(
     """The KV cache of ``sequences`` generated at once, and one layer of their prefill."""
     kv = sequences * (prompt + reply) * shape.layers * shape.kv_width * compute
     text = sequences * prompt * (2 * shape.mlp + 4 * shape.hidden) * compute
-    vision = sequences * image_tokens_ * shape.merge**2 * (
-        2 * shape.vision_mlp + 4 * shape.vision_hidden
-    ) * compute
+    vision = (
+        sequences
+        * image_tokens_
+        * shape.merge**2
+        * (2 * shape.vision_mlp + 4 * shape.vision_hidden)
+        * compute
+    )
     return [
         Part("KV cache", kv, f"{sequences} sequences x {prompt + reply} tokens"),
         Part("prefill", max(text, vision), "one layer of the prompt's forward pass"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Literal
@@ -138,6 +139,16 @@ def plan_step(
         return "skip", key, inputs_hash
     if run.resume and record.get("inputs") == inputs_hash:
         return "continue", key, inputs_hash
+    if run.resume:  # say why --resume does not keep it
+        changed = [f"the step(s) {', '.join(inputs)}"] * bool(inputs)
+        changed += ["its start model's files"] * bool(start)
+        print(
+            f"{step}: --resume starts it afresh: what it starts from changed since the earlier "
+            f"run ({' or '.join(changed) or 'its inputs'}; a relative model or dataset path is "
+            "read from the working folder)",
+            file=sys.stderr,
+            flush=True,
+        )
     return "fresh", key, inputs_hash
 
 

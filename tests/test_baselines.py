@@ -232,6 +232,7 @@ def test_bad_options_are_one_line_errors(
 def test_not_yaml_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     baselines = tmp_path / "broken.yaml"
     baselines.write_text("models:\n  - name: A\n    paper: {think: 1\n")
-    assert main(["--baselines", str(baselines), "--dataset", "d", "--out", str(tmp_path)]) == 2
+    out = str(tmp_path / "table")
+    assert main(["--baselines", str(baselines), "--dataset", "d", "--out", out]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is not valid YAML (line" in err and str(baselines) in err

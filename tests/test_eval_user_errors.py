@@ -93,7 +93,7 @@ def test_an_output_folder_that_is_a_file_is_refused(tmp_path, capsys, command, i
 @pytest.mark.parametrize(
     ("command", "foreign"),
     [("evaluate", "notes.txt"), ("evaluate", "results/"), ("retention", "notes.txt"),
-     ("retention", "results/"), ("leaderboard", "notes.txt")],
+     ("retention", "results/"), ("leaderboard", "notes.txt"), ("baselines", "notes.txt")],
 )  # fmt: skip
 def test_an_output_folder_holding_a_users_files_is_refused(tmp_path, capsys, command, foreign):
     """A folder holding a file (for the evaluator and retention also a folder) the command did
@@ -103,14 +103,14 @@ def test_an_output_folder_holding_a_users_files_is_refused(tmp_path, capsys, com
     out = tmp_path / "shared"
     out.mkdir()
     own = {"evaluate": "results.json", "retention": "retention.json",
-           "leaderboard": "grounding.md"}[command]  # fmt: skip
+           "leaderboard": "grounding.md", "baselines": "paper_figures.json"}[command]  # fmt: skip
     (out / own).write_text("an earlier output of the command")
     user = out / foreign.rstrip("/")
     user.mkdir() if foreign.endswith("/") else user.write_text("the user's")
     main, argv = _commands(tmp_path, str(out))[command]
     assert _status(main, argv) == 2
     line = _one_line(capsys, str(out), f"holds {foreign}, which this command did not write")
-    assert "--output" in line
+    assert "--out" in line
     assert sorted(p.name for p in out.iterdir()) == sorted([own, user.name])
     assert (out / own).read_text() == "an earlier output of the command"
 

@@ -116,7 +116,7 @@ def test_driver_refuses_deepspeed_configs_without_deepspeed(tmp_path, capsys):
     assert run_module.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "DeepSpeed, which is not installed" in err
-    assert '.[deepspeed,vllm]' in err
+    assert ".[deepspeed,vllm]" in err
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
 

@@ -180,8 +180,12 @@ GROUNDING_RUN = {
     **TINY_RUN,
     "task": "grounding",
     # no judge (classification's); no SAM: offline (the evaluator's default is MedSAM)
-    "eval": {**{k: v for k, v in TINY_RUN["eval"].items() if k != "judge"}, "mode": "think",
-             "max_new_tokens": 24, "sam_model": "none"},  # fmt: skip
+    "eval": {
+        **{k: v for k, v in TINY_RUN["eval"].items() if k != "judge"},
+        "mode": "think",
+        "max_new_tokens": 24,
+        "sam_model": "none",
+    },  # fmt: skip
     "grpo": {
         **TINY_RUN["grpo"],
         "max_completion_length": 24,

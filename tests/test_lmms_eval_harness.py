@@ -98,34 +98,36 @@ def _as_published(folder: Path) -> Path:
 
 def _sft_tiny_model(built_dataset: Path, root: Path, epochs: int, **task) -> Path:
     """The tiny Qwen2.5-VL after a short SFT on the first evaluated test rows, as published."""
-    return _as_published(train_sft(
-        CTRateVQAArguments(
-            dataset_name=str(built_dataset),
-            dataset_train_split="test",
-            dataset_limit=ROWS,
-            sft_target="finding",
-            trainable_scope="full",
-            **task,
-        ),
-        SFTConfig(
-            output_dir=str(root / "sft"),
-            num_train_epochs=epochs,
-            per_device_train_batch_size=SFT_BATCH_SIZE,
-            learning_rate=SFT_LEARNING_RATE,
-            lr_scheduler_type="cosine",
-            warmup_steps=0.1,
-            assistant_only_loss=True,
-            max_length=None,
-            bf16=False,
-            use_cpu=True,
-            activation_checkpointing=False,
-            report_to="none",
-            save_strategy="no",
-            dataloader_num_workers=0,
-            seed=0,
-        ),
-        ModelConfig(model_name_or_path=str(build_tiny_model(root / "tiny"))),
-    ))
+    return _as_published(
+        train_sft(
+            CTRateVQAArguments(
+                dataset_name=str(built_dataset),
+                dataset_train_split="test",
+                dataset_limit=ROWS,
+                sft_target="finding",
+                trainable_scope="full",
+                **task,
+            ),
+            SFTConfig(
+                output_dir=str(root / "sft"),
+                num_train_epochs=epochs,
+                per_device_train_batch_size=SFT_BATCH_SIZE,
+                learning_rate=SFT_LEARNING_RATE,
+                lr_scheduler_type="cosine",
+                warmup_steps=0.1,
+                assistant_only_loss=True,
+                max_length=None,
+                bf16=False,
+                use_cpu=True,
+                activation_checkpointing=False,
+                report_to="none",
+                save_strategy="no",
+                dataloader_num_workers=0,
+                seed=0,
+            ),
+            ModelConfig(model_name_or_path=str(build_tiny_model(root / "tiny"))),
+        )
+    )
 
 
 @pytest.fixture(scope="module")

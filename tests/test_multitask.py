@@ -100,9 +100,14 @@ def test_multitask_run_evaluates_both_tasks(tmp_path, built_dataset, capsys):
             "task": "multitask",
             "grounding_fraction": 0.5,
             "dataset_limit": 8,
-            "eval": {**TINY_RUN["eval"], "mode": "think", "max_new_tokens": 16,
-                     "sam_model": "none"},  # offline (the evaluator's default SAM: MedSAM)
+            "eval": {
+                **TINY_RUN["eval"],
+                "mode": "think",
+                "max_new_tokens": 16,
+                "sam_model": "none",
+            },  # offline (the evaluator's default SAM: MedSAM)
             "eval_base_model": False,
+            "eval_image_ablations": ["shuffle"],  # the final model, on both tasks
             "grpo": {**TINY_RUN["grpo"], "reward_funcs": BOTH_REWARDS, "max_completion_length": 16},
         },
     )
@@ -113,7 +118,7 @@ def test_multitask_run_evaluates_both_tasks(tmp_path, built_dataset, capsys):
     state = json.loads((run_dir / "run_state.json").read_text())
     assert list(state) == [
         "sft", "grpo", "eval/sft", "eval/grpo", "eval/sft-grounding", "eval/grpo-grounding",
-        "final",
+        "eval/grpo-shuffle", "eval/grpo-grounding-shuffle", "final",
     ]  # fmt: skip
     configs = {
         step: state[step]["command"][state[step]["command"].index("--config") + 1]
@@ -125,6 +130,8 @@ def test_multitask_run_evaluates_both_tasks(tmp_path, built_dataset, capsys):
         "eval/grpo": "zoom",
         "eval/sft-grounding": "grounding",
         "eval/grpo-grounding": "grounding",
+        "eval/grpo-shuffle": "zoom",
+        "eval/grpo-grounding-shuffle": "grounding",
     }
     summary = json.loads((run_dir / "run_summary.json").read_text())
     assert list(summary["evaluations"]) == ["after SFT", "after GRPO"]
@@ -132,5 +139,10 @@ def test_multitask_run_evaluates_both_tasks(tmp_path, built_dataset, capsys):
     assert summary["evaluations"]["after GRPO"]["think"]["n"] == 4
     assert summary["grounding_evaluations"]["after GRPO"]["think"]["n"] == 4
     assert set(summary["grpo_reward"]["components"]) == set(BOTH_REWARDS)
+    records = summary["image_reliance"]["records"]
+    assert [(r["task"], r["image_ablation"]["mode"]) for r in records] == [
+        ("classification", "shuffle"), ("grounding", "shuffle")]  # fmt: skip
     readme = (run_dir / "final" / "README.md").read_text()
     assert "Lesion classification" in readme and "Grounding" in readme
+    assert "| classification | think | accuracy |" in readme
+    assert "| grounding | think | box IoU |" in readme

@@ -294,7 +294,10 @@ def test_whole_run_then_resume_then_push(recipe, tmp_path, local_hub, capsys):
         ablated = read_results(run_dir / "eval" / f"grpo-{record['image_ablation']['mode']}"
                                / "results.json")["modes"]["think"]["accuracy_micro"]  # fmt: skip
         assert record["modes"]["think"]["accuracy_micro"] == {
-            "real": real, "ablated": ablated, "reliance": pytest.approx(real - ablated)}
+            "real": real,
+            "ablated": ablated,
+            "reliance": pytest.approx(real - ablated),
+        }
         assert record["without_image"] == {"accuracy_micro": pytest.approx(1 / 7)}
     assert set(summary["grpo_reward"]["components"]) == {"format", "validity", "correctness"}
 
@@ -352,8 +355,13 @@ def test_whole_run_then_resume_then_push(recipe, tmp_path, local_hub, capsys):
     kept = {p: p.stat().st_mtime_ns for p in run_dir.glob("eval/[bs]*/results.json")}
     argv = ["--config", str(recipe), "--resume", "--stage", "eval", "--push-to-hub", "org/tiny-run",
             "--card_dataset_id", "org/ct-rate-vqa"]  # fmt: skip
+    capsys.readouterr()
     assert run_module.main(argv + ["--grpo.max_steps", "3"]) == 0
     assert kept == {p: p.stat().st_mtime_ns for p in kept}
+    # it says why the GRPO model's evaluations are not kept
+    err = capsys.readouterr().err
+    assert "eval/grpo: --resume starts it afresh: what it starts from changed" in err
+    assert "eval/grpo-shuffle: --resume starts it afresh" in err and "the step(s) grpo" in err
     results = json.loads((run_dir / "eval" / "grpo" / "results.json").read_text())
     assert (run_dir / "eval" / "grpo" / "results.json").stat().st_mtime_ns > max(kept.values())
     pushed = local_hub.files("org/tiny-run")

@@ -62,6 +62,9 @@ from .preflight import check_output_folder
 PROG = "python -m model_training.evaluation.baselines"
 PAPER_FIGURES_FILE = "paper_figures.json"
 STATUS_FILE = "baselines_status.json"
+# what --out may hold: the command's own files and folders (one per model, whose evaluator
+# refuses a file it did not write; Table 1's); anything else there is refused, never overwritten
+BASELINES_FILES = (PAPER_FIGURES_FILE, STATUS_FILE, "*/")
 TABLE_FOLDER = "table1"
 TABLE_LAYOUT = "table1"
 ENTRY_KEYS = (
@@ -407,7 +410,7 @@ def render_table(result_files: list[Path], out: Path, figures_file: Path) -> int
 
 def run(options: BaselinesArguments) -> int:
     """Evaluate the selected baselines and render Table 1; the exit status."""
-    check_output_folder(options.out, "--out", BaselinesError)
+    check_output_folder(options.out, "--out", BaselinesError, BASELINES_FILES)
     chosen = select(read_baselines(options.baselines), options.selected, options.baselines)
     reasons = {b.name: skip_reason(b, options.trust_remote_code) for b in chosen}
     runnable = [b for b in chosen if reasons[b.name] is None]

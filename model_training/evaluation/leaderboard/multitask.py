@@ -148,7 +148,8 @@ def markdown(rows: list[dict], meta: dict[str, dict], title: str) -> list[str]:
         "and fallback (answers read from untagged text); box IoU (mean), IoU >= 0.5, "
         "point-Dice (ours, a true Dice)"
         + (", MedReasoner pDice (2 inter / union, comparable with the paper's)" if pdice else "")
-        + (" and mask / oracle Dice (SAM)" if sam else "") + ". "
+        + (" and mask / oracle Dice (SAM)" if sam else "")
+        + ". "
         f"{NOT_EVALUATED}: the model was not evaluated on that task; {MISSING}: not measured.",
         "",
         '"trained on": the task of its training as its results record it, else the task(s) it '
