@@ -15,6 +15,11 @@ from pathlib import Path
 from .hub_server import LocalHub, free_port
 
 HUB_PORT = free_port()
+# under pytest-xdist (the README's `-n 2`): each worker's torch, and the step processes it
+# starts, get their share of the cores, so that the workers do not oversubscribe them
+if os.environ.get("PYTEST_XDIST_WORKER") and "OMP_NUM_THREADS" not in os.environ:
+    _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // _workers))
 for _name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
     os.environ.pop(_name, None)
 os.environ.update(

@@ -113,7 +113,7 @@ def _stage_file_recipe(tmp_path: Path, built_dataset: Path) -> Path:
     run = folder / "run.yaml"
     run.write_text(yaml.safe_dump({
         "output_dir": "outputs/x", "sft": "sft.yaml", "grpo": "grpo.yaml",
-        "tiny_model_if_missing": True, "eval_base_model": False,
+        "tiny_model_if_missing": True, "eval_base_model": False, "eval_image_ablations": [],
         "eval": {"mode": "think", "limit": 2, "batch_size": 2, "max_new_tokens": 8},
     }))  # fmt: skip
     return run
