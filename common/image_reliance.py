@@ -159,11 +159,21 @@ def _in_percent(value: float | None) -> float | None:
     return None if value is None else round(100.0 * value, 2)
 
 
+def images_label(ablation: str) -> str:
+    """How tables name an ablation's images (``blank images``)."""
+    return IMAGE_ABLATIONS[ablation].strip(" []")
+
+
+def ablation_names(rows: list[dict]) -> list[str]:
+    """The ablations ``reliance_rows`` hold, in the order first seen."""
+    return list(dict.fromkeys(name for row in rows for name in row["ablated"]))
+
+
 def reliance_table(rows: list[dict]) -> tuple[list[str], list[list[object]]]:
     """``reliance_rows`` as a table: (head, body), values in % (differences in points), None
     where not measured; one column per ablation seen."""
-    names = list(dict.fromkeys(name for row in rows for name in row["ablated"]))
-    labels = [IMAGE_ABLATIONS[name].strip(" []") for name in names]
+    names = ablation_names(rows)
+    labels = [images_label(name) for name in names]
     head = [
         "model", "task", "mode", "figure", "real images %", *(f"{x} %" for x in labels),
         *(f"drop with {x} (points)" for x in labels), "without the image %", "without the image",
@@ -191,6 +201,6 @@ RELIANCE_NOTE = (
 
 __all__ = [
     "CLASSIFICATION_RELIANCE", "GROUNDING_RELIANCE", "RELIANCE_LABELS", "RelianceError",
-    "RELIANCE_NOTE", "WITHOUT_IMAGE", "chance_accuracy", "comparison_key", "image_reliance",
-    "real_name", "reliance_rows", "reliance_table",
+    "RELIANCE_NOTE", "WITHOUT_IMAGE", "ablation_names", "chance_accuracy", "comparison_key",
+    "image_reliance", "images_label", "real_name", "reliance_rows", "reliance_table",
 ]  # fmt: skip

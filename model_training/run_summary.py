@@ -15,10 +15,10 @@ import json
 from pathlib import Path
 
 from common.hub_ids import hub_id_or_none
-from common.image_reliance import chance_accuracy, image_reliance, reliance_rows
+from common.image_reliance import chance_accuracy, image_reliance, images_label, reliance_rows
 from common.names import CLASSIFICATION_TASK, GROUNDING_TASK
 from common.names import TRAINING_SUMMARY_NAME as STAGE_DONE_FILE
-from common.results_schema import IMAGE_ABLATIONS, MEAN_BOX_BASELINE
+from common.results_schema import MEAN_BOX_BASELINE
 from hub_cards.local_paths import without_local_paths
 
 from .curves import reward_trend
@@ -237,8 +237,7 @@ def format_reliance(summary: dict) -> list[str]:
     ]
     for row in reliance_rows(reliance["records"]):
         ablations = "; ".join(
-            f"{IMAGE_ABLATIONS[name].strip(' []')} {_percent(value)} "
-            f"({_points(row['reliance'][name])})"
+            f"{images_label(name)} {_percent(value)} ({_points(row['reliance'][name])})"
             for name, value in row["ablated"].items()
         )
         without = row["without_image"]

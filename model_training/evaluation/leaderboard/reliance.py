@@ -14,6 +14,7 @@ from functools import partial
 from common.image_reliance import (
     RELIANCE_NOTE,
     RelianceError,
+    ablation_names,
     comparison_key,
     image_reliance,
     reliance_rows,
@@ -29,10 +30,11 @@ from .reader import by_task, check_comparable
 TEXT_COLUMNS = 4  # model, task, mode, figure
 
 
-def records(loaded: Loaded) -> list[dict]:
+def records(loaded: Loaded) -> tuple[list[dict], dict[tuple, str]]:
     """One ``image_reliance`` record per ablated evaluation, against the real one of the same
-    model and rows; an ablated evaluation without it, a real one without any ablated one, or
-    no ablated evaluation at all, refused naming the files."""
+    model and rows, and the real results' files by (model, task); an ablated evaluation
+    without its real one, a real one without any ablated one, or no ablated evaluation at all,
+    refused naming the files."""
     real = {comparison_key(r): (p, r) for p, r in loaded if ablation_mode(r) == NO_ABLATION}
     ablated = [(p, r) for p, r in loaded if ablation_mode(r) != NO_ABLATION]
     if not ablated:
@@ -61,17 +63,17 @@ def records(loaded: Loaded) -> list[dict]:
             f"{', '.join(unpaired)}: no evaluation of the same model with ablated images; pass "
             "one (evaluate --image-ablation blank or shuffle), or leave these results out"
         )
-    return found
+    return found, {key[:2]: str(path) for key, (path, _) in real.items()}
 
 
 def render(loaded: Loaded, title: str, options: LeaderboardArguments) -> Table:
     metas = {task: check_comparable(group, options.allow_different_n)
              for task, group in by_task(loaded).items()}  # fmt: skip
-    rows = reliance_rows(records(loaded), per_class=options.per_class)
+    found, sources = records(loaded)
+    rows = reliance_rows(found, per_class=options.per_class)
     head, body = reliance_table(rows)
-    sources = {comparison_key(r): str(p) for p, r in loaded if ablation_mode(r) == NO_ABLATION}
     for row in rows:
-        row["source"] = next(s for k, s in sources.items() if k[:2] == (row["model"], row["task"]))
+        row["source"] = sources[row["model"], row["task"]]
     notes = [
         f"# {title}",
         "",
@@ -82,7 +84,7 @@ def render(loaded: Loaded, title: str, options: LeaderboardArguments) -> Table:
         "",
     ]  # fmt: skip
     labels = [f"{r[0]}, {r[1]} ({r[2]}): {r[3]}" for r in body]
-    real_and_ablated = 1 + (len(head) - TEXT_COLUMNS - 3) // 2
+    real_and_ablated = 1 + len(ablation_names(rows))  # the first value columns
     series = [(head[TEXT_COLUMNS + i], [r[TEXT_COLUMNS + i] for r in body], False)
               for i in range(real_and_ablated)]  # fmt: skip
     series.append(("without the image", [r[-2] for r in body], True))
